@@ -1,0 +1,46 @@
+# PeerPush Ledger developer tasks. `make` (or `make help`) lists them.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint bench migrate clean-data
+
+help: ## List the targets with a one-line description each
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv and install the project with dev extras (only when pyproject.toml changes)
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+
+# The stamp records a successful install; it is older than pyproject.toml only after an edit.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(VPY) -m pip install --upgrade pip
+	$(VPY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+run: venv ## Run the ledger (HTTP API) locally
+	$(VPY) -m api.cli run
+
+test: venv ## Run the whole test suite (DATABASE_URL or the embedded PostgreSQL)
+	$(VPY) -m pytest
+
+lint: venv ## ruff check, ruff format --check, mypy --strict on domain and application
+	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+	$(VPY) -m mypy
+
+bench: venv ## Run every bench/*.py script with the venv's python
+	@set -e; for script in bench/*.py; do \
+		[ -e "$$script" ] || { echo "no bench/*.py scripts"; break; }; \
+		echo "== $$script"; $(VPY) "$$script"; \
+	done
+
+migrate: venv ## Apply database migrations
+	$(VPY) -m api.cli migrate
+
+clean-data: ## Remove ./.data (the embedded PostgreSQL and local files)
+	rm -rf ./.data

@@ -1,0 +1,1 @@
+"""Adapters: the ledger's connections to PostgreSQL, Stripe, object storage and identity."""

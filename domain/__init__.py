@@ -1,0 +1,1 @@
+"""The business rules of the PeerPush ledger: pure, deterministic, no I/O."""

@@ -1,0 +1,427 @@
+"""The challenge: who staked, what they submitted, and how the pool ends (SPEC §3–5).
+
+The challenge holds the pool; the tokens themselves are accounted in the wallets. A command
+that moves money saves the challenge together with the wallets it touches, so the two never
+disagree (the application makes that one save).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from domain import ids
+from domain.aggregate import Cause, LedgerAggregate, LedgerCreated, LedgerEvent
+from domain.errors import (
+    ChallengeFull,
+    ChallengeNotEditable,
+    ChallengeNotJoinable,
+    DuplicateSubmission,
+    Forbidden,
+    InvalidField,
+    NotAllowListed,
+    NotCancellable,
+    NotParticipant,
+    NotSettleable,
+    ProofTypeNotAllowed,
+    SubmissionRefused,
+)
+from domain.rules import ChallengeTerms, check_invite_code
+from domain.schedule import expected_slots, governing_timezone, slot_of, validate_timezone
+from domain.settlement import Split, finishes, split_pool
+
+DRAFT, ACTIVE, SETTLED, CANCELLED = "draft", "active", "settled", "cancelled"
+
+
+@dataclass(slots=True)
+class Participant:
+    user_id: UUID
+    timezone: str
+    stake: int
+    penalties: int = 0
+
+
+@dataclass(slots=True)
+class SubmissionRecord:
+    submission_id: UUID
+    user_id: UUID
+    slot: str
+    status: str
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class NewSubmission:
+    """What the challenge decided about a submission it accepted for the record."""
+
+    submission_id: UUID
+    slot: str
+    status: str
+    flags: tuple[str, ...]
+    eligible: int
+
+
+@dataclass(frozen=True)
+class ParticipantResult:
+    user_id: UUID
+    expected: int
+    accepted: int
+    finished: bool
+    stake: int
+    share: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    split: Split
+    results: tuple[ParticipantResult, ...]
+    pending_submissions: tuple[UUID, ...]
+
+
+class Challenge(LedgerAggregate):
+    TOPIC = "peerpush:Challenge"
+
+    class Drafted(LedgerCreated):
+        TOPIC = "peerpush:Challenge.Drafted"
+        owner_id: UUID
+        invite_code: str
+        terms: dict[str, Any]
+
+    class Edited(LedgerEvent):
+        TOPIC = "peerpush:Challenge.Edited"
+        terms: dict[str, Any]
+
+        def apply(self, challenge: Challenge) -> None:
+            challenge.terms = ChallengeTerms(**_terms_from_event(self.terms))
+
+    class Published(LedgerEvent):
+        TOPIC = "peerpush:Challenge.Published"
+
+        def apply(self, challenge: Challenge) -> None:
+            challenge.status = ACTIVE
+
+    class Joined(LedgerEvent):
+        TOPIC = "peerpush:Challenge.Joined"
+        user_id: UUID
+        timezone: str
+        stake: int
+
+        def apply(self, challenge: Challenge) -> None:
+            challenge.participants[str(self.user_id)] = Participant(
+                self.user_id, self.timezone, self.stake
+            )
+            challenge.pool += self.stake
+
+    class SubmissionReceived(LedgerEvent):
+        TOPIC = "peerpush:Challenge.SubmissionReceived"
+        submission_id: UUID
+        user_id: UUID
+        slot: str
+        status: str
+        sha256: str
+
+        def apply(self, challenge: Challenge) -> None:
+            challenge.submissions[str(self.submission_id)] = SubmissionRecord(
+                self.submission_id, self.user_id, self.slot, self.status, self.sha256
+            )
+            if self.sha256:
+                challenge.photo_hashes.setdefault(self.sha256, str(self.submission_id))
+
+    class SubmissionDecided(LedgerEvent):
+        """A peer-reviewed submission's verdict; a rejection's penalty joins the pool."""
+
+        TOPIC = "peerpush:Challenge.SubmissionDecided"
+        submission_id: UUID
+        status: str
+        penalty: int
+
+        def apply(self, challenge: Challenge) -> None:
+            record = challenge.submissions[str(self.submission_id)]
+            record.status = self.status
+            challenge.participants[str(record.user_id)].penalties += self.penalty
+            challenge.pool += self.penalty
+
+    class Cancelled(LedgerEvent):
+        """Every stake and penalty went back to the lots it came from."""
+
+        TOPIC = "peerpush:Challenge.Cancelled"
+        reason: str
+        stakes_returned: int
+        penalties_returned: int
+
+        def apply(self, challenge: Challenge) -> None:
+            challenge.status = CANCELLED
+            challenge.pool = 0
+
+    class Settled(LedgerEvent):
+        """The pool was divided; ``results`` are (user, expected, accepted, finished, share)."""
+
+        TOPIC = "peerpush:Challenge.Settled"
+        pool: int
+        fee: int
+        forfeited: int
+        returned: int
+        paid_out: int
+        results: tuple[tuple[UUID, int, int, bool, int], ...]
+        closed_submissions: tuple[UUID, ...]
+
+        def apply(self, challenge: Challenge) -> None:
+            challenge.status = SETTLED
+            challenge.pool = 0
+            for submission_id in self.closed_submissions:
+                challenge.submissions[str(submission_id)].status = "expired"
+            challenge.finishers = [str(r[0]) for r in self.results if r[3]]
+
+    def __init__(self, owner_id: UUID, invite_code: str, terms: dict[str, Any]) -> None:
+        self.owner_id = owner_id
+        self.invite_code = invite_code
+        self.terms = ChallengeTerms(**_terms_from_event(terms))
+        self.status = DRAFT
+        self.participants: dict[str, Participant] = {}
+        self.submissions: dict[str, SubmissionRecord] = {}
+        self.photo_hashes: dict[str, str] = {}
+        self.pool = 0
+        self.finishers: list[str] = []
+
+    @classmethod
+    def draft(
+        cls,
+        challenge_id: UUID,
+        owner_id: UUID,
+        invite_code: str,
+        terms: ChallengeTerms,
+        cause: Cause,
+        at: datetime,
+    ) -> Challenge:
+        _check_private_list(terms)
+        return cls._create(
+            cls.Drafted,
+            id=challenge_id,
+            owner_id=owner_id,
+            invite_code=check_invite_code(invite_code),
+            terms=terms.as_fields(),
+            actor=cause.actor,
+            request_id=cause.request_id,
+            timestamp=at,
+        )
+
+    # -- queries -----------------------------------------------------------------------
+
+    def is_participant(self, user_id: UUID) -> bool:
+        return str(user_id) in self.participants
+
+    def participant(self, user_id: UUID) -> Participant:
+        try:
+            return self.participants[str(user_id)]
+        except KeyError:
+            raise NotParticipant("only participants may do this") from None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (DRAFT, ACTIVE)
+
+    def settles_at(self, delay: timedelta) -> datetime:
+        return self.terms.ends_at + delay
+
+    # -- commands ----------------------------------------------------------------------
+
+    def edit(self, by: UUID, terms: ChallengeTerms, cause: Cause, at: datetime) -> None:
+        self._require_owner(by)
+        if self.status != DRAFT:
+            raise ChallengeNotEditable("rules may be edited only in draft")
+        _check_private_list(terms)
+        self._record(self.Edited, cause, at, terms=terms.as_fields())
+
+    def publish(self, by: UUID, timezone: str | None, cause: Cause, at: datetime) -> int:
+        """Open the challenge for joining, with the owner as first participant.
+
+        Returns the owner's stake, which the application locks in the same save.
+        """
+        self._require_owner(by)
+        if self.status != DRAFT:
+            raise ChallengeNotJoinable("only a draft can be published")
+        if at >= self.terms.starts_at:
+            raise ChallengeNotJoinable("a challenge must be published before it starts")
+        self._record(self.Published, cause, at)
+        self._join(by, timezone or self.terms.timezone, cause, at)
+        return self.terms.entry_stake
+
+    def join(self, user_id: UUID, timezone: str, cause: Cause, at: datetime) -> bool:
+        """Join before the start; returns False when already a participant (no 2nd stake)."""
+        if self.is_participant(user_id) and self.status == ACTIVE:
+            return False
+        if self.status != ACTIVE:
+            raise ChallengeNotJoinable(f"the challenge is {self.status}")
+        if at >= self.terms.starts_at:
+            raise ChallengeNotJoinable("the challenge has started")
+        if self.terms.visibility == "private" and user_id not in self.terms.allow_list:
+            raise NotAllowListed("this private challenge is by invitation only")
+        if len(self.participants) >= self.terms.max_participants:
+            raise ChallengeFull("the challenge is full")
+        self._join(user_id, timezone, cause, at)
+        return True
+
+    def cancel(
+        self, by: UUID | None, is_admin: bool, reason: str, cause: Cause, at: datetime
+    ) -> list[Participant]:
+        """Cancel; returns the participants whose stakes and penalties must go back.
+
+        ``by=None`` is the settlement worker, which cancels only a challenge that reached
+        its start with fewer than two participants.
+        """
+        if not self.is_open:
+            raise NotCancellable(f"the challenge is {self.status}")
+        if by is None:
+            if not (
+                self.status == ACTIVE and at >= self.terms.starts_at and len(self.participants) < 2
+            ):
+                raise NotCancellable("the challenge has enough participants")
+        elif not is_admin:
+            self._require_owner(by)
+            if self.status == ACTIVE and at >= self.terms.starts_at:
+                raise NotCancellable("an owner may cancel only before the start")
+        reason = reason.strip()[:500] or "cancelled"
+        returning = list(self.participants.values())
+        self._record(
+            self.Cancelled,
+            cause,
+            at,
+            reason=reason,
+            stakes_returned=sum(p.stake for p in returning),
+            penalties_returned=sum(p.penalties for p in returning),
+        )
+        return returning
+
+    def receive_submission(
+        self, user_id: UUID, proof_type: str, sha256: str, cause: Cause, at: datetime
+    ) -> NewSubmission:
+        """Place a submission in its slot; refuse it outside the rules (SPEC §4)."""
+        participant = self.participant(user_id)
+        if self.status != ACTIVE:
+            raise SubmissionRefused(f"the challenge is {self.status}")
+        if not self.terms.starts_at <= at < self.terms.ends_at:
+            raise SubmissionRefused("submissions are accepted only while the challenge runs")
+        if proof_type not in self.terms.proof_types:
+            raise ProofTypeNotAllowed(f"{proof_type} proofs are not allowed here")
+        tz = governing_timezone(self.terms.window, participant.timezone)
+        slot = slot_of(at, self.terms.frequency, self.terms.window, tz)  # type: ignore[arg-type]
+        if slot is None:
+            raise SubmissionRefused("outside the challenge's time window")
+        submission_id = ids.submission_id(self.id, user_id, slot.isoformat())
+        if str(submission_id) in self.submissions:
+            raise DuplicateSubmission("one submission per participant per slot")
+        flags = ("duplicate",) if sha256 and sha256 in self.photo_hashes else ()
+        eligible = len(self.participants) - 1
+        review = self.terms.verification_mode == "quorum" or bool(flags)
+        status = "pending" if review and eligible > 0 else "accepted"
+        self._record(
+            self.SubmissionReceived,
+            cause,
+            at,
+            submission_id=submission_id,
+            user_id=user_id,
+            slot=slot.isoformat(),
+            status=status,
+            sha256=sha256,
+        )
+        return NewSubmission(submission_id, slot.isoformat(), status, flags, eligible)
+
+    def record_verdict(
+        self, submission_id: UUID, status: str, penalty: int, cause: Cause, at: datetime
+    ) -> None:
+        self._record(
+            self.SubmissionDecided,
+            cause,
+            at,
+            submission_id=submission_id,
+            status=status,
+            penalty=penalty,
+        )
+
+    def settle(self, fee_bps: int, delay: timedelta, cause: Cause, at: datetime) -> Outcome | None:
+        """Divide the pool once the settlement time has passed; settling twice is a no-op."""
+        if self.status == SETTLED:
+            return None
+        if self.status != ACTIVE:
+            raise NotSettleable(f"the challenge is {self.status}")
+        if at < self.settles_at(delay):
+            raise NotSettleable(f"the challenge settles at {self.settles_at(delay).isoformat()}")
+        accepted: dict[str, set[str]] = {}
+        pending: list[UUID] = []
+        for record in self.submissions.values():
+            if record.status == "accepted":
+                accepted.setdefault(str(record.user_id), set()).add(record.slot)
+            elif record.status == "pending":
+                pending.append(record.submission_id)
+        counted = []
+        for p in self.participants.values():
+            tz = governing_timezone(self.terms.window, p.timezone)
+            expected = len(
+                expected_slots(
+                    self.terms.starts_at,
+                    self.terms.ends_at,
+                    self.terms.frequency,  # type: ignore[arg-type]
+                    self.terms.window,
+                    tz,
+                )
+            )
+            got = len(accepted.get(str(p.user_id), ()))
+            counted.append((p, expected, got, finishes(expected, got, self.terms.grace)))
+        split = split_pool(self.pool, fee_bps, [p.user_id for p, _, _, done in counted if done])
+        results = tuple(
+            ParticipantResult(
+                p.user_id, expected, got, done, p.stake, split.shares.get(p.user_id, 0)
+            )
+            for p, expected, got, done in counted
+        )
+        returned = sum(min(r.share, r.stake) for r in results)
+        self._record(
+            self.Settled,
+            cause,
+            at,
+            pool=self.pool,
+            fee=split.fee,
+            forfeited=split.forfeited,
+            returned=returned,
+            paid_out=sum(r.share for r in results) - returned,
+            results=tuple(
+                (r.user_id, r.expected, r.accepted, r.finished, r.share) for r in results
+            ),
+            closed_submissions=tuple(pending),
+        )
+        return Outcome(split, results, tuple(pending))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _join(self, user_id: UUID, timezone: str, cause: Cause, at: datetime) -> None:
+        try:
+            validate_timezone(timezone)
+        except ValueError as e:
+            raise InvalidField(f"unknown timezone {timezone!r}") from e
+        self._record(
+            self.Joined,
+            cause,
+            at,
+            user_id=user_id,
+            timezone=timezone,
+            stake=self.terms.entry_stake,
+        )
+
+    def _require_owner(self, by: UUID) -> None:
+        if by != self.owner_id:
+            raise Forbidden("only the owner may do this")
+
+
+def _check_private_list(terms: ChallengeTerms) -> None:
+    if terms.visibility != "private" and terms.allow_list:
+        raise InvalidField("an allow-list is only for private challenges")
+
+
+def _terms_from_event(terms: dict[str, Any]) -> dict[str, Any]:
+    """Stored terms decode lists where tuples were written; restore the value types."""
+    restored = dict(terms)
+    restored["allow_list"] = tuple(UUID(str(u)) for u in terms["allow_list"])
+    restored["proof_types"] = tuple(terms["proof_types"])
+    return restored

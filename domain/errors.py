@@ -1,0 +1,137 @@
+"""Named refusals of the business rules.
+
+Every refusal a client can see is one of these, so the API maps them to statuses in one
+place and the domain never uses ``assert`` for a business rule.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A command was refused by a business rule; nothing was changed."""
+
+    code = "domain_error"
+
+
+class InvalidAmount(DomainError):
+    """A token amount is not a positive whole number within limits (SPEC §1)."""
+
+    code = "invalid_amount"
+
+
+class InvalidField(DomainError):
+    """A field of a command is outside what the rules allow."""
+
+    code = "invalid_field"
+
+
+class InsufficientFunds(DomainError):
+    """The wallet cannot afford the debit (402)."""
+
+    code = "insufficient_funds"
+
+    def __init__(self, needed: int, available: int) -> None:
+        super().__init__(f"needs {needed} tokens, {available} available")
+        self.needed = needed
+        self.available = available
+
+
+class NotRefundable(DomainError):
+    """More was asked back to the card than the refundable lots hold (409)."""
+
+    code = "not_refundable"
+
+    def __init__(self, requested: int, refundable: int) -> None:
+        super().__init__(f"requested {requested} tokens, {refundable} refundable")
+        self.requested = requested
+        self.refundable = refundable
+
+
+class NotFound(DomainError):
+    """The thing named does not exist (or is not the caller's to see)."""
+
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    """The caller may not do this (403)."""
+
+    code = "forbidden"
+
+
+class Conflict(DomainError):
+    """The state of the thing forbids the command right now (409)."""
+
+    code = "conflict"
+
+
+class ChallengeNotEditable(Conflict):
+    code = "challenge_not_editable"
+
+
+class ChallengeNotJoinable(Conflict):
+    code = "challenge_not_joinable"
+
+
+class ChallengeFull(Conflict):
+    code = "challenge_full"
+
+
+class NotAllowListed(Forbidden):
+    code = "not_allow_listed"
+
+
+class NotParticipant(Forbidden):
+    code = "not_participant"
+
+
+class NotCancellable(Conflict):
+    code = "not_cancellable"
+
+
+class NotSettleable(Conflict):
+    code = "not_settleable"
+
+
+class SubmissionRefused(Conflict):
+    """A submission outside the challenge's time, window or rules (409)."""
+
+    code = "submission_refused"
+
+
+class ProofTypeNotAllowed(DomainError):
+    code = "proof_type_not_allowed"
+
+
+class DuplicateSubmission(Conflict):
+    code = "duplicate_submission"
+
+
+class VoteRefused(Conflict):
+    code = "vote_refused"
+
+
+class DuplicateVote(Conflict):
+    code = "duplicate_vote"
+
+
+class OwnSubmission(Forbidden):
+    code = "own_submission"
+
+
+class UnknownWithdrawal(NotFound):
+    code = "unknown_withdrawal"
+
+
+class OutcomeAlreadyRecorded(Conflict):
+    code = "outcome_already_recorded"
+
+
+class UnknownLot(NotFound):
+    code = "unknown_lot"
+
+
+class ConcurrencyConflict(Conflict):
+    """Version conflicts persisted past the bounded retries (409)."""
+
+    code = "version_conflict"

@@ -1,0 +1,36 @@
+"""Deterministic identities.
+
+Where uniqueness matters (one wallet per user, one credit per PaymentIntent, one submission
+per participant and slot) the id is derived from what makes the thing unique, so a duplicate
+fails in the event store on its first version instead of needing a read to detect.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+NAMESPACE = UUID("6b1f0a52-93c4-4d8e-9a57-1d2c7e4b5f30")
+
+
+def wallet_id(user_id: UUID) -> UUID:
+    return uuid5(NAMESPACE, f"wallet:{user_id}")
+
+
+def deposit_lot_id(payment_intent_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"deposit:{payment_intent_id}")
+
+
+def payout_lot_id(challenge_id: UUID, user_id: UUID) -> UUID:
+    return uuid5(NAMESPACE, f"payout:{challenge_id}:{user_id}")
+
+
+def adjustment_lot_id(adjustment_id: UUID) -> UUID:
+    return uuid5(NAMESPACE, f"adjustment:{adjustment_id}")
+
+
+def submission_id(challenge_id: UUID, user_id: UUID, slot: str) -> UUID:
+    return uuid5(challenge_id, f"submission:{user_id}:{slot}")
+
+
+def invite_code_id(code: str) -> UUID:
+    return uuid5(NAMESPACE, f"invite:{code}")

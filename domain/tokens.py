@@ -1,0 +1,146 @@
+"""Tokens and the lots that hold them (SPEC §1).
+
+A lot remembers where its tokens came from, so a refund can go back to the card that paid
+and a returned stake can go back to the very lots it was taken from. Debits consume lots in
+the order they were created in the wallet (FIFO) and record the ``(lot_id, tokens)`` pairs
+they took, which is what lets the lots be rebuilt exactly from the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from domain.errors import InsufficientFunds, InvalidAmount
+
+MAX_TOKENS = 2**53
+"""Largest amount a command may carry: beyond it a JSON number stops being exact."""
+
+LotSource = Literal["deposit", "payout", "adjustment"]
+
+Taken = tuple[tuple[UUID, int], ...]
+"""``(lot_id, tokens)`` pairs consumed by one debit, in consumption order."""
+
+Returned = tuple[tuple[UUID, int, int], ...]
+"""``(lot_id, refilled, loss_recovered)`` triples of tokens coming back to their lots.
+
+Tokens returning to a written-off lot first reduce its booked dispute loss (they go to the
+platform), and only then refill it; the split is decided by the command and recorded."""
+
+
+def positive_tokens(value: object, *, what: str = "tokens") -> int:
+    """Validate a money amount: a positive ``int`` no larger than 2^53 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidAmount(f"{what} must be a whole number of tokens")
+    if value <= 0:
+        raise InvalidAmount(f"{what} must be positive")
+    if value > MAX_TOKENS:
+        raise InvalidAmount(f"{what} must be at most 2^53")
+    return value
+
+
+def non_negative_tokens(value: object, *, what: str, limit: int) -> int:
+    """Validate an amount that may be zero (a free stake, no penalty)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidAmount(f"{what} must be a whole number of tokens")
+    if value < 0 or value > limit:
+        raise InvalidAmount(f"{what} must be between 0 and {limit}")
+    return value
+
+
+@dataclass(slots=True)
+class Lot:
+    """Tokens credited to a wallet in one go, and what became of them.
+
+    ``loss`` is the part of a dispute write-off that could not be taken from the lot
+    because its tokens had already gone elsewhere; it is the platform's loss until tokens
+    come back to the lot.
+    """
+
+    lot_id: UUID
+    seq: int
+    source: LotSource
+    amount: int
+    remaining: int
+    created_at: datetime
+    refundable_until: datetime | None = None
+    payment_intent_id: str | None = None
+    cents_paid: int = 0
+    token_price: int = 1
+    frozen: bool = False
+    written_off: bool = False
+    loss: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return not self.frozen and not self.written_off
+
+    def refundable_at(self, now: datetime) -> bool:
+        return (
+            self.source == "deposit"
+            and self.usable
+            and self.refundable_until is not None
+            and now < self.refundable_until
+        )
+
+
+def take_fifo(lots: Iterable[Lot], tokens: int, *, available: int) -> Taken:
+    """Choose what a debit of ``tokens`` consumes: usable lots, oldest first."""
+    if tokens > available:
+        raise InsufficientFunds(tokens, available)
+    taken: list[tuple[UUID, int]] = []
+    left = tokens
+    for lot in lots:
+        if left == 0:
+            break
+        if lot.usable and lot.remaining > 0:
+            part = min(lot.remaining, left)
+            taken.append((lot.lot_id, part))
+            left -= part
+    if left:
+        raise InsufficientFunds(tokens, tokens - left)
+    return tuple(taken)
+
+
+def take_capped(lots: Iterable[Lot], tokens: int, *, available: int) -> Taken:
+    """Like :func:`take_fifo` but takes only what is available (penalties are capped)."""
+    capped = min(tokens, available)
+    return take_fifo(lots, capped, available=available) if capped > 0 else ()
+
+
+def total(records: Iterable[Sequence[Any]]) -> int:
+    """Tokens moved by ``(lot_id, tokens, ...)`` records."""
+    return sum(int(r[1]) for r in records)
+
+
+def part_of(taken: Iterable[Sequence[Any]], tokens: int) -> Taken:
+    """The first ``tokens`` of what a debit took, in the order it took them.
+
+    When only part of a hold comes back (a finisher's share smaller than its stake), it
+    refills the lots in the order they were consumed.
+    """
+    out: list[tuple[UUID, int]] = []
+    left = tokens
+    for lot_id, amount in taken:
+        if left == 0:
+            break
+        part = min(int(amount), left)
+        out.append((UUID(str(lot_id)), part))
+        left -= part
+    return tuple(out)
+
+
+def returning(lots: dict[str, Lot], pairs: Iterable[Sequence[Any]]) -> Returned:
+    """Split tokens coming back to their lots into refills and recovered dispute loss."""
+    loss_left: dict[str, int] = {}
+    out: list[tuple[UUID, int, int]] = []
+    for lot_id, amount in pairs:
+        lot = lots[str(lot_id)]
+        loss = loss_left.get(str(lot_id), lot.loss)
+        recovered = min(int(amount), loss)
+        loss_left[str(lot_id)] = loss - recovered
+        out.append((lot.lot_id, int(amount) - recovered, recovered))
+    return tuple(out)

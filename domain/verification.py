@@ -1,0 +1,174 @@
+"""Peer review of one submission (SPEC §4).
+
+With ``eligible = participants − 1`` and ``needed = ceil(quorum_pct × eligible / 100)``, a
+submission is accepted once approvals reach ``needed`` and rejected once so many have
+rejected that ``needed`` can no longer be reached.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from domain.aggregate import Cause, LedgerAggregate, LedgerCreated, LedgerEvent
+from domain.errors import DuplicateVote, NotParticipant, OwnSubmission, VoteRefused
+
+PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
+
+
+def votes_needed(quorum_pct: int, eligible: int) -> int:
+    """``ceil(quorum_pct × eligible / 100)`` in integers."""
+    return -(-quorum_pct * eligible // 100)
+
+
+class Verification(LedgerAggregate):
+    TOPIC = "peerpush:Verification"
+
+    class Submitted(LedgerCreated):
+        """A proof was submitted; ``status`` is ``accepted`` at once or ``pending`` review."""
+
+        TOPIC = "peerpush:Verification.Submitted"
+        challenge_id: UUID
+        user_id: UUID
+        slot: str
+        proof_type: str
+        proof_key: str
+        mime_type: str
+        size: int
+        sha256: str
+        flags: tuple[str, ...]
+        eligible: int
+        needed: int
+        status: str
+
+    class VoteCast(LedgerEvent):
+        TOPIC = "peerpush:Verification.VoteCast"
+        voter_id: UUID
+        approve: bool
+
+        def apply(self, verification: Verification) -> None:
+            (verification.approvals if self.approve else verification.rejections).append(
+                str(self.voter_id)
+            )
+
+    class Decided(LedgerEvent):
+        TOPIC = "peerpush:Verification.Decided"
+        status: str
+        penalty: int
+
+        def apply(self, verification: Verification) -> None:
+            verification.status = self.status
+            verification.penalty = self.penalty
+
+    class Closed(LedgerEvent):
+        """Settlement closed the vote: a still-pending submission counts as not accepted."""
+
+        TOPIC = "peerpush:Verification.Closed"
+
+        def apply(self, verification: Verification) -> None:
+            verification.status = EXPIRED
+
+    def __init__(
+        self,
+        challenge_id: UUID,
+        user_id: UUID,
+        slot: str,
+        proof_type: str,
+        proof_key: str,
+        mime_type: str,
+        size: int,
+        sha256: str,
+        flags: tuple[str, ...],
+        eligible: int,
+        needed: int,
+        status: str,
+    ) -> None:
+        self.challenge_id = challenge_id
+        self.user_id = user_id
+        self.slot = slot
+        self.proof_type = proof_type
+        self.proof_key = proof_key
+        self.mime_type = mime_type
+        self.size = size
+        self.sha256 = sha256
+        self.flags = tuple(flags)
+        self.eligible = eligible
+        self.needed = needed
+        self.status = status
+        self.approvals: list[str] = []
+        self.rejections: list[str] = []
+        self.penalty = 0
+
+    @classmethod
+    def submit(
+        cls,
+        submission_id: UUID,
+        challenge_id: UUID,
+        user_id: UUID,
+        slot: str,
+        proof: ProofFacts,
+        flags: tuple[str, ...],
+        eligible: int,
+        quorum_pct: int,
+        status: str,
+        cause: Cause,
+        at: datetime,
+    ) -> Verification:
+        return cls._create(
+            cls.Submitted,
+            id=submission_id,
+            challenge_id=challenge_id,
+            user_id=user_id,
+            slot=slot,
+            proof_type=proof.proof_type,
+            proof_key=proof.key,
+            mime_type=proof.mime_type,
+            size=proof.size,
+            sha256=proof.sha256,
+            flags=flags,
+            eligible=eligible,
+            needed=votes_needed(quorum_pct, eligible),
+            status=status,
+            actor=cause.actor,
+            request_id=cause.request_id,
+            timestamp=at,
+        )
+
+    def vote(
+        self, voter_id: UUID, approve: bool, is_participant: bool, cause: Cause, at: datetime
+    ) -> str | None:
+        """Record a vote; returns the verdict when this vote decides the submission."""
+        if voter_id == self.user_id:
+            raise OwnSubmission("you cannot vote on your own submission")
+        if not is_participant:
+            raise NotParticipant("only participants may vote")
+        if self.status != PENDING:
+            raise VoteRefused(f"the submission is {self.status}")
+        if str(voter_id) in self.approvals or str(voter_id) in self.rejections:
+            raise DuplicateVote("you have already voted on this submission")
+        self._record(self.VoteCast, cause, at, voter_id=voter_id, approve=approve)
+        if len(self.approvals) >= self.needed:
+            return ACCEPTED
+        if len(self.rejections) > self.eligible - self.needed:
+            return REJECTED
+        return None
+
+    def decide(self, status: str, penalty: int, cause: Cause, at: datetime) -> None:
+        self._record(self.Decided, cause, at, status=status, penalty=penalty)
+
+    def close(self, cause: Cause, at: datetime) -> None:
+        if self.status == PENDING:
+            self._record(self.Closed, cause, at)
+
+
+class ProofFacts:
+    """What the ledger keeps of a proof: where it is stored and its fingerprint."""
+
+    __slots__ = ("key", "mime_type", "proof_type", "sha256", "size")
+
+    def __init__(self, proof_type: str, key: str, mime_type: str, size: int, sha256: str):
+        self.proof_type = proof_type
+        self.key = key
+        self.mime_type = mime_type
+        self.size = size
+        self.sha256 = sha256

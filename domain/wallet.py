@@ -1,0 +1,759 @@
+"""The wallet: one per user, the only place a user's tokens live (SPEC §2).
+
+Commands check the rules and decide exactly which lots move; the events they record carry
+those decisions (``taken`` pairs, ``returned`` triples) so applying an event only assigns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
+
+from domain import ids
+from domain.aggregate import Cause, LedgerAggregate, LedgerCreated, LedgerEvent
+from domain.errors import (
+    InvalidField,
+    NotRefundable,
+    OutcomeAlreadyRecorded,
+    UnknownLot,
+    UnknownWithdrawal,
+)
+from domain.tokens import (
+    Lot,
+    Returned,
+    Taken,
+    part_of,
+    positive_tokens,
+    returning,
+    take_capped,
+    take_fifo,
+    total,
+)
+
+LotOutcome = Literal["pending", "refunded", "refused", "failed"]
+
+
+@dataclass(slots=True)
+class WithdrawalHold:
+    """Tokens on their way back to the card, lot by lot (SPEC §2, two phases)."""
+
+    withdrawal_id: UUID
+    lots: dict[str, int]
+    outcomes: dict[str, str] = field(default_factory=dict)
+    refund_ids: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+    def outcome(self, lot_id: UUID) -> str:
+        return self.outcomes.get(str(lot_id), "pending")
+
+
+class Wallet(LedgerAggregate):
+    """A user's tokens: lots, holds for stakes, penalties and withdrawals, and totals."""
+
+    TOPIC = "peerpush:Wallet"
+
+    class Opened(LedgerCreated):
+        TOPIC = "peerpush:Wallet.Opened"
+        user_id: UUID
+
+    class DepositCredited(LedgerEvent):
+        """Tokens bought with a card: one per PaymentIntent, a new deposit lot."""
+
+        TOPIC = "peerpush:Wallet.DepositCredited"
+        payment_intent_id: str
+        lot_id: UUID
+        tokens: int
+        cents_paid: int
+        token_price: int
+        refundable_until: datetime
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._add_lot(
+                Lot(
+                    lot_id=self.lot_id,
+                    seq=len(wallet.lots),
+                    source="deposit",
+                    amount=self.tokens,
+                    remaining=self.tokens,
+                    created_at=self.timestamp,
+                    refundable_until=self.refundable_until,
+                    payment_intent_id=self.payment_intent_id,
+                    cents_paid=self.cents_paid,
+                    token_price=self.token_price,
+                )
+            )
+            wallet.deposits[self.payment_intent_id] = str(self.lot_id)
+            wallet.deposited += self.tokens
+
+    class StakeLocked(LedgerEvent):
+        TOPIC = "peerpush:Wallet.StakeLocked"
+        challenge_id: UUID
+        tokens: int
+        taken: Taken
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._take(self.taken)
+            wallet.stakes[str(self.challenge_id)] = [[lot, n] for lot, n in self.taken]
+            wallet.staked += self.tokens
+
+    class PenaltyCharged(LedgerEvent):
+        """Tokens charged into a challenge's pool for a rejected submission (capped)."""
+
+        TOPIC = "peerpush:Wallet.PenaltyCharged"
+        challenge_id: UUID
+        submission_id: UUID
+        tokens: int
+        taken: Taken
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._take(self.taken)
+            held = wallet.penalties.setdefault(str(self.challenge_id), [])
+            held.extend([lot, n] for lot, n in self.taken)
+            wallet.penalised += self.tokens
+
+    class HoldsReturned(LedgerEvent):
+        """A cancelled challenge gave back this wallet's stake and penalties."""
+
+        TOPIC = "peerpush:Wallet.HoldsReturned"
+        challenge_id: UUID
+        stake: int
+        penalties: int
+        returned: Returned
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._give_back(self.returned)
+            wallet.stakes.pop(str(self.challenge_id), None)
+            wallet.penalties.pop(str(self.challenge_id), None)
+            wallet.staked -= self.stake
+            wallet.penalised -= self.penalties
+
+    class StakeSettled(LedgerEvent):
+        """A settled challenge's outcome for this wallet.
+
+        ``share`` is what the finisher receives: up to its own stake comes back to the lots
+        the stake was taken from (``returned``), the excess is a new payout lot. A
+        non-finisher's stake is forfeited (``share`` 0).
+        """
+
+        TOPIC = "peerpush:Wallet.StakeSettled"
+        challenge_id: UUID
+        stake: int
+        share: int
+        returned: Returned
+        payout_lot_id: UUID | None
+        payout_tokens: int
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._give_back(self.returned)
+            if self.payout_lot_id is not None and self.payout_tokens > 0:
+                wallet._add_lot(
+                    Lot(
+                        lot_id=self.payout_lot_id,
+                        seq=len(wallet.lots),
+                        source="payout",
+                        amount=self.payout_tokens,
+                        remaining=self.payout_tokens,
+                        created_at=self.timestamp,
+                    )
+                )
+            wallet.stakes.pop(str(self.challenge_id), None)
+            wallet.penalties.pop(str(self.challenge_id), None)
+            wallet.staked -= self.stake
+            wallet.won += self.payout_tokens
+            wallet.forfeited += max(0, self.stake - self.share)
+
+    class WithdrawalRequested(LedgerEvent):
+        """Phase one of a refund to the card: the chosen lots' tokens are held."""
+
+        TOPIC = "peerpush:Wallet.WithdrawalRequested"
+        withdrawal_id: UUID
+        tokens: int
+        taken: Taken
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._take(self.taken)
+            wallet.withdrawals[str(self.withdrawal_id)] = WithdrawalHold(
+                withdrawal_id=self.withdrawal_id,
+                lots={str(lot): n for lot, n in self.taken},
+            )
+            wallet.withdrawal_pending += self.tokens
+
+    class LotRefunded(LedgerEvent):
+        """Stripe refunded one lot of a withdrawal: its tokens left the ledger."""
+
+        TOPIC = "peerpush:Wallet.LotRefunded"
+        withdrawal_id: UUID
+        lot_id: UUID
+        tokens: int
+        refund_id: str
+        cents: int
+
+        def apply(self, wallet: Wallet) -> None:
+            hold = wallet.withdrawals[str(self.withdrawal_id)]
+            hold.outcomes[str(self.lot_id)] = "refunded"
+            hold.refund_ids[str(self.lot_id)] = self.refund_id
+            wallet.withdrawal_pending -= self.tokens
+            wallet.refunded += self.tokens
+
+    class LotRefundRefused(LedgerEvent):
+        """The refund of one lot was not made: its tokens went back to the lot."""
+
+        TOPIC = "peerpush:Wallet.LotRefundRefused"
+        withdrawal_id: UUID
+        lot_id: UUID
+        tokens: int
+        reason: str
+        returned: Returned
+
+        def apply(self, wallet: Wallet) -> None:
+            hold = wallet.withdrawals[str(self.withdrawal_id)]
+            hold.outcomes[str(self.lot_id)] = "refused"
+            wallet.withdrawal_pending -= self.tokens
+            wallet._give_back(self.returned)
+
+    class WithdrawalSettled(LedgerEvent):
+        """Every lot of the withdrawal has an outcome."""
+
+        TOPIC = "peerpush:Wallet.WithdrawalSettled"
+        withdrawal_id: UUID
+        refunded: int
+        refused: int
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet.withdrawals[str(self.withdrawal_id)].settled = True
+
+    class RefundFailed(LedgerEvent):
+        """A refund recorded as made failed later: its tokens came back to the lot."""
+
+        TOPIC = "peerpush:Wallet.RefundFailed"
+        withdrawal_id: UUID
+        lot_id: UUID
+        tokens: int
+        refund_id: str
+        returned: Returned
+
+        def apply(self, wallet: Wallet) -> None:
+            hold = wallet.withdrawals[str(self.withdrawal_id)]
+            hold.outcomes[str(self.lot_id)] = "failed"
+            wallet.refunded -= self.tokens
+            wallet._give_back(self.returned)
+
+    class AdjustmentCredited(LedgerEvent):
+        TOPIC = "peerpush:Wallet.AdjustmentCredited"
+        adjustment_id: UUID
+        lot_id: UUID
+        tokens: int
+        reason: str
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._add_lot(
+                Lot(
+                    lot_id=self.lot_id,
+                    seq=len(wallet.lots),
+                    source="adjustment",
+                    amount=self.tokens,
+                    remaining=self.tokens,
+                    created_at=self.timestamp,
+                )
+            )
+            wallet.adjusted_in += self.tokens
+
+    class AdjustmentDebited(LedgerEvent):
+        TOPIC = "peerpush:Wallet.AdjustmentDebited"
+        adjustment_id: UUID
+        tokens: int
+        taken: Taken
+        reason: str
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._take(self.taken)
+            wallet.adjusted_out += self.tokens
+
+    class DisputeRecorded(LedgerEvent):
+        """A dispute arrived before its deposit was credited; kept until it is."""
+
+        TOPIC = "peerpush:Wallet.DisputeRecorded"
+        dispute_id: str
+        payment_intent_id: str
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet.early_disputes[self.payment_intent_id] = self.dispute_id
+
+    class LotFrozen(LedgerEvent):
+        """A card dispute freezes the lot it paid for (SPEC §6); no hold is released."""
+
+        TOPIC = "peerpush:Wallet.LotFrozen"
+        dispute_id: str
+        lot_id: UUID
+        tokens: int
+
+        def apply(self, wallet: Wallet) -> None:
+            lot = wallet.lot(self.lot_id)
+            lot.frozen = True
+            wallet.available -= self.tokens
+            wallet.frozen += self.tokens
+            wallet.disputes[self.dispute_id] = str(self.lot_id)
+            for pi, dispute in list(wallet.early_disputes.items()):
+                if dispute == self.dispute_id:
+                    del wallet.early_disputes[pi]
+
+    class LotUnfrozen(LedgerEvent):
+        """The dispute was won: the lot is usable again."""
+
+        TOPIC = "peerpush:Wallet.LotUnfrozen"
+        dispute_id: str
+        lot_id: UUID
+        tokens: int
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet.lot(self.lot_id).frozen = False
+            wallet.frozen -= self.tokens
+            wallet.available += self.tokens
+            wallet.disputes.pop(self.dispute_id, None)
+
+    class LotWrittenOff(LedgerEvent):
+        """Card money taken back (lost dispute, refund outside our flow).
+
+        ``written_off`` (w) tokens are written off: ``taken`` leave the lot, and
+        ``loss`` (w − taken) is booked as the platform's dispute loss. What stays in the
+        lot is usable again (``released``) unless the lot is wholly written off.
+        """
+
+        TOPIC = "peerpush:Wallet.LotWrittenOff"
+        reference: str
+        reason: str
+        lot_id: UUID
+        cents: int
+        written_off: int
+        taken: int
+        loss: int
+        lot_closed: bool
+        released: int
+
+        def apply(self, wallet: Wallet) -> None:
+            lot = wallet.lot(self.lot_id)
+            if lot.frozen:
+                wallet.frozen -= self.taken + self.released
+            else:
+                wallet.available -= self.taken
+            wallet.available += self.released
+            lot.remaining -= self.taken
+            lot.loss += self.loss
+            lot.frozen = False
+            lot.written_off = self.lot_closed
+            wallet.written_off_total += self.written_off
+            wallet.disputes.pop(self.reference, None)
+
+    def __init__(self, user_id: UUID) -> None:
+        self.user_id = user_id
+        self.lots: dict[str, Lot] = {}
+        self.deposits: dict[str, str] = {}
+        self.stakes: dict[str, list[list[Any]]] = {}
+        self.penalties: dict[str, list[list[Any]]] = {}
+        self.withdrawals: dict[str, WithdrawalHold] = {}
+        self.disputes: dict[str, str] = {}
+        self.early_disputes: dict[str, str] = {}
+        self.available = 0
+        self.frozen = 0
+        self.staked = 0
+        self.withdrawal_pending = 0
+        self.cashout_pending = 0
+        self.deposited = 0
+        self.refunded = 0
+        self.cashed_out = 0
+        self.won = 0
+        self.forfeited = 0
+        self.penalised = 0
+        self.written_off_total = 0
+        self.adjusted_in = 0
+        self.adjusted_out = 0
+
+    @classmethod
+    def open(cls, user_id: UUID, cause: Cause, at: datetime) -> Wallet:
+        return cls._create(
+            cls.Opened,
+            id=ids.wallet_id(user_id),
+            user_id=user_id,
+            actor=cause.actor,
+            request_id=cause.request_id,
+            timestamp=at,
+        )
+
+    # -- queries -----------------------------------------------------------------------
+
+    def lot(self, lot_id: UUID | str) -> Lot:
+        try:
+            return self.lots[str(lot_id)]
+        except KeyError:
+            raise UnknownLot(f"no lot {lot_id} in this wallet") from None
+
+    def refundable(self, now: datetime) -> int:
+        return sum(lot.remaining for lot in self.lots.values() if lot.refundable_at(now))
+
+    def has_credited(self, payment_intent_id: str) -> bool:
+        return payment_intent_id in self.deposits
+
+    def stake_in(self, challenge_id: UUID) -> int:
+        return total(self.stakes.get(str(challenge_id), []))
+
+    def penalties_in(self, challenge_id: UUID) -> int:
+        return total(self.penalties.get(str(challenge_id), []))
+
+    @property
+    def holds_in_flight(self) -> bool:
+        return bool(
+            self.staked
+            or self.withdrawal_pending
+            or self.cashout_pending
+            or any(self.penalties.values())
+        )
+
+    # -- commands ----------------------------------------------------------------------
+
+    def credit_deposit(
+        self,
+        payment_intent_id: str,
+        cents_paid: int,
+        token_price: int,
+        refund_window: timedelta,
+        cause: Cause,
+        at: datetime,
+    ) -> bool:
+        """Credit a paid PaymentIntent once; a repeat delivery changes nothing."""
+        if self.has_credited(payment_intent_id):
+            return False
+        positive_tokens(cents_paid, what="cents paid")
+        positive_tokens(token_price, what="token price")
+        tokens = cents_paid // token_price
+        if tokens <= 0:
+            raise InvalidField("the payment buys no whole token")
+        lot_id = ids.deposit_lot_id(payment_intent_id)
+        self._record(
+            self.DepositCredited,
+            cause,
+            at,
+            payment_intent_id=payment_intent_id,
+            lot_id=lot_id,
+            tokens=tokens,
+            cents_paid=cents_paid,
+            token_price=token_price,
+            refundable_until=at + refund_window,
+        )
+        early = self.early_disputes.get(payment_intent_id)
+        if early is not None:
+            self.freeze_lot(lot_id, early, cause, at)
+        return True
+
+    def lock_stake(self, challenge_id: UUID, tokens: int, cause: Cause, at: datetime) -> None:
+        """Move a challenge's entry stake from available to staked (FIFO); 0 moves nothing."""
+        if tokens == 0 or str(challenge_id) in self.stakes:
+            return
+        taken = take_fifo(self.lots.values(), tokens, available=self.available)
+        self._record(
+            self.StakeLocked, cause, at, challenge_id=challenge_id, tokens=tokens, taken=taken
+        )
+
+    def charge_penalty(
+        self, challenge_id: UUID, submission_id: UUID, tokens: int, cause: Cause, at: datetime
+    ) -> int:
+        """Charge a rejection's penalty, capped at what is available; returns the charge."""
+        taken = take_capped(self.lots.values(), tokens, available=self.available)
+        charged = total(taken)
+        if charged:
+            self._record(
+                self.PenaltyCharged,
+                cause,
+                at,
+                challenge_id=challenge_id,
+                submission_id=submission_id,
+                tokens=charged,
+                taken=taken,
+            )
+        return charged
+
+    def return_holds(self, challenge_id: UUID, cause: Cause, at: datetime) -> tuple[int, int]:
+        """Give back a cancelled challenge's stake and penalties to their very lots."""
+        stake_taken = self.stakes.get(str(challenge_id), [])
+        penalty_taken = self.penalties.get(str(challenge_id), [])
+        stake, penalties = total(stake_taken), total(penalty_taken)
+        if stake or penalties:
+            self._record(
+                self.HoldsReturned,
+                cause,
+                at,
+                challenge_id=challenge_id,
+                stake=stake,
+                penalties=penalties,
+                returned=returning(self.lots, [*stake_taken, *penalty_taken]),
+            )
+        return stake, penalties
+
+    def settle_stake(
+        self, challenge_id: UUID, share: int, cause: Cause, at: datetime
+    ) -> tuple[int, int]:
+        """Apply a settlement: own stake back first, the excess as a payout lot.
+
+        Returns ``(returned_stake, payout)``.
+        """
+        stake_taken = self.stakes.get(str(challenge_id), [])
+        stake = total(stake_taken)
+        back = min(share, stake)
+        payout = share - back
+        if stake or share or str(challenge_id) in self.penalties:
+            self._record(
+                self.StakeSettled,
+                cause,
+                at,
+                challenge_id=challenge_id,
+                stake=stake,
+                share=share,
+                returned=returning(self.lots, part_of(stake_taken, back)),
+                payout_lot_id=ids.payout_lot_id(challenge_id, self.user_id) if payout else None,
+                payout_tokens=payout,
+            )
+        return back, payout
+
+    def request_withdrawal(
+        self, withdrawal_id: UUID, tokens: int, cause: Cause, at: datetime
+    ) -> Taken:
+        """Hold refundable deposit lots, oldest first, for a refund to the card."""
+        positive_tokens(tokens)
+        if str(withdrawal_id) in self.withdrawals:
+            return tuple(
+                (UUID(lot), n) for lot, n in self.withdrawals[str(withdrawal_id)].lots.items()
+            )
+        refundable = [lot for lot in self.lots.values() if lot.refundable_at(at)]
+        available = sum(lot.remaining for lot in refundable)
+        if tokens > available:
+            raise NotRefundable(tokens, available)
+        taken = take_fifo(refundable, tokens, available=available)
+        self._record(
+            self.WithdrawalRequested,
+            cause,
+            at,
+            withdrawal_id=withdrawal_id,
+            tokens=tokens,
+            taken=taken,
+        )
+        return taken
+
+    def record_refund(
+        self,
+        withdrawal_id: UUID,
+        lot_id: UUID,
+        refund_id: str,
+        cause: Cause,
+        at: datetime,
+    ) -> None:
+        """Record that Stripe refunded one lot of a withdrawal (its first outcome)."""
+        hold, tokens = self._pending_lot(withdrawal_id, lot_id)
+        lot = self.lot(lot_id)
+        self._record(
+            self.LotRefunded,
+            cause,
+            at,
+            withdrawal_id=withdrawal_id,
+            lot_id=lot_id,
+            tokens=tokens,
+            refund_id=refund_id,
+            cents=tokens * lot.token_price,
+        )
+        self._settle_if_complete(hold, cause, at)
+
+    def refuse_refund(
+        self, withdrawal_id: UUID, lot_id: UUID, reason: str, cause: Cause, at: datetime
+    ) -> None:
+        """Record that one lot's refund was not made: its tokens go back to the lot."""
+        hold, tokens = self._pending_lot(withdrawal_id, lot_id)
+        self._record(
+            self.LotRefundRefused,
+            cause,
+            at,
+            withdrawal_id=withdrawal_id,
+            lot_id=lot_id,
+            tokens=tokens,
+            reason=reason,
+            returned=returning(self.lots, [(lot_id, tokens)]),
+        )
+        self._settle_if_complete(hold, cause, at)
+
+    def fail_refund(self, withdrawal_id: UUID, lot_id: UUID, cause: Cause, at: datetime) -> bool:
+        """A refund already recorded as made failed later; anything else is ignored."""
+        hold = self.withdrawals.get(str(withdrawal_id))
+        if hold is None:
+            raise UnknownWithdrawal(f"no withdrawal {withdrawal_id}")
+        if hold.outcome(lot_id) != "refunded":
+            return False
+        tokens = hold.lots[str(lot_id)]
+        self._record(
+            self.RefundFailed,
+            cause,
+            at,
+            withdrawal_id=withdrawal_id,
+            lot_id=lot_id,
+            tokens=tokens,
+            refund_id=hold.refund_ids.get(str(lot_id), ""),
+            returned=returning(self.lots, [(lot_id, tokens)]),
+        )
+        return True
+
+    def credit_adjustment(
+        self, adjustment_id: UUID, tokens: int, reason: str, cause: Cause, at: datetime
+    ) -> None:
+        positive_tokens(tokens)
+        self._record(
+            self.AdjustmentCredited,
+            cause,
+            at,
+            adjustment_id=adjustment_id,
+            lot_id=ids.adjustment_lot_id(adjustment_id),
+            tokens=tokens,
+            reason=_reason(reason),
+        )
+
+    def debit_adjustment(
+        self, adjustment_id: UUID, tokens: int, reason: str, cause: Cause, at: datetime
+    ) -> None:
+        positive_tokens(tokens)
+        taken = take_fifo(self.lots.values(), tokens, available=self.available)
+        self._record(
+            self.AdjustmentDebited,
+            cause,
+            at,
+            adjustment_id=adjustment_id,
+            tokens=tokens,
+            taken=taken,
+            reason=_reason(reason),
+        )
+
+    def open_dispute(
+        self, payment_intent_id: str, dispute_id: str, cause: Cause, at: datetime
+    ) -> None:
+        """Freeze the disputed deposit's lot, or keep the dispute until it is credited."""
+        if dispute_id in self.disputes:
+            return
+        lot_id = self.deposits.get(payment_intent_id)
+        if lot_id is None:
+            if payment_intent_id not in self.early_disputes:
+                self._record(
+                    self.DisputeRecorded,
+                    cause,
+                    at,
+                    dispute_id=dispute_id,
+                    payment_intent_id=payment_intent_id,
+                )
+            return
+        self.freeze_lot(UUID(lot_id), dispute_id, cause, at)
+
+    def freeze_lot(self, lot_id: UUID, dispute_id: str, cause: Cause, at: datetime) -> None:
+        lot = self.lot(lot_id)
+        if lot.frozen or lot.written_off:
+            return
+        self._record(
+            self.LotFrozen, cause, at, dispute_id=dispute_id, lot_id=lot_id, tokens=lot.remaining
+        )
+
+    def win_dispute(self, dispute_id: str, cause: Cause, at: datetime) -> None:
+        lot_id = self.disputes.get(dispute_id)
+        if lot_id is None:
+            return
+        lot = self.lot(lot_id)
+        self._record(
+            self.LotUnfrozen,
+            cause,
+            at,
+            dispute_id=dispute_id,
+            lot_id=lot.lot_id,
+            tokens=lot.remaining if lot.frozen else 0,
+        )
+
+    def lose_dispute(self, dispute_id: str, cents: int, cause: Cause, at: datetime) -> None:
+        lot_id = self.disputes.get(dispute_id)
+        if lot_id is None:
+            return
+        self.write_off(UUID(lot_id), dispute_id, "dispute_lost", cents, cause, at)
+
+    def write_off(
+        self,
+        lot_id: UUID,
+        reference: str,
+        reason: str,
+        cents: int,
+        cause: Cause,
+        at: datetime,
+    ) -> int:
+        """Take back card money: w = cents ÷ the lot's price, at most its amount (SPEC §6)."""
+        positive_tokens(cents, what="cents")
+        lot = self.lot(lot_id)
+        w = min(cents // lot.token_price, lot.amount)
+        taken = min(w, lot.remaining)
+        closed = w == lot.amount
+        # A frozen lot's tokens beyond w become usable again; an unfrozen lot's already are.
+        released = lot.remaining - taken if lot.frozen and not closed else 0
+        self._record(
+            self.LotWrittenOff,
+            cause,
+            at,
+            reference=reference,
+            reason=reason,
+            lot_id=lot_id,
+            cents=cents,
+            written_off=w,
+            taken=taken,
+            loss=w - taken,
+            lot_closed=closed,
+            released=released,
+        )
+        return w
+
+    # -- state changes shared by several events -----------------------------------------
+
+    def _add_lot(self, lot: Lot) -> None:
+        self.lots[str(lot.lot_id)] = lot
+        self.available += lot.remaining
+
+    def _take(self, taken: Taken) -> None:
+        for lot_id, tokens in taken:
+            self.lots[str(lot_id)].remaining -= tokens
+            self.available -= tokens
+
+    def _give_back(self, returned: Returned) -> None:
+        for lot_id, refilled, recovered in returned:
+            lot = self.lots[str(lot_id)]
+            lot.loss -= recovered
+            lot.remaining += refilled
+            if lot.frozen:
+                self.frozen += refilled
+            elif not lot.written_off:
+                self.available += refilled
+
+    def _pending_lot(self, withdrawal_id: UUID, lot_id: UUID) -> tuple[WithdrawalHold, int]:
+        hold = self.withdrawals.get(str(withdrawal_id))
+        if hold is None:
+            raise UnknownWithdrawal(f"no withdrawal {withdrawal_id}")
+        if str(lot_id) not in hold.lots:
+            raise UnknownLot(f"lot {lot_id} is not part of withdrawal {withdrawal_id}")
+        if hold.outcome(lot_id) != "pending":
+            raise OutcomeAlreadyRecorded(f"lot {lot_id} already {hold.outcome(lot_id)}")
+        return hold, hold.lots[str(lot_id)]
+
+    def _settle_if_complete(self, hold: WithdrawalHold, cause: Cause, at: datetime) -> None:
+        if all(hold.outcome(UUID(lot)) != "pending" for lot in hold.lots):
+            refunded = sum(n for lot, n in hold.lots.items() if hold.outcomes[lot] == "refunded")
+            self._record(
+                self.WithdrawalSettled,
+                cause,
+                at,
+                withdrawal_id=hold.withdrawal_id,
+                refunded=refunded,
+                refused=sum(hold.lots.values()) - refunded,
+            )
+
+
+def _reason(reason: str) -> str:
+    reason = reason.strip()
+    if not 1 <= len(reason) <= 500:
+        raise InvalidField("a reason of 1 to 500 characters is required")
+    return reason
