@@ -1,0 +1,1 @@
+"""The command side: load aggregates, decide, save once."""

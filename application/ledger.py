@@ -1,0 +1,527 @@
+"""The ledger application: every command the platform's money obeys.
+
+Each command loads what it needs from the event store, asks the aggregates to decide, and
+makes exactly one ``save`` of every aggregate it changed — the atomic unit. A version
+conflict (another command saved one of those aggregates first) rolls the whole save back;
+the command is then re-run on fresh state a bounded number of times and finally refused as a
+:class:`~domain.errors.ConcurrencyConflict`. No I/O happens between loading and saving, so
+commands can later share one transaction (group commit).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import string
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Transcoder
+
+from application.ports import Clock, SystemClock
+from application.receipts import (
+    ChallengeCreated,
+    Joined,
+    Receipt,
+    SubmissionMade,
+    Swept,
+    VoteCounted,
+    WithdrawalHeld,
+)
+from application.settings import LedgerSettings
+from application.transcodings import snapshot_transcodings
+from domain import ids
+from domain.aggregate import Cause, LedgerAggregate
+from domain.challenge import ACTIVE, Challenge
+from domain.errors import (
+    ConcurrencyConflict,
+    Forbidden,
+    InvalidField,
+    NotFound,
+    NotSettleable,
+    VoteRefused,
+)
+from domain.invite import InviteCode
+from domain.rules import make_terms
+from domain.tokens import positive_tokens
+from domain.verification import REJECTED, ProofFacts, Verification
+from domain.wallet import Wallet
+
+T = TypeVar("T")
+A = TypeVar("A", bound=LedgerAggregate)
+
+LIFECYCLE_TOPICS = (
+    Challenge.Published.TOPIC,
+    Challenge.Settled.TOPIC,
+    Challenge.Cancelled.TOPIC,
+)
+INVITE_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class Ledger(Application[UUID]):
+    """Commands over wallets, challenges and verifications, saved atomically."""
+
+    name = "ledger"
+    env: ClassVar[dict[str, str]] = {
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "IS_SNAPSHOTTING_ENABLED": "y",
+    }
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {  # type: ignore[misc]
+        Wallet: 100,
+        Challenge: 100,
+        Verification: 50,
+    }
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Clock | None = None,
+        settings: LedgerSettings | None = None,
+    ) -> None:
+        super().__init__(env)
+        self.clock: Clock = clock or SystemClock()
+        self.settings = settings or LedgerSettings.from_env(env or {})
+
+    def register_transcodings(self, transcoder: Transcoder) -> None:
+        super().register_transcodings(transcoder)  # type: ignore[arg-type]
+        for transcoding in snapshot_transcodings():
+            transcoder.register(transcoding)  # type: ignore[attr-defined]
+
+    # -- wallets: deposits, withdrawals, adjustments, disputes --------------------------
+
+    def open_wallet(self, user_id: UUID, cause: Cause) -> Receipt:
+        def attempt() -> Receipt:
+            return self._save(self._wallet(user_id, cause))
+
+        return self._retrying(attempt)
+
+    def credit_deposit(
+        self, user_id: UUID, payment_intent_id: str, cents_paid: int, cause: Cause
+    ) -> Receipt:
+        """Credit a paid PaymentIntent once, however often and in whatever order it arrives."""
+        if not payment_intent_id:
+            raise InvalidField("a payment intent id is required")
+
+        def attempt() -> Receipt:
+            wallet = self._wallet(user_id, cause)
+            wallet.credit_deposit(
+                payment_intent_id,
+                cents_paid,
+                self.settings.token_price_usd_cents,
+                self.settings.refund_window,
+                cause,
+                self._now(),
+            )
+            return self._save(wallet)
+
+        return self._retrying(attempt)
+
+    def request_withdrawal(
+        self, user_id: UUID, withdrawal_id: UUID, tokens: int, cause: Cause
+    ) -> WithdrawalHeld:
+        positive_tokens(tokens)
+
+        def attempt() -> WithdrawalHeld:
+            wallet = self._existing_wallet(user_id)
+            lots = wallet.request_withdrawal(withdrawal_id, tokens, cause, self._now())
+            receipt = self._save(wallet)
+            return WithdrawalHeld(receipt.position, withdrawal_id, lots)
+
+        return self._retrying(attempt)
+
+    def record_refund(
+        self, user_id: UUID, withdrawal_id: UUID, lot_id: UUID, refund_id: str, cause: Cause
+    ) -> Receipt:
+        return self._wallet_command(
+            user_id, lambda w, at: w.record_refund(withdrawal_id, lot_id, refund_id, cause, at)
+        )
+
+    def refuse_refund(
+        self, user_id: UUID, withdrawal_id: UUID, lot_id: UUID, reason: str, cause: Cause
+    ) -> Receipt:
+        return self._wallet_command(
+            user_id, lambda w, at: w.refuse_refund(withdrawal_id, lot_id, reason, cause, at)
+        )
+
+    def fail_refund(
+        self, user_id: UUID, withdrawal_id: UUID, lot_id: UUID, cause: Cause
+    ) -> Receipt:
+        return self._wallet_command(
+            user_id, lambda w, at: w.fail_refund(withdrawal_id, lot_id, cause, at)
+        )
+
+    def adjust(
+        self,
+        user_id: UUID,
+        direction: str,
+        tokens: int,
+        reason: str,
+        adjustment_id: UUID,
+        cause: Cause,
+    ) -> Receipt:
+        """An admin's correction: a credit makes an adjustment lot, a debit consumes FIFO."""
+        positive_tokens(tokens)
+        if direction not in ("credit", "debit"):
+            raise InvalidField("direction must be credit or debit")
+
+        def attempt() -> Receipt:
+            wallet = self._wallet(user_id, cause)
+            at = self._now()
+            if direction == "credit":
+                wallet.credit_adjustment(adjustment_id, tokens, reason, cause, at)
+            else:
+                wallet.debit_adjustment(adjustment_id, tokens, reason, cause, at)
+            return self._save(wallet)
+
+        return self._retrying(attempt)
+
+    def open_dispute(
+        self, user_id: UUID, payment_intent_id: str, dispute_id: str, cause: Cause
+    ) -> Receipt:
+        def attempt() -> Receipt:
+            wallet = self._wallet(user_id, cause)
+            wallet.open_dispute(payment_intent_id, dispute_id, cause, self._now())
+            return self._save(wallet)
+
+        return self._retrying(attempt)
+
+    def close_dispute(
+        self, user_id: UUID, dispute_id: str, won: bool, cents: int, cause: Cause
+    ) -> Receipt:
+        def decide(wallet: Wallet, at: datetime) -> None:
+            if won:
+                wallet.win_dispute(dispute_id, cause, at)
+            else:
+                wallet.lose_dispute(dispute_id, cents, cause, at)
+
+        return self._wallet_command(user_id, decide)
+
+    def write_off_external_refund(
+        self, user_id: UUID, payment_intent_id: str, refund_id: str, cents: int, cause: Cause
+    ) -> Receipt:
+        """A refund made outside our flow is written off like a lost dispute (SPEC §6)."""
+
+        def decide(wallet: Wallet, at: datetime) -> None:
+            lot_id = wallet.deposits.get(payment_intent_id)
+            if lot_id is None:
+                raise NotFound(f"no deposit for {payment_intent_id}")
+            wallet.write_off(UUID(lot_id), refund_id, "external_refund", cents, cause, at)
+
+        return self._wallet_command(user_id, decide)
+
+    # -- challenges ---------------------------------------------------------------------
+
+    def create_challenge(
+        self, owner_id: UUID, cause: Cause, challenge_id: UUID | None = None, **terms: Any
+    ) -> ChallengeCreated:
+        """Draft a challenge and claim a fresh invite code for it."""
+        checked = make_terms(self.settings.challenge_limits, **terms)
+        challenge_id = challenge_id or uuid4()
+
+        def attempt() -> ChallengeCreated:
+            if existing := self._maybe(Challenge, challenge_id):
+                return ChallengeCreated(self._head(), existing.id, existing.invite_code)
+            code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(6))
+            at = self._now()
+            challenge = Challenge.draft(challenge_id, owner_id, code, checked, cause, at)
+            invite = InviteCode.claim(code, challenge_id, cause, at)
+            receipt = self._save(challenge, invite)
+            return ChallengeCreated(receipt.position, challenge_id, code)
+
+        return self._retrying(attempt)
+
+    def edit_challenge(self, challenge_id: UUID, by: UUID, cause: Cause, **changes: Any) -> Receipt:
+        def attempt() -> Receipt:
+            challenge = self._get(Challenge, challenge_id)
+            merged = {**challenge.terms.as_fields(), **changes}
+            terms = make_terms(self.settings.challenge_limits, **merged)
+            challenge.edit(by, terms, cause, self._now())
+            return self._save(challenge)
+
+        return self._retrying(attempt)
+
+    def publish(
+        self, challenge_id: UUID, by: UUID, cause: Cause, timezone: str | None = None
+    ) -> Receipt:
+        """Open the challenge, atomically with the owner's own join and stake."""
+
+        def attempt() -> Receipt:
+            challenge = self._get(Challenge, challenge_id)
+            wallet = self._wallet(by, cause)
+            at = self._now()
+            stake = challenge.publish(by, timezone, cause, at)
+            wallet.lock_stake(challenge_id, stake, cause, at)
+            return self._save(challenge, wallet)
+
+        return self._retrying(attempt)
+
+    def join(self, invite_code: str, user_id: UUID, timezone: str, cause: Cause) -> Joined:
+        """Join by invite code; the stake is locked in the same save as the join."""
+        try:
+            invite = self._get(InviteCode, ids.invite_code_id(invite_code.strip().upper()))
+        except InvalidField:
+            raise NotFound("no challenge has that invite code") from None
+
+        def attempt() -> Joined:
+            challenge = self._get(Challenge, invite.challenge_id)
+            wallet = self._wallet(user_id, cause)
+            at = self._now()
+            joined = challenge.join(user_id, timezone, cause, at)
+            if joined:
+                wallet.lock_stake(challenge.id, challenge.terms.entry_stake, cause, at)
+            receipt = self._save(challenge, wallet)
+            return Joined(receipt.position, challenge.id, joined)
+
+        return self._retrying(attempt)
+
+    def cancel(
+        self,
+        challenge_id: UUID,
+        by: UUID | None,
+        cause: Cause,
+        *,
+        is_admin: bool = False,
+        reason: str = "",
+    ) -> Receipt:
+        """Cancel, giving every stake and penalty back to the lots it came from."""
+
+        def attempt() -> Receipt:
+            challenge = self._get(Challenge, challenge_id)
+            at = self._now()
+            participants = challenge.cancel(by, is_admin, reason, cause, at)
+            wallets = [self._wallet(p.user_id, cause) for p in participants]
+            for wallet in wallets:
+                wallet.return_holds(challenge_id, cause, at)
+            return self._save(challenge, *wallets)
+
+        return self._retrying(attempt)
+
+    def submit(
+        self, challenge_id: UUID, user_id: UUID, proof: ProofFacts, cause: Cause
+    ) -> SubmissionMade:
+        """Record a proof in its slot: auto-accepted, or sent to peer review."""
+
+        def attempt() -> SubmissionMade:
+            challenge = self._get(Challenge, challenge_id)
+            at = self._now()
+            made = challenge.receive_submission(
+                user_id,
+                proof.proof_type,
+                proof.sha256 if proof.proof_type == "photo" else "",
+                cause,
+                at,
+            )
+            verification = Verification.submit(
+                made.submission_id,
+                challenge_id,
+                user_id,
+                made.slot,
+                proof,
+                made.flags,
+                made.eligible,
+                challenge.terms.quorum_pct,
+                made.status,
+                cause,
+                at,
+            )
+            receipt = self._save(challenge, verification)
+            return SubmissionMade(
+                receipt.position, made.submission_id, made.slot, made.status, made.flags
+            )
+
+        return self._retrying(attempt)
+
+    def vote(self, submission_id: UUID, voter_id: UUID, approve: bool, cause: Cause) -> VoteCounted:
+        """Count a peer's vote; the deciding vote records the verdict and any penalty."""
+
+        def attempt() -> VoteCounted:
+            verification = self._get(Verification, submission_id)
+            challenge = self._get(Challenge, verification.challenge_id)
+            at = self._now()
+            if challenge.status != ACTIVE:
+                raise VoteRefused(f"the challenge is {challenge.status}")
+            if at >= challenge.settles_at(self.settings.settlement_delay):
+                raise VoteRefused("voting has closed")
+            verdict = verification.vote(
+                voter_id, approve, challenge.is_participant(voter_id), cause, at
+            )
+            changed: list[LedgerAggregate] = [verification]
+            if verdict is not None:
+                penalty = 0
+                if verdict == REJECTED and challenge.terms.penalty_tokens:
+                    wallet = self._wallet(verification.user_id, cause)
+                    penalty = wallet.charge_penalty(
+                        challenge.id, submission_id, challenge.terms.penalty_tokens, cause, at
+                    )
+                    changed.append(wallet)
+                verification.decide(verdict, penalty, cause, at)
+                challenge.record_verdict(submission_id, verdict, penalty, cause, at)
+                changed.append(challenge)
+            receipt = self._save(*changed)
+            return VoteCounted(
+                receipt.position,
+                verdict or verification.status,
+                len(verification.approvals),
+                len(verification.rejections),
+                verification.needed,
+                verification.eligible,
+            )
+
+        return self._retrying(attempt)
+
+    def settle(
+        self, challenge_id: UUID, by: UUID | None, cause: Cause, *, is_admin: bool = False
+    ) -> Receipt:
+        """Divide the pool; saves the challenge, every participant's wallet and every
+        still-pending verification together, so a racing join or vote lands before it or
+        not at all. Settling twice is a no-op."""
+
+        def attempt() -> Receipt:
+            challenge = self._get(Challenge, challenge_id)
+            if by is not None and not is_admin and by != challenge.owner_id:
+                raise Forbidden("only the owner or an admin may settle")
+            at = self._now()
+            outcome = challenge.settle(
+                self.settings.platform_fee_bps, self.settings.settlement_delay, cause, at
+            )
+            if outcome is None:
+                return Receipt(self._head())
+            changed: list[LedgerAggregate] = [challenge]
+            for result in outcome.results:
+                wallet = self._wallet(result.user_id, cause)
+                wallet.settle_stake(challenge_id, result.share, cause, at)
+                changed.append(wallet)
+            for submission_id in outcome.pending_submissions:
+                verification = self._get(Verification, submission_id)
+                verification.close(cause, at)
+                changed.append(verification)
+            return self._save(*changed)
+
+        return self._retrying(attempt)
+
+    def settle_due(self, now: datetime | None = None) -> Swept:
+        """The settlement worker's pass: settle what is due, cancel what cannot run.
+
+        Idempotent and resumable: each challenge is its own command, so a crash leaves the
+        rest for the next pass, and a challenge already settled or cancelled is skipped.
+        """
+        now = now or self._now()
+        settled: list[UUID] = []
+        cancelled: list[UUID] = []
+        cause = Cause.worker("settlement", f"sweep:{now.isoformat()}")
+        for challenge_id in self.open_challenges():
+            challenge = self._get(Challenge, challenge_id)
+            if challenge.status != ACTIVE:
+                continue
+            try:
+                if now >= challenge.terms.starts_at and len(challenge.participants) < 2:
+                    self.cancel(challenge_id, None, cause, reason="fewer than 2 participants")
+                    cancelled.append(challenge_id)
+                elif now >= challenge.settles_at(self.settings.settlement_delay):
+                    self.settle(challenge_id, None, cause)
+                    settled.append(challenge_id)
+            except NotSettleable:
+                continue
+        return Swept(self._head(), tuple(settled), tuple(cancelled))
+
+    # -- reading the store ----------------------------------------------------------------
+
+    def open_challenges(self) -> list[UUID]:
+        """Published challenges not yet settled or cancelled, from the stream itself."""
+        open_ids: dict[UUID, None] = {}
+        for notification in self._notifications(LIFECYCLE_TOPICS):
+            if notification.topic == Challenge.Published.TOPIC:
+                open_ids[notification.originator_id] = None
+            else:
+                open_ids.pop(notification.originator_id, None)
+        return list(open_ids)
+
+    def wallet_of(self, user_id: UUID) -> Wallet:
+        return self._existing_wallet(user_id)
+
+    def challenge(self, challenge_id: UUID) -> Challenge:
+        return self._get(Challenge, challenge_id)
+
+    def verification(self, submission_id: UUID) -> Verification:
+        return self._get(Verification, submission_id)
+
+    def head(self) -> int:
+        return self._head()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _notifications(self, topics: tuple[str, ...], page: int = 1000) -> Iterator[Any]:
+        start = 1
+        while True:
+            batch = self.recorder.select_notifications(start, page, topics=topics)
+            yield from batch
+            if len(batch) < page:
+                return
+            start = batch[-1].id + 1
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    def _head(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    def _save(self, *aggregates: LedgerAggregate) -> Receipt:
+        recordings = self.save(*aggregates)
+        if not recordings:
+            return Receipt(self._head())
+        return Receipt(recordings[-1].notification.id)
+
+    def _get(self, cls: type[A], aggregate_id: UUID) -> A:
+        found = self._maybe(cls, aggregate_id)
+        if found is None:
+            raise NotFound(f"no {cls.__name__.lower()} {aggregate_id}")
+        return found
+
+    def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(aggregate, cls):
+            return None
+        return aggregate
+
+    def _wallet(self, user_id: UUID, cause: Cause) -> Wallet:
+        """The user's wallet, opened (in the same save) if this is its first movement."""
+        return self._maybe(Wallet, ids.wallet_id(user_id)) or Wallet.open(
+            user_id, cause, self._now()
+        )
+
+    def _existing_wallet(self, user_id: UUID) -> Wallet:
+        wallet = self._maybe(Wallet, ids.wallet_id(user_id))
+        if wallet is None:
+            raise NotFound("no wallet for that user")
+        return wallet
+
+    def _wallet_command(
+        self, user_id: UUID, decide: Callable[[Wallet, datetime], object]
+    ) -> Receipt:
+        def attempt() -> Receipt:
+            wallet = self._existing_wallet(user_id)
+            decide(wallet, self._now())
+            return self._save(wallet)
+
+        return self._retrying(attempt)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Re-run a command on fresh state after a version conflict, a bounded number of
+        times with jittered backoff, then refuse it."""
+        retries = self.settings.command_retries
+        for n in range(retries + 1):
+            try:
+                return attempt()
+            except IntegrityError:
+                if n == retries:
+                    break
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
+        raise ConcurrencyConflict("too many concurrent changes; try again")

@@ -1,0 +1,57 @@
+"""What a command tells its caller: always the stream position of its last event.
+
+A client passes that position back to a query to read its own writes (SPEC §8, issue 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Receipt:
+    position: int
+
+
+@dataclass(frozen=True)
+class ChallengeCreated(Receipt):
+    challenge_id: UUID
+    invite_code: str
+
+
+@dataclass(frozen=True)
+class Joined(Receipt):
+    challenge_id: UUID
+    joined: bool
+
+
+@dataclass(frozen=True)
+class WithdrawalHeld(Receipt):
+    withdrawal_id: UUID
+    lots: tuple[tuple[UUID, int], ...]
+
+
+@dataclass(frozen=True)
+class SubmissionMade(Receipt):
+    submission_id: UUID
+    slot: str
+    status: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VoteCounted(Receipt):
+    status: str
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
+
+
+@dataclass(frozen=True)
+class Swept(Receipt):
+    """What one pass of the settlement worker did."""
+
+    settled: tuple[UUID, ...]
+    cancelled: tuple[UUID, ...]
