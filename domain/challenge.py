@@ -154,6 +154,7 @@ class Challenge(LedgerAggregate):
         def apply(self, challenge: Challenge) -> None:
             challenge.status = CANCELLED
             challenge.pool = 0
+            challenge.returned = self.stakes_returned + self.penalties_returned
 
     class Settled(LedgerEvent):
         """The pool was divided; ``results`` are (user, expected, accepted, finished, share)."""
@@ -170,6 +171,10 @@ class Challenge(LedgerAggregate):
         def apply(self, challenge: Challenge) -> None:
             challenge.status = SETTLED
             challenge.pool = 0
+            challenge.fee = self.fee
+            challenge.forfeited = self.forfeited
+            challenge.returned = self.returned
+            challenge.paid_out = self.paid_out
             for submission_id in self.closed_submissions:
                 challenge.submissions[str(submission_id)].status = "expired"
             challenge.finishers = [str(r[0]) for r in self.results if r[3]]
@@ -184,6 +189,10 @@ class Challenge(LedgerAggregate):
         self.photo_hashes: dict[str, str] = {}
         self.pool = 0
         self.finishers: list[str] = []
+        self.fee = 0
+        self.forfeited = 0
+        self.returned = 0
+        self.paid_out = 0
 
     @classmethod
     def draft(
