@@ -1,0 +1,1 @@
+"""Entry points: the command line now, HTTP later. They translate, never decide."""
