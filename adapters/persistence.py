@@ -124,6 +124,11 @@ class DatabaseSettings:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"postgresql://{userinfo}@{host}:{self.port}/{dbname}"
 
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The same database for SQLAlchemy (Alembic), through psycopg 3."""
+        return "postgresql+psycopg://" + self.url.partition("://")[2]
+
     def eventsourcing_env(
         self, *, create_table: bool, pool_size: int = 5, max_overflow: int = 10
     ) -> dict[str, str]:

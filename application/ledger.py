@@ -70,7 +70,7 @@ class Ledger(Application[UUID]):
         "AGGREGATE_CACHE_MAXSIZE": "10000",
         "IS_SNAPSHOTTING_ENABLED": "y",
     }
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {  # type: ignore[misc]
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
         Wallet: 100,
         Challenge: 100,
         Verification: 50,
@@ -484,7 +484,7 @@ class Ledger(Application[UUID]):
 
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
         try:
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             return None
         if not isinstance(aggregate, cls):

@@ -134,6 +134,7 @@ class Challenge(LedgerAggregate):
 
         TOPIC = "peerpush:Challenge.SubmissionDecided"
         submission_id: UUID
+        user_id: UUID
         status: str
         penalty: int
 
@@ -157,7 +158,11 @@ class Challenge(LedgerAggregate):
             challenge.returned = self.stakes_returned + self.penalties_returned
 
     class Settled(LedgerEvent):
-        """The pool was divided; ``results`` are (user, expected, accepted, finished, share)."""
+        """The pool was divided.
+
+        ``results`` holds one ``(user_id, expected, accepted, finished, stake, share)`` per
+        participant; the penalties in the pool are ``pool − Σ stake``.
+        """
 
         TOPIC = "peerpush:Challenge.Settled"
         pool: int
@@ -165,7 +170,7 @@ class Challenge(LedgerAggregate):
         forfeited: int
         returned: int
         paid_out: int
-        results: tuple[tuple[UUID, int, int, bool, int], ...]
+        results: tuple[tuple[UUID, int, int, bool, int, int], ...]
         closed_submissions: tuple[UUID, ...]
 
         def apply(self, challenge: Challenge) -> None:
@@ -345,6 +350,7 @@ class Challenge(LedgerAggregate):
             cause,
             at,
             submission_id=submission_id,
+            user_id=self.submissions[str(submission_id)].user_id,
             status=status,
             penalty=penalty,
         )
@@ -396,7 +402,7 @@ class Challenge(LedgerAggregate):
             returned=returned,
             paid_out=sum(r.share for r in results) - returned,
             results=tuple(
-                (r.user_id, r.expected, r.accepted, r.finished, r.share) for r in results
+                (r.user_id, r.expected, r.accepted, r.finished, r.stake, r.share) for r in results
             ),
             closed_submissions=tuple(pending),
         )

@@ -24,11 +24,12 @@ LotSource = Literal["deposit", "payout", "adjustment"]
 Taken = tuple[tuple[UUID, int], ...]
 """``(lot_id, tokens)`` pairs consumed by one debit, in consumption order."""
 
-Returned = tuple[tuple[UUID, int, int], ...]
-"""``(lot_id, refilled, loss_recovered)`` triples of tokens coming back to their lots.
+Returned = tuple[tuple[UUID, int, int, bool], ...]
+"""``(lot_id, refilled, loss_recovered, frozen)`` records of tokens coming back to their lots.
 
-Tokens returning to a written-off lot first reduce its booked dispute loss (they go to the
-platform), and only then refill it; the split is decided by the command and recorded."""
+Tokens returning to a lot with a booked dispute loss first reduce that loss (they go to the
+platform), and only then refill it; tokens refilling a frozen lot arrive frozen. The command
+decides the split and records it, so a reader of the stream needs no lot state to place them."""
 
 
 def positive_tokens(value: object, *, what: str = "tokens") -> int:
@@ -136,11 +137,11 @@ def part_of(taken: Iterable[Sequence[Any]], tokens: int) -> Taken:
 def returning(lots: dict[str, Lot], pairs: Iterable[Sequence[Any]]) -> Returned:
     """Split tokens coming back to their lots into refills and recovered dispute loss."""
     loss_left: dict[str, int] = {}
-    out: list[tuple[UUID, int, int]] = []
+    out: list[tuple[UUID, int, int, bool]] = []
     for lot_id, amount in pairs:
         lot = lots[str(lot_id)]
         loss = loss_left.get(str(lot_id), lot.loss)
         recovered = min(int(amount), loss)
         loss_left[str(lot_id)] = loss - recovered
-        out.append((lot.lot_id, int(amount) - recovered, recovered))
+        out.append((lot.lot_id, int(amount) - recovered, recovered, lot.frozen))
     return tuple(out)

@@ -331,17 +331,19 @@ class Wallet(LedgerAggregate):
         loss: int
         lot_closed: bool
         released: int
+        from_frozen: bool
+        stays_frozen: bool
 
         def apply(self, wallet: Wallet) -> None:
             lot = wallet.lot(self.lot_id)
-            if lot.frozen:
+            if self.from_frozen:
                 wallet.frozen -= self.taken + self.released
             else:
                 wallet.available -= self.taken
             wallet.available += self.released
             lot.remaining -= self.taken
             lot.loss += self.loss
-            lot.frozen = False
+            lot.frozen = self.stays_frozen
             lot.written_off = self.lot_closed
             wallet.written_off_total += self.written_off
             wallet.disputes.pop(self.reference, None)
@@ -690,8 +692,12 @@ class Wallet(LedgerAggregate):
         w = min(cents // lot.token_price, lot.amount)
         taken = min(w, lot.remaining)
         closed = w == lot.amount
-        # A frozen lot's tokens beyond w become usable again; an unfrozen lot's already are.
-        released = lot.remaining - taken if lot.frozen and not closed else 0
+        # A frozen lot's tokens beyond w become usable again, unless another open dispute
+        # still holds the lot; an unfrozen lot's already are.
+        stays_frozen = lot.frozen and any(
+            held == str(lot_id) and dispute != reference for dispute, held in self.disputes.items()
+        )
+        released = lot.remaining - taken if lot.frozen and not closed and not stays_frozen else 0
         self._record(
             self.LotWrittenOff,
             cause,
@@ -705,6 +711,8 @@ class Wallet(LedgerAggregate):
             loss=w - taken,
             lot_closed=closed,
             released=released,
+            from_frozen=lot.frozen,
+            stays_frozen=stays_frozen and not closed,
         )
         return w
 
@@ -720,13 +728,13 @@ class Wallet(LedgerAggregate):
             self.available -= tokens
 
     def _give_back(self, returned: Returned) -> None:
-        for lot_id, refilled, recovered in returned:
+        for lot_id, refilled, recovered, frozen in returned:
             lot = self.lots[str(lot_id)]
             lot.loss -= recovered
             lot.remaining += refilled
-            if lot.frozen:
+            if frozen:
                 self.frozen += refilled
-            elif not lot.written_off:
+            else:
                 self.available += refilled
 
     def _pending_lot(self, withdrawal_id: UUID, lot_id: UUID) -> tuple[WithdrawalHold, int]:

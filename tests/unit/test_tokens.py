@@ -35,7 +35,18 @@ def lot(n: int, remaining: int, *, amount: int = 1_000, **flags: bool | int) -> 
 @pytest.mark.parametrize(
     "amount",
     [0, -1, -500, 1.0, 2.5, True, False, "100", None, 2**53 + 1],
-    ids=["zero", "minus-one", "negative", "float", "fraction", "true", "false", "str", "none", "2^53+1"],
+    ids=[
+        "zero",
+        "minus-one",
+        "negative",
+        "float",
+        "fraction",
+        "true",
+        "false",
+        "str",
+        "none",
+        "2^53+1",
+    ],
 )
 def test_positive_tokens_refuses_anything_but_a_positive_int_up_to_2_pow_53(
     amount: object,
@@ -139,15 +150,15 @@ def test_all_of_a_hold_comes_back_whole_and_none_of_it_is_empty() -> None:
 def test_tokens_returning_to_a_clean_lot_only_refill_it() -> None:
     lots = {str(lot_id(1)): lot(1, 0)}
 
-    assert returning(lots, [(lot_id(1), 75)]) == ((lot_id(1), 75, 0),)
+    assert returning(lots, [(lot_id(1), 75)]) == ((lot_id(1), 75, 0, False),)
 
 
 def test_tokens_returning_to_a_lot_with_a_loss_first_recover_the_loss_then_refill() -> None:
     lots = {str(lot_id(1)): lot(1, 0, loss=30), str(lot_id(2)): lot(2, 10)}
 
     assert returning(lots, [(lot_id(1), 50), (lot_id(2), 5)]) == (
-        (lot_id(1), 20, 30),
-        (lot_id(2), 5, 0),
+        (lot_id(1), 20, 30, False),
+        (lot_id(2), 5, 0, False),
     )
 
 
@@ -155,15 +166,24 @@ def test_a_loss_is_recovered_only_once_across_two_returns_to_the_same_lot() -> N
     lots = {str(lot_id(1)): lot(1, 0, loss=30)}
 
     assert returning(lots, [(lot_id(1), 20), (lot_id(1), 20)]) == (
-        (lot_id(1), 0, 20),
-        (lot_id(1), 10, 10),
+        (lot_id(1), 0, 20, False),
+        (lot_id(1), 10, 10, False),
     )
 
 
 def test_tokens_smaller_than_the_loss_are_all_recovered_and_refill_nothing() -> None:
     lots = {str(lot_id(1)): lot(1, 0, loss=100)}
 
-    assert returning(lots, [(lot_id(1), 40)]) == ((lot_id(1), 0, 40),)
+    assert returning(lots, [(lot_id(1), 40)]) == ((lot_id(1), 0, 40, False),)
+
+
+def test_tokens_returning_to_a_frozen_lot_are_marked_to_arrive_frozen() -> None:
+    lots = {str(lot_id(1)): lot(1, 0, frozen=True), str(lot_id(2)): lot(2, 0)}
+
+    assert returning(lots, [(lot_id(1), 30), (lot_id(2), 20)]) == (
+        (lot_id(1), 30, 0, True),
+        (lot_id(2), 20, 0, False),
+    )
 
 
 def test_a_frozen_lot_is_usable_again_only_when_neither_frozen_nor_written_off() -> None:

@@ -1,0 +1,149 @@
+"""``journal_entries`` and ``journal_postings``: the ledger in double entry (SPEC §8).
+
+Every money event becomes one entry whose postings sum to zero; every token is in exactly
+one account at a time. Accounts:
+
+- ``user:{id}:available``, ``user:{id}:frozen``, ``user:{id}:withdrawal_pending``,
+  ``user:{id}:cashout_pending``
+- ``challenge:{id}:stake:{user_id}``, ``challenge:{id}:penalties``
+- ``platform:revenue``, ``platform:dispute_losses``, ``platform:adjustments``
+- ``stripe:clearing`` (tokens bought), ``stripe:refunds``, ``stripe:transfers``,
+  ``stripe:disputes``
+
+A settlement is posted in two steps: the challenge's ``Settled`` entry empties the stake and
+penalty accounts into the finishers' ``available`` and ``platform:revenue``; each wallet's
+``StakeSettled`` entry then moves what landed in frozen lots or repaid a dispute loss.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.challenge import Challenge
+from domain.wallet import Wallet
+from projections.base import Positioned, copy_rows, fetch_by
+
+W, C = Wallet, Challenge
+ENTRY_COLUMNS = ("position", "event_type", "originator_id", "actor", "request_id", "event_time")
+POSTING_COLUMNS = ("position", "account", "amount")
+MONEY_EVENTS = (
+    W.DepositCredited,
+    W.StakeLocked,
+    W.PenaltyCharged,
+    W.HoldsReturned,
+    W.StakeSettled,
+    W.WithdrawalRequested,
+    W.LotRefunded,
+    W.LotRefundRefused,
+    W.RefundFailed,
+    W.AdjustmentCredited,
+    W.AdjustmentDebited,
+    W.LotFrozen,
+    W.LotUnfrozen,
+    W.LotWrittenOff,
+    C.Settled,
+)
+
+
+class JournalProjection:
+    name = "journal"
+    tables = ("journal_postings", "journal_entries", "journal_wallet_owners")
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        wallet_ids = {p.originator_id for p in events if p.topic.startswith("peerpush:Wallet.")}
+        owners = {
+            r["wallet_id"]: r["user_id"]
+            for r in fetch_by(cur, "journal_wallet_owners", "wallet_id", wallet_ids)
+        }
+        new_owners: list[tuple[Any, ...]] = []
+        entries: list[tuple[Any, ...]] = []
+        postings: list[tuple[Any, ...]] = []
+        for p in events:
+            e = p.event
+            if isinstance(e, W.Opened):
+                owners[p.originator_id] = e.user_id
+                new_owners.append((p.originator_id, e.user_id))
+                continue
+            if not isinstance(e, MONEY_EVENTS):
+                continue
+            user = owners.get(p.originator_id)
+            entries.append(
+                (p.position, type(e).__name__, p.originator_id, e.actor, e.request_id, p.at)
+            )
+            for account, amount in _postings(e, p.originator_id, user):
+                postings.append((p.position, account, amount))
+        copy_rows(cur, "journal_wallet_owners", ("wallet_id", "user_id"), new_owners)
+        copy_rows(cur, "journal_entries", ENTRY_COLUMNS, entries)
+        copy_rows(cur, "journal_postings", POSTING_COLUMNS, postings)
+
+
+def _postings(e: Any, originator: UUID, user: UUID | None) -> list[tuple[str, int]]:
+    """The postings of one money event, merged per account, zeros dropped."""
+    lines: defaultdict[str, int] = defaultdict(int)
+
+    def move(source: str, target: str, tokens: int) -> None:
+        lines[source] -= tokens
+        lines[target] += tokens
+
+    u = f"user:{user}"
+    avail, frozen, pending = f"{u}:available", f"{u}:frozen", f"{u}:withdrawal_pending"
+    losses = "platform:dispute_losses"
+
+    def give_back(source: str, returned: Iterable[Sequence[Any]]) -> None:
+        for _lot, refilled, recovered, is_frozen in returned:
+            move(source, frozen if is_frozen else avail, refilled)
+            move(source, losses, recovered)
+
+    if isinstance(e, W.DepositCredited):
+        move("stripe:clearing", avail, e.tokens)
+    elif isinstance(e, W.StakeLocked):
+        move(avail, f"challenge:{e.challenge_id}:stake:{user}", e.tokens)
+    elif isinstance(e, W.PenaltyCharged):
+        move(avail, f"challenge:{e.challenge_id}:penalties", e.tokens)
+    elif isinstance(e, W.HoldsReturned):
+        stake_account = f"challenge:{e.challenge_id}:stake:{user}"
+        penalties = f"challenge:{e.challenge_id}:penalties"
+        lines[stake_account] -= e.stake
+        lines[penalties] -= e.penalties
+        for _lot, refilled, recovered, is_frozen in e.returned:
+            lines[frozen if is_frozen else avail] += refilled
+            lines[losses] += recovered
+    elif isinstance(e, C.Settled):
+        stakes = 0
+        for user_id, _exp, _acc, finished, stake, share in e.results:
+            lines[f"challenge:{originator}:stake:{user_id}"] -= stake
+            stakes += stake
+            if finished:
+                lines[f"user:{user_id}:available"] += share
+        lines[f"challenge:{originator}:penalties"] -= e.pool - stakes
+        lines["platform:revenue"] += e.fee + e.forfeited
+    elif isinstance(e, W.StakeSettled):
+        # The Settled entry credited the whole share to available; move what refilled frozen
+        # lots or repaid a dispute loss.
+        give_back(avail, e.returned)
+    elif isinstance(e, W.WithdrawalRequested):
+        move(avail, pending, e.tokens)
+    elif isinstance(e, W.LotRefunded):
+        move(pending, "stripe:refunds", e.tokens)
+    elif isinstance(e, W.LotRefundRefused):
+        give_back(pending, e.returned)
+    elif isinstance(e, W.RefundFailed):
+        give_back("stripe:refunds", e.returned)
+    elif isinstance(e, W.AdjustmentCredited):
+        move("platform:adjustments", avail, e.tokens)
+    elif isinstance(e, W.AdjustmentDebited):
+        move(avail, "platform:adjustments", e.tokens)
+    elif isinstance(e, W.LotFrozen):
+        move(avail, frozen, e.tokens)
+    elif isinstance(e, W.LotUnfrozen):
+        move(frozen, avail, e.tokens)
+    elif isinstance(e, W.LotWrittenOff):
+        move(frozen if e.from_frozen else avail, "stripe:disputes", e.taken)
+        move(losses, "stripe:disputes", e.loss)
+        move(frozen, avail, e.released)
+    return sorted((account, amount) for account, amount in lines.items() if amount)

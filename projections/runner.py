@@ -1,0 +1,200 @@
+"""Runs projections over the event stream: batched, tracked, exactly once.
+
+Each batch is one transaction on the read-model database: take the projections' advisory
+lock, read their positions (FOR UPDATE), apply the next events to every projection that has
+not seen them, record the new positions, commit. A crash anywhere rolls the whole batch back,
+so no event is applied twice or skipped; a second runner waits on the lock and continues from
+the committed positions, so any number of copies may run (SPEC §9).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from adapters.persistence import DatabaseSettings
+from application.ledger import Ledger
+from projections.base import Positioned, Projection
+from projections.challenges import ChallengesProjection
+from projections.journal import JournalProjection
+from projections.revenue import RevenueProjection
+from projections.wallets import WalletsProjection
+
+LOCK_KEY = 0x7065657270757368  # "peerpush": the projections' advisory lock
+
+
+def all_projections() -> list[Projection]:
+    return [WalletsProjection(), ChallengesProjection(), RevenueProjection(), JournalProjection()]
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    position: int
+    head: int
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.position)
+
+
+class Projector:
+    """Keeps the read models in step with the ledger's stream."""
+
+    def __init__(
+        self,
+        db: DatabaseSettings,
+        ledger: Ledger,
+        projections: Sequence[Projection] | None = None,
+        *,
+        batch_size: int = 5_000,
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.projections = list(projections or all_projections())
+        self.batch_size = batch_size
+        self._conn: psycopg.Connection[Any] | None = None
+
+    # -- running ------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Apply one batch; returns how many events it read (0: up to date)."""
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            positions = self._lock_positions(cur, self.projections)
+            return self._apply_next(cur, self.projections, positions)
+
+    def catch_up(self, until: int | None = None) -> int:
+        """Run batches until every projection has reached ``until`` (default: the head)."""
+        target = self.ledger.head() if until is None else until
+        applied = 0
+        while min(self.positions().values(), default=0) < target:
+            n = self.run_once()
+            if n == 0:
+                break
+            applied += n
+        return applied
+
+    def run_forever(self, stop: Any, poll_seconds: float = 0.2) -> None:
+        """Follow the stream until ``stop`` (a threading.Event) is set."""
+        while not stop.is_set():
+            if self.run_once() == 0:
+                stop.wait(poll_seconds)
+
+    def rebuild(self, names: Sequence[str] | None = None) -> int:
+        """Drop the named projections' rows and replay the whole stream into them.
+
+        One transaction: readers see the old tables until the commit swaps in the new ones.
+        """
+        chosen = [p for p in self.projections if names is None or p.name in names]
+        unknown = set(names or ()) - {p.name for p in chosen}
+        if unknown:
+            raise ValueError(f"unknown projection(s): {', '.join(sorted(unknown))}")
+        conn = self._connection()
+        applied = 0
+        with conn.transaction(), conn.cursor() as cur:
+            self._lock_positions(cur, chosen)
+            for projection in chosen:
+                for table in projection.tables:
+                    cur.execute(f"DELETE FROM {table}")
+            cur.execute(
+                "UPDATE projection_positions SET position = 0 WHERE name = ANY(%s)",
+                ([p.name for p in chosen],),
+            )
+            positions = dict.fromkeys((p.name for p in chosen), 0)
+            while n := self._apply_next(cur, chosen, positions):
+                applied += n
+                positions = self._read_positions(cur, chosen)
+        return applied
+
+    # -- reading ------------------------------------------------------------------------
+
+    def positions(self) -> dict[str, int]:
+        conn = self._connection()
+        with conn.transaction(), conn.cursor() as cur:
+            return self._read_positions(cur, self.projections)
+
+    def status(self) -> list[Status]:
+        head = self.ledger.head()
+        return [Status(name, pos, head) for name, pos in self.positions().items()]
+
+    def wait_for(self, position: int, timeout: float = 2.0) -> bool:
+        """Block until every projection has applied ``position`` (read your writes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if min(self.positions().values(), default=0) >= position:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.db.url, autocommit=True)
+            self._conn.execute(f'SET search_path TO "{self.db.schema}"')
+        return self._conn
+
+    def _lock_positions(
+        self, cur: psycopg.Cursor[Any], projections: Sequence[Projection]
+    ) -> dict[str, int]:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        cur.execute(
+            "INSERT INTO projection_positions (name) SELECT unnest(%s::text[]) "
+            "ON CONFLICT (name) DO NOTHING",
+            ([p.name for p in projections],),
+        )
+        return self._read_positions(cur, projections, for_update=True)
+
+    def _read_positions(
+        self,
+        cur: psycopg.Cursor[Any],
+        projections: Sequence[Projection],
+        *,
+        for_update: bool = False,
+    ) -> dict[str, int]:
+        names = [p.name for p in projections]
+        cur.execute(
+            "SELECT name, position FROM projection_positions WHERE name = ANY(%s)"
+            + (" FOR UPDATE" if for_update else ""),
+            (names,),
+        )
+        found = dict(cur.fetchall())
+        return {name: int(found.get(name, 0)) for name in names}
+
+    def _apply_next(
+        self,
+        cur: psycopg.Cursor[Any],
+        projections: Sequence[Projection],
+        positions: dict[str, int],
+    ) -> int:
+        start = min(positions.values(), default=0)
+        notifications = self.ledger.recorder.select_notifications(
+            start, self.batch_size, inclusive_of_start=False
+        )
+        if not notifications:
+            return 0
+        to_event = self.ledger.mapper.to_domain_event
+        events = [Positioned(n.id, to_event(n)) for n in notifications]
+        last = events[-1].position
+        for projection in projections:
+            seen = positions[projection.name]
+            fresh = events if seen <= start else [p for p in events if p.position > seen]
+            if fresh:
+                projection.apply_batch(cur, fresh)
+        cur.execute(
+            "UPDATE projection_positions SET position = %s, updated_at = now() "
+            "WHERE name = ANY(%s) AND position < %s",
+            (last, [p.name for p in projections], last),
+        )
+        return len(events)

@@ -1,0 +1,321 @@
+"""``wallet_balances``, ``wallet_lots`` and ``wallet_transactions`` (SPEC §2).
+
+Built only from Wallet events. Events carry their decisions (which lots a debit took, which
+lots returning tokens refill and whether those are frozen), so this projection assigns and
+adds: it needs the rows it touches, never a rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from domain.wallet import Wallet
+from projections.base import Positioned, copy_rows, fetch_by, upsert
+
+W = Wallet
+BALANCE_FIELDS = (
+    "available",
+    "frozen",
+    "staked",
+    "withdrawal_pending",
+    "cashout_pending",
+    "deposited",
+    "refunded",
+    "cashed_out",
+    "won",
+    "forfeited",
+    "penalised",
+    "written_off",
+    "adjusted_in",
+    "adjusted_out",
+)
+TX_COLUMNS = (
+    "position",
+    "wallet_id",
+    "user_id",
+    "type",
+    "amount",
+    "tokens",
+    "available_after",
+    "challenge_id",
+    "withdrawal_id",
+    "payment_intent_id",
+    "adjustment_id",
+    "lot_id",
+    "reference",
+    "actor",
+    "request_id",
+    "event_time",
+)
+
+
+class WalletsProjection:
+    name = "wallets"
+    tables = ("wallet_transactions", "wallet_lots", "wallet_balances")
+
+    def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        mine = [p for p in events if p.topic.startswith("peerpush:Wallet.")]
+        if not mine:
+            return
+        batch = _Batch(cur, mine)
+        for p in mine:
+            batch.apply(p)
+        batch.flush()
+
+
+class _Batch:
+    """The rows one batch touches, loaded once, changed in memory, written once."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
+        self.cur = cur
+        wallet_ids = {p.originator_id for p in events}
+        self.wallets = {
+            r["wallet_id"]: r for r in fetch_by(cur, "wallet_balances", "wallet_id", wallet_ids)
+        }
+        self.lots = {
+            r["lot_id"]: r for r in fetch_by(cur, "wallet_lots", "lot_id", set(_lot_ids(events)))
+        }
+        self.touched_wallets: set[UUID] = set()
+        self.touched_lots: set[UUID] = set()
+        self.transactions: list[tuple[Any, ...]] = []
+
+    def apply(self, p: Positioned) -> None:
+        e = p.event
+        if isinstance(e, W.Opened):
+            self.wallets[p.originator_id] = {
+                "wallet_id": p.originator_id,
+                "user_id": e.user_id,
+                **dict.fromkeys(BALANCE_FIELDS, 0),
+                "lot_count": 0,
+                "opened_at": p.at,
+                "updated_at": p.at,
+                "last_position": p.position,
+            }
+            self.touched_wallets.add(p.originator_id)
+            return
+        w = self.wallets[p.originator_id]
+        before = w["available"]
+        kind, tokens, refs = self._change(w, p)
+        w["updated_at"], w["last_position"] = p.at, p.position
+        self.touched_wallets.add(p.originator_id)
+        if kind is None:
+            return
+        self.transactions.append(
+            (
+                p.position,
+                w["wallet_id"],
+                w["user_id"],
+                kind,
+                w["available"] - before,
+                tokens,
+                w["available"],
+                refs.get("challenge_id"),
+                refs.get("withdrawal_id"),
+                refs.get("payment_intent_id"),
+                refs.get("adjustment_id"),
+                refs.get("lot_id"),
+                refs.get("reference"),
+                e.actor,
+                e.request_id,
+                p.at,
+            )
+        )
+
+    def _change(self, w: dict[str, Any], p: Positioned) -> tuple[str | None, int, dict[str, Any]]:
+        """Apply one event to the rows; returns (transaction type, tokens moved, references)."""
+        e = p.event
+        if isinstance(e, W.DepositCredited):
+            self._new_lot(
+                w,
+                p,
+                e.lot_id,
+                "deposit",
+                e.tokens,
+                refundable_until=e.refundable_until,
+                payment_intent_id=e.payment_intent_id,
+                cents_paid=e.cents_paid,
+                token_price=e.token_price,
+            )
+            w["deposited"] += e.tokens
+            return (
+                "deposit",
+                e.tokens,
+                {"payment_intent_id": e.payment_intent_id, "lot_id": e.lot_id},
+            )
+        if isinstance(e, W.StakeLocked):
+            self._take(w, e.taken, p)
+            w["staked"] += e.tokens
+            return "stake", e.tokens, {"challenge_id": e.challenge_id}
+        if isinstance(e, W.PenaltyCharged):
+            self._take(w, e.taken, p)
+            w["penalised"] += e.tokens
+            return (
+                "penalty",
+                e.tokens,
+                {"challenge_id": e.challenge_id, "reference": str(e.submission_id)},
+            )
+        if isinstance(e, W.HoldsReturned):
+            self._give_back(w, e.returned, p)
+            w["staked"] -= e.stake
+            w["penalised"] -= e.penalties
+            return "holds_returned", e.stake + e.penalties, {"challenge_id": e.challenge_id}
+        if isinstance(e, W.StakeSettled):
+            self._give_back(w, e.returned, p)
+            if e.payout_lot_id is not None and e.payout_tokens > 0:
+                self._new_lot(w, p, e.payout_lot_id, "payout", e.payout_tokens)
+            w["staked"] -= e.stake
+            w["won"] += e.payout_tokens
+            w["forfeited"] += max(0, e.stake - e.share)
+            return (
+                "settlement",
+                e.share,
+                {"challenge_id": e.challenge_id, "lot_id": e.payout_lot_id},
+            )
+        if isinstance(e, W.WithdrawalRequested):
+            self._take(w, e.taken, p)
+            w["withdrawal_pending"] += e.tokens
+            return "withdrawal", e.tokens, {"withdrawal_id": e.withdrawal_id}
+        if isinstance(e, W.LotRefunded):
+            w["withdrawal_pending"] -= e.tokens
+            w["refunded"] += e.tokens
+            return (
+                "refund",
+                e.tokens,
+                {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.refund_id},
+            )
+        if isinstance(e, W.LotRefundRefused):
+            w["withdrawal_pending"] -= e.tokens
+            self._give_back(w, e.returned, p)
+            return (
+                "refund_refused",
+                e.tokens,
+                {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.reason},
+            )
+        if isinstance(e, W.RefundFailed):
+            w["refunded"] -= e.tokens
+            self._give_back(w, e.returned, p)
+            return (
+                "refund_failed",
+                e.tokens,
+                {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.refund_id},
+            )
+        if isinstance(e, W.AdjustmentCredited):
+            self._new_lot(w, p, e.lot_id, "adjustment", e.tokens)
+            w["adjusted_in"] += e.tokens
+            return (
+                "adjustment_credit",
+                e.tokens,
+                {"adjustment_id": e.adjustment_id, "reference": e.reason},
+            )
+        if isinstance(e, W.AdjustmentDebited):
+            self._take(w, e.taken, p)
+            w["adjusted_out"] += e.tokens
+            return (
+                "adjustment_debit",
+                e.tokens,
+                {"adjustment_id": e.adjustment_id, "reference": e.reason},
+            )
+        if isinstance(e, W.LotFrozen):
+            self._lot(e.lot_id, p)["frozen"] = True
+            w["available"] -= e.tokens
+            w["frozen"] += e.tokens
+            return "freeze", e.tokens, {"lot_id": e.lot_id, "reference": e.dispute_id}
+        if isinstance(e, W.LotUnfrozen):
+            self._lot(e.lot_id, p)["frozen"] = False
+            w["frozen"] -= e.tokens
+            w["available"] += e.tokens
+            return "unfreeze", e.tokens, {"lot_id": e.lot_id, "reference": e.dispute_id}
+        if isinstance(e, W.LotWrittenOff):
+            lot = self._lot(e.lot_id, p)
+            if e.from_frozen:
+                w["frozen"] -= e.taken + e.released
+            else:
+                w["available"] -= e.taken
+            w["available"] += e.released
+            lot["remaining"] -= e.taken
+            lot["dispute_loss"] += e.loss
+            lot["frozen"] = e.stays_frozen
+            lot["written_off"] = e.lot_closed
+            w["written_off"] += e.written_off
+            return "write_off", e.written_off, {"lot_id": e.lot_id, "reference": e.reference}
+        return None, 0, {}  # WithdrawalSettled, DisputeRecorded: no money moves
+
+    def _lot(self, lot_id: Any, p: Positioned) -> dict[str, Any]:
+        lot = self.lots[UUID(str(lot_id))]
+        lot["last_position"] = p.position
+        self.touched_lots.add(lot["lot_id"])
+        return lot
+
+    def _new_lot(
+        self,
+        w: dict[str, Any],
+        p: Positioned,
+        lot_id: UUID,
+        source: str,
+        tokens: int,
+        **deposit: Any,
+    ) -> None:
+        self.lots[lot_id] = {
+            "lot_id": lot_id,
+            "wallet_id": w["wallet_id"],
+            "user_id": w["user_id"],
+            "seq": w["lot_count"],
+            "source": source,
+            "amount": tokens,
+            "remaining": tokens,
+            "created_at": p.at,
+            "refundable_until": deposit.get("refundable_until"),
+            "payment_intent_id": deposit.get("payment_intent_id"),
+            "cents_paid": deposit.get("cents_paid"),
+            "token_price": deposit.get("token_price"),
+            "frozen": False,
+            "written_off": False,
+            "dispute_loss": 0,
+            "last_position": p.position,
+        }
+        self.touched_lots.add(lot_id)
+        w["lot_count"] += 1
+        w["available"] += tokens
+
+    def _take(self, w: dict[str, Any], taken: Iterable[Sequence[Any]], p: Positioned) -> None:
+        for lot_id, tokens in taken:
+            self._lot(lot_id, p)["remaining"] -= tokens
+            w["available"] -= tokens
+
+    def _give_back(
+        self, w: dict[str, Any], returned: Iterable[Sequence[Any]], p: Positioned
+    ) -> None:
+        for lot_id, refilled, recovered, frozen in returned:
+            lot = self._lot(lot_id, p)
+            lot["dispute_loss"] -= recovered
+            lot["remaining"] += refilled
+            w["frozen" if frozen else "available"] += refilled
+
+    def flush(self) -> None:
+        upsert(
+            self.cur,
+            "wallet_balances",
+            ("wallet_id",),
+            [self.wallets[i] for i in sorted(self.touched_wallets)],
+        )
+        upsert(
+            self.cur, "wallet_lots", ("lot_id",), [self.lots[i] for i in sorted(self.touched_lots)]
+        )
+        copy_rows(self.cur, "wallet_transactions", TX_COLUMNS, self.transactions)
+
+
+def _lot_ids(events: Iterable[Positioned]) -> Iterable[UUID]:
+    """Every existing lot a batch's events refer to (new lots are created in memory)."""
+    for p in events:
+        e = p.event
+        for pair in getattr(e, "taken", ()) or ():
+            yield UUID(str(pair[0]))
+        if isinstance(e, W.HoldsReturned | W.StakeSettled | W.LotRefundRefused | W.RefundFailed):
+            for record in e.returned:
+                yield UUID(str(record[0]))
+        if isinstance(e, W.LotFrozen | W.LotUnfrozen | W.LotWrittenOff):
+            yield e.lot_id
