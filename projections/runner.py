@@ -18,7 +18,7 @@ import psycopg
 
 from adapters.persistence import DatabaseSettings
 from application.ledger import Ledger
-from projections.base import Positioned, Projection
+from projections.base import Positioned, Projection, fetch_by
 from projections.challenges import ChallengesProjection
 from projections.journal import JournalProjection
 from projections.revenue import RevenueProjection
@@ -121,6 +121,13 @@ class Projector:
     def status(self) -> list[Status]:
         head = self.ledger.head()
         return [Status(name, pos, head) for name, pos in self.positions().items()]
+
+    def wallet_rows(self, user_ids: Sequence[Any]) -> dict[Any, dict[str, Any]]:
+        """``wallet_balances`` rows by user id (for the command line's summary)."""
+        conn = self._connection()
+        with conn.cursor() as cur:
+            rows = fetch_by(cur, "wallet_balances", "user_id", set(user_ids))
+        return {r["user_id"]: r for r in rows}
 
     def wait_for(self, position: int, timeout: float = 2.0) -> bool:
         """Block until every projection has applied ``position`` (read your writes)."""
