@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from adapters.migrations import upgrade
 from adapters.persistence import DatabaseSettings, resolve_database_url
 from application.ledger import Ledger
-from application.ports import Clock
+from adapters.payments import build_payment_gateway
+from adapters.proof_store import build_proof_store
+from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
+from api.config import ApiConfig
+from application.ports import AdjustableClock, Clock, PaymentGateway, ProofStore, SystemClock
 from application.settings import LedgerSettings
+from projections.queries import ReadModels
 from projections.runner import Projector
 
 
@@ -52,3 +58,54 @@ def build_ledger(
 
 def build_projector(db: DatabaseSettings, ledger: Ledger) -> Projector:
     return Projector(db, ledger)
+
+
+@dataclass
+class Services:
+    """Everything the HTTP app and the workers share within one process.
+
+    Nothing here is state another process needs: the ledger, read models, users, tokens,
+    limits and idempotency keys all live in PostgreSQL.
+    """
+
+    config: ApiConfig
+    db: DatabaseSettings
+    clock: Clock
+    ledger: Ledger
+    projector: Projector
+    reads: ReadModels
+    users: UserStore
+    tokens: TokenService
+    limits: RateLimiter
+    idempotency: IdempotencyStore
+    payments: PaymentGateway
+    proofs: ProofStore
+
+    def close(self) -> None:
+        self.projector.close()
+        self.reads.close()
+        self.users.close()
+        self.ledger.close()
+
+
+def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None = None) -> Services:
+    config = config or ApiConfig.from_env()
+    db = db or database_settings()
+    migrate(db)
+    clock: Clock = AdjustableClock() if config.test_clock_enabled else SystemClock()
+    ledger = build_ledger(db, clock=clock, run_migrations=False)
+    users = UserStore(db)
+    return Services(
+        config=config,
+        db=db,
+        clock=clock,
+        ledger=ledger,
+        projector=build_projector(db, ledger),
+        reads=ReadModels(db),
+        users=users,
+        tokens=TokenService(config, users),
+        limits=RateLimiter(users, enabled=config.rate_limits_enabled),
+        idempotency=IdempotencyStore(users),
+        payments=build_payment_gateway(config, users),
+        proofs=build_proof_store(config),
+    )

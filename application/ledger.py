@@ -13,13 +13,14 @@ from __future__ import annotations
 import random
 import secrets
 import string
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, Transcoder
 
 from application.ports import Clock, SystemClock
@@ -62,6 +63,28 @@ LIFECYCLE_TOPICS = (
 INVITE_ALPHABET = string.ascii_uppercase + string.digits
 
 
+class SerialisedRepository(Repository[UUID]):
+    """The library's repository, safe for concurrent gets of one cached aggregate.
+
+    The library fast-forwards a cached aggregate in place under a per-aggregate lock, but
+    deep-copies it for the caller outside that lock: a thread copying while another
+    fast-forwards gets a torn aggregate (an event half applied) or "dictionary changed size
+    during iteration". Gets of one aggregate are serialised here (striped locks).
+    """
+
+    STRIPES = 64
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stripes = tuple(threading.Lock() for _ in range(self.STRIPES))
+
+    def get(self, aggregate_id: UUID, **kwargs: Any) -> Any:
+        if self.cache is None or kwargs.get("version") is not None:
+            return super().get(aggregate_id, **kwargs)
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            return super().get(aggregate_id, **kwargs)
+
+
 class Ledger(Application[UUID]):
     """Commands over wallets, challenges and verifications, saved atomically."""
 
@@ -86,6 +109,18 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.from_env(env or {})
+
+    def construct_repository(self) -> Repository[UUID]:
+        library = super().construct_repository()
+        cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return SerialisedRepository(
+            event_store=library.event_store,
+            snapshot_store=library.snapshot_store,
+            cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
+            fastforward=library.fastforward,
+            fastforward_skipping=library.fastforward_skipping,
+            deepcopy_from_cache=library.deepcopy_from_cache,
+        )
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)  # type: ignore[arg-type]

@@ -51,3 +51,32 @@ class AdjustableClock:
                 raise ValueError("the clock only moves forward")
             self._fixed = at
             self._offset = at - datetime.now(UTC)
+
+
+class PaymentGateway(Protocol):
+    """Stripe as the ledger sees it: checkout sessions to buy tokens (SPEC §6)."""
+
+    def create_checkout(
+        self,
+        *,
+        user_id: str,
+        tokens: int,
+        cents: int,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+    ) -> tuple[str, str]:
+        """Open a Checkout Session; returns ``(session_id, checkout_url)``."""
+        ...
+
+
+class ProofStore(Protocol):
+    """Object storage for proofs (S3, or a local directory in the embedded default)."""
+
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def url_for(self, key: str, expires_seconds: int = 300) -> str | None:
+        """A short-lived URL to the object, or None when the bytes must be served directly."""
+        ...

@@ -36,6 +36,33 @@ class Positioned:
         return self.event.timestamp  # type: ignore[no-any-return]
 
 
+_MATCHES: dict[tuple[str, type[Any]], bool] = {}
+
+
+def with_topic_prefix(events: Sequence[Positioned], prefix: str) -> list[Positioned]:
+    """The events whose topic starts with ``prefix``, in order (one check per event class)."""
+    out = []
+    for p in events:
+        cls = type(p.event)
+        hit = _MATCHES.get((prefix, cls))
+        if hit is None:
+            hit = _MATCHES[(prefix, cls)] = str(cls.TOPIC).startswith(prefix)
+        if hit:
+            out.append(p)
+    return out
+
+
+def by_class(handlers: dict[type[Any], Any], cls: type[Any]) -> Any:
+    """The entry for ``cls`` or its nearest registered base, like an ``isinstance`` chain,
+    but one dict lookup per event (the answer is cached; None: no entry)."""
+    try:
+        return handlers[cls]
+    except KeyError:
+        found = next((handlers[b] for b in cls.__mro__[1:] if b in handlers), None)
+        handlers[cls] = found
+        return found
+
+
 class Projection(Protocol):
     name: str
     tables: tuple[str, ...]
@@ -44,20 +71,42 @@ class Projection(Protocol):
         """Write what ``events`` change, in order; called inside the runner's transaction."""
 
 
+STAGED_UPSERT_ROWS = 64
+"""From this many rows on, :func:`upsert` stages them with COPY and merges in one statement."""
+
+
 def upsert(
     cur: psycopg.Cursor[Any], table: str, key: tuple[str, ...], rows: Sequence[dict[str, Any]]
 ) -> None:
-    """Insert or replace whole rows (the batch computed their new state)."""
+    """Insert or replace whole rows (the batch computed their new state).
+
+    A few rows (a live batch) go in one ``executemany``; many rows (catch-up, rebuild) are
+    copied into a temporary table and merged with one ``INSERT ... SELECT ... ON CONFLICT``,
+    which costs one round trip instead of one statement per row. Same result either way: the
+    keys of ``rows`` are distinct, so every row is inserted or replaces the stored one.
+    """
     if not rows:
         return
     columns = list(rows[0])
+    names = ", ".join(columns)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
-    statement = (
-        f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join('%s' for _ in columns)}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    conflict = f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+    if len(rows) < STAGED_UPSERT_ROWS:
+        cur.executemany(
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('%s' for _ in columns)}) {conflict}",
+            [tuple(r[c] for c in columns) for r in rows],
+        )
+        return
+    stage = f"_stage_{table}"
+    # Column types only (no constraints, no defaults): the target checks the merged rows.
+    cur.execute(
+        f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {names} FROM {table} WITH NO DATA"
     )
-    cur.executemany(statement, [tuple(r[c] for c in columns) for r in rows])
+    with cur.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+    cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} {conflict}")
+    cur.execute(f"DROP TABLE {stage}")
 
 
 def copy_rows(

@@ -13,7 +13,7 @@ from uuid import UUID
 import psycopg
 
 from domain.challenge import Challenge
-from projections.base import Positioned, fetch_by, upsert
+from projections.base import Positioned, fetch_by, upsert, with_topic_prefix
 
 C = Challenge
 TERMS = (
@@ -35,7 +35,7 @@ class ChallengesProjection:
     tables = ("challenge_participants", "challenge_summaries")
 
     def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
-        mine = [p for p in events if p.topic.startswith("peerpush:Challenge.")]
+        mine = with_topic_prefix(events, "peerpush:Challenge.")
         if not mine:
             return
         ids = {p.originator_id for p in mine}

@@ -14,7 +14,7 @@ import psycopg
 
 from domain.challenge import Challenge
 from domain.wallet import Wallet
-from projections.base import Positioned, copy_rows
+from projections.base import Positioned, by_class, copy_rows
 
 RETURNING = (
     Wallet.HoldsReturned,
@@ -23,6 +23,12 @@ RETURNING = (
     Wallet.RefundFailed,
 )
 COLUMNS = ("position", "line", "kind", "challenge_id", "tokens", "day", "event_time")
+# The only event classes that can make revenue lines; every other event is skipped at once.
+EARNING: dict[type[Any], bool | None] = {
+    Challenge.Settled: True,
+    Wallet.LotWrittenOff: True,
+    **dict.fromkeys(RETURNING, True),
+}
 
 
 class RevenueProjection:
@@ -36,6 +42,8 @@ class RevenueProjection:
 def _entries(events: Iterable[Positioned]) -> Iterable[tuple[Any, ...]]:
     for p in events:
         e = p.event
+        if not by_class(EARNING, type(e)):
+            continue
         lines: list[tuple[str, Any, int]] = []
         if isinstance(e, Challenge.Settled):
             if not any(r[3] for r in e.results):
@@ -48,6 +56,8 @@ def _entries(events: Iterable[Positioned]) -> Iterable[tuple[Any, ...]]:
             for _lot, _refilled, recovered, _frozen in e.returned:
                 if recovered:
                     lines.append(("dispute_recovery", None, recovered))
+        if not lines:
+            continue
         day = p.at.astimezone(UTC).date()
         for line, (kind, challenge_id, tokens) in enumerate(lines):
             yield (p.position, line, kind, challenge_id, tokens, day, p.at)

@@ -9,6 +9,7 @@ the committed positions, so any number of copies may run (SPEC §9).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from projections.journal import JournalProjection
 from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
 
-LOCK_KEY = 0x7065657270757368  # "peerpush": the projections' advisory lock
+LOCK_CLASS = 0x70656572  # "peer": the projections' advisory locks, one per schema
 
 
 def all_projections() -> list[Projection]:
@@ -57,23 +58,28 @@ class Projector:
         self.ledger = ledger
         self.projections = list(projections or all_projections())
         self.batch_size = batch_size
-        self._conn: psycopg.Connection[Any] | None = None
+        # One connection per thread: a reader's wait_for must not nest its transaction in
+        # the worker's (run_forever in another thread), nor see the batch before its commit.
+        self._local = threading.local()
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._conns_lock = threading.Lock()
 
     # -- running ------------------------------------------------------------------------
 
-    def run_once(self) -> int:
-        """Apply one batch; returns how many events it read (0: up to date)."""
+    def run_once(self, until: int | None = None) -> int:
+        """Apply one batch (none past ``until``); returns how many events it read (0: up to
+        date)."""
         conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
             positions = self._lock_positions(cur, self.projections)
-            return self._apply_next(cur, self.projections, positions)
+            return self._apply_next(cur, self.projections, positions, until)
 
     def catch_up(self, until: int | None = None) -> int:
         """Run batches until every projection has reached ``until`` (default: the head)."""
         target = self.ledger.head() if until is None else until
         applied = 0
         while min(self.positions().values(), default=0) < target:
-            n = self.run_once()
+            n = self.run_once(until)
             if n == 0:
                 break
             applied += n
@@ -140,22 +146,28 @@ class Projector:
             time.sleep(0.01)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
 
     # -- plumbing -----------------------------------------------------------------------
 
     def _connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.db.url, autocommit=True)
-            self._conn.execute(f'SET search_path TO "{self.db.schema}"')
-        return self._conn
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.db.url, autocommit=True)
+            conn.execute(f'SET search_path TO "{self.db.schema}"')
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
 
     def _lock_positions(
         self, cur: psycopg.Cursor[Any], projections: Sequence[Projection]
     ) -> dict[str, int]:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        # Scoped to the schema: runners of other schemas in the database do not wait on it.
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, self.db.schema))
         cur.execute(
             "INSERT INTO projection_positions (name) SELECT unnest(%s::text[]) "
             "ON CONFLICT (name) DO NOTHING",
@@ -184,10 +196,11 @@ class Projector:
         cur: psycopg.Cursor[Any],
         projections: Sequence[Projection],
         positions: dict[str, int],
+        until: int | None = None,
     ) -> int:
         start = min(positions.values(), default=0)
         notifications = self.ledger.recorder.select_notifications(
-            start, self.batch_size, inclusive_of_start=False
+            start, self.batch_size, stop=until, inclusive_of_start=False
         )
         if not notifications:
             return 0

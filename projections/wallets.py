@@ -7,14 +7,14 @@ adds: it needs the rows it touches, never a rule.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
 import psycopg
 
 from domain.wallet import Wallet
-from projections.base import Positioned, copy_rows, fetch_by, upsert
+from projections.base import Positioned, by_class, copy_rows, fetch_by, upsert, with_topic_prefix
 
 W = Wallet
 BALANCE_FIELDS = (
@@ -51,6 +51,8 @@ TX_COLUMNS = (
     "request_id",
     "event_time",
 )
+Outcome = tuple[str | None, int, dict[str, Any]]
+"""What one event did to a wallet: (transaction type or None, tokens moved, references)."""
 
 
 class WalletsProjection:
@@ -58,7 +60,7 @@ class WalletsProjection:
     tables = ("wallet_transactions", "wallet_lots", "wallet_balances")
 
     def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
-        mine = [p for p in events if p.topic.startswith("peerpush:Wallet.")]
+        mine = with_topic_prefix(events, "peerpush:Wallet.")
         if not mine:
             return
         batch = _Batch(cur, mine)
@@ -125,127 +127,143 @@ class _Batch:
             )
         )
 
-    def _change(self, w: dict[str, Any], p: Positioned) -> tuple[str | None, int, dict[str, Any]]:
+    def _change(self, w: dict[str, Any], p: Positioned) -> Outcome:
         """Apply one event to the rows; returns (transaction type, tokens moved, references)."""
-        e = p.event
-        if isinstance(e, W.DepositCredited):
-            self._new_lot(
-                w,
-                p,
-                e.lot_id,
-                "deposit",
-                e.tokens,
-                refundable_until=e.refundable_until,
-                payment_intent_id=e.payment_intent_id,
-                cents_paid=e.cents_paid,
-                token_price=e.token_price,
-            )
-            w["deposited"] += e.tokens
-            return (
-                "deposit",
-                e.tokens,
-                {"payment_intent_id": e.payment_intent_id, "lot_id": e.lot_id},
-            )
-        if isinstance(e, W.StakeLocked):
-            self._take(w, e.taken, p)
-            w["staked"] += e.tokens
-            return "stake", e.tokens, {"challenge_id": e.challenge_id}
-        if isinstance(e, W.PenaltyCharged):
-            self._take(w, e.taken, p)
-            w["penalised"] += e.tokens
-            return (
-                "penalty",
-                e.tokens,
-                {"challenge_id": e.challenge_id, "reference": str(e.submission_id)},
-            )
-        if isinstance(e, W.HoldsReturned):
-            self._give_back(w, e.returned, p)
-            w["staked"] -= e.stake
-            w["penalised"] -= e.penalties
-            return "holds_returned", e.stake + e.penalties, {"challenge_id": e.challenge_id}
-        if isinstance(e, W.StakeSettled):
-            self._give_back(w, e.returned, p)
-            if e.payout_lot_id is not None and e.payout_tokens > 0:
-                self._new_lot(w, p, e.payout_lot_id, "payout", e.payout_tokens)
-            w["staked"] -= e.stake
-            w["won"] += e.payout_tokens
-            w["forfeited"] += max(0, e.stake - e.share)
-            return (
-                "settlement",
-                e.share,
-                {"challenge_id": e.challenge_id, "lot_id": e.payout_lot_id},
-            )
-        if isinstance(e, W.WithdrawalRequested):
-            self._take(w, e.taken, p)
-            w["withdrawal_pending"] += e.tokens
-            return "withdrawal", e.tokens, {"withdrawal_id": e.withdrawal_id}
-        if isinstance(e, W.LotRefunded):
-            w["withdrawal_pending"] -= e.tokens
-            w["refunded"] += e.tokens
-            return (
-                "refund",
-                e.tokens,
-                {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.refund_id},
-            )
-        if isinstance(e, W.LotRefundRefused):
-            w["withdrawal_pending"] -= e.tokens
-            self._give_back(w, e.returned, p)
-            return (
-                "refund_refused",
-                e.tokens,
-                {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.reason},
-            )
-        if isinstance(e, W.RefundFailed):
-            w["refunded"] -= e.tokens
-            self._give_back(w, e.returned, p)
-            return (
-                "refund_failed",
-                e.tokens,
-                {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.refund_id},
-            )
-        if isinstance(e, W.AdjustmentCredited):
-            self._new_lot(w, p, e.lot_id, "adjustment", e.tokens)
-            w["adjusted_in"] += e.tokens
-            return (
-                "adjustment_credit",
-                e.tokens,
-                {"adjustment_id": e.adjustment_id, "reference": e.reason},
-            )
-        if isinstance(e, W.AdjustmentDebited):
-            self._take(w, e.taken, p)
-            w["adjusted_out"] += e.tokens
-            return (
-                "adjustment_debit",
-                e.tokens,
-                {"adjustment_id": e.adjustment_id, "reference": e.reason},
-            )
-        if isinstance(e, W.LotFrozen):
-            self._lot(e.lot_id, p)["frozen"] = True
-            w["available"] -= e.tokens
-            w["frozen"] += e.tokens
-            return "freeze", e.tokens, {"lot_id": e.lot_id, "reference": e.dispute_id}
-        if isinstance(e, W.LotUnfrozen):
-            self._lot(e.lot_id, p)["frozen"] = False
-            w["frozen"] -= e.tokens
-            w["available"] += e.tokens
-            return "unfreeze", e.tokens, {"lot_id": e.lot_id, "reference": e.dispute_id}
-        if isinstance(e, W.LotWrittenOff):
-            lot = self._lot(e.lot_id, p)
-            if e.from_frozen:
-                w["frozen"] -= e.taken + e.released
-            else:
-                w["available"] -= e.taken
-            w["available"] += e.released
-            lot["remaining"] -= e.taken
-            lot["dispute_loss"] += e.loss
-            lot["frozen"] = e.stays_frozen
-            lot["written_off"] = e.lot_closed
-            w["written_off"] += e.written_off
-            return "write_off", e.written_off, {"lot_id": e.lot_id, "reference": e.reference}
-        return None, 0, {}  # WithdrawalSettled, DisputeRecorded: no money moves
+        change = by_class(CHANGES, type(p.event))
+        if change is None:
+            return None, 0, {}  # WithdrawalSettled, DisputeRecorded: no money moves
+        return change(self, w, p, p.event)  # type: ignore[no-any-return]
+
+    def _deposit_credited(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._new_lot(
+            w,
+            p,
+            e.lot_id,
+            "deposit",
+            e.tokens,
+            refundable_until=e.refundable_until,
+            payment_intent_id=e.payment_intent_id,
+            cents_paid=e.cents_paid,
+            token_price=e.token_price,
+        )
+        w["deposited"] += e.tokens
+        return (
+            "deposit",
+            e.tokens,
+            {"payment_intent_id": e.payment_intent_id, "lot_id": e.lot_id},
+        )
+
+    def _stake_locked(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._take(w, e.taken, p)
+        w["staked"] += e.tokens
+        return "stake", e.tokens, {"challenge_id": e.challenge_id}
+
+    def _penalty_charged(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._take(w, e.taken, p)
+        w["penalised"] += e.tokens
+        return (
+            "penalty",
+            e.tokens,
+            {"challenge_id": e.challenge_id, "reference": str(e.submission_id)},
+        )
+
+    def _holds_returned(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._give_back(w, e.returned, p)
+        w["staked"] -= e.stake
+        w["penalised"] -= e.penalties
+        return "holds_returned", e.stake + e.penalties, {"challenge_id": e.challenge_id}
+
+    def _stake_settled(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._give_back(w, e.returned, p)
+        if e.payout_lot_id is not None and e.payout_tokens > 0:
+            self._new_lot(w, p, e.payout_lot_id, "payout", e.payout_tokens)
+        w["staked"] -= e.stake
+        w["won"] += e.payout_tokens
+        w["forfeited"] += max(0, e.stake - e.share)
+        return (
+            "settlement",
+            e.share,
+            {"challenge_id": e.challenge_id, "lot_id": e.payout_lot_id},
+        )
+
+    def _withdrawal_requested(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._take(w, e.taken, p)
+        w["withdrawal_pending"] += e.tokens
+        return "withdrawal", e.tokens, {"withdrawal_id": e.withdrawal_id}
+
+    def _lot_refunded(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["withdrawal_pending"] -= e.tokens
+        w["refunded"] += e.tokens
+        return (
+            "refund",
+            e.tokens,
+            {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.refund_id},
+        )
+
+    def _lot_refund_refused(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["withdrawal_pending"] -= e.tokens
+        self._give_back(w, e.returned, p)
+        return (
+            "refund_refused",
+            e.tokens,
+            {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.reason},
+        )
+
+    def _refund_failed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["refunded"] -= e.tokens
+        self._give_back(w, e.returned, p)
+        return (
+            "refund_failed",
+            e.tokens,
+            {"withdrawal_id": e.withdrawal_id, "lot_id": e.lot_id, "reference": e.refund_id},
+        )
+
+    def _adjustment_credited(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._new_lot(w, p, e.lot_id, "adjustment", e.tokens)
+        w["adjusted_in"] += e.tokens
+        return (
+            "adjustment_credit",
+            e.tokens,
+            {"adjustment_id": e.adjustment_id, "reference": e.reason},
+        )
+
+    def _adjustment_debited(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._take(w, e.taken, p)
+        w["adjusted_out"] += e.tokens
+        return (
+            "adjustment_debit",
+            e.tokens,
+            {"adjustment_id": e.adjustment_id, "reference": e.reason},
+        )
+
+    def _lot_frozen(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._lot(e.lot_id, p)["frozen"] = True
+        w["available"] -= e.tokens
+        w["frozen"] += e.tokens
+        return "freeze", e.tokens, {"lot_id": e.lot_id, "reference": e.dispute_id}
+
+    def _lot_unfrozen(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._lot(e.lot_id, p)["frozen"] = False
+        w["frozen"] -= e.tokens
+        w["available"] += e.tokens
+        return "unfreeze", e.tokens, {"lot_id": e.lot_id, "reference": e.dispute_id}
+
+    def _lot_written_off(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        lot = self._lot(e.lot_id, p)
+        if e.from_frozen:
+            w["frozen"] -= e.taken + e.released
+        else:
+            w["available"] -= e.taken
+        w["available"] += e.released
+        lot["remaining"] -= e.taken
+        lot["dispute_loss"] += e.loss
+        lot["frozen"] = e.stays_frozen
+        lot["written_off"] = e.lot_closed
+        w["written_off"] += e.written_off
+        return "write_off", e.written_off, {"lot_id": e.lot_id, "reference": e.reference}
 
     def _lot(self, lot_id: Any, p: Positioned) -> dict[str, Any]:
-        lot = self.lots[UUID(str(lot_id))]
+        lot = self.lots[_uuid(lot_id)]
         lot["last_position"] = p.position
         self.touched_lots.add(lot["lot_id"])
         return lot
@@ -308,14 +326,61 @@ class _Batch:
         copy_rows(self.cur, "wallet_transactions", TX_COLUMNS, self.transactions)
 
 
+# Which rows each event class changes (an event class not listed moves no money).
+CHANGES: dict[type[Any], Callable[[_Batch, dict[str, Any], Positioned, Any], Outcome] | None] = {
+    W.DepositCredited: _Batch._deposit_credited,
+    W.StakeLocked: _Batch._stake_locked,
+    W.PenaltyCharged: _Batch._penalty_charged,
+    W.HoldsReturned: _Batch._holds_returned,
+    W.StakeSettled: _Batch._stake_settled,
+    W.WithdrawalRequested: _Batch._withdrawal_requested,
+    W.LotRefunded: _Batch._lot_refunded,
+    W.LotRefundRefused: _Batch._lot_refund_refused,
+    W.RefundFailed: _Batch._refund_failed,
+    W.AdjustmentCredited: _Batch._adjustment_credited,
+    W.AdjustmentDebited: _Batch._adjustment_debited,
+    W.LotFrozen: _Batch._lot_frozen,
+    W.LotUnfrozen: _Batch._lot_unfrozen,
+    W.LotWrittenOff: _Batch._lot_written_off,
+}
+
+
+def _uuid(value: Any) -> UUID:
+    """Decoded events carry UUIDs already; anything else is parsed."""
+    return value if value.__class__ is UUID else UUID(str(value))
+
+
+def _taken_lots(e: Any) -> Iterable[Any]:
+    return [pair[0] for pair in e.taken]
+
+
+def _returned_lots(e: Any) -> Iterable[Any]:
+    return [record[0] for record in e.returned]
+
+
+def _the_lot(e: Any) -> Iterable[Any]:
+    return (e.lot_id,)
+
+
+LOT_REFERENCES: dict[type[Any], Callable[[Any], Iterable[Any]] | None] = {
+    W.StakeLocked: _taken_lots,
+    W.PenaltyCharged: _taken_lots,
+    W.WithdrawalRequested: _taken_lots,
+    W.AdjustmentDebited: _taken_lots,
+    W.HoldsReturned: _returned_lots,
+    W.StakeSettled: _returned_lots,
+    W.LotRefundRefused: _returned_lots,
+    W.RefundFailed: _returned_lots,
+    W.LotFrozen: _the_lot,
+    W.LotUnfrozen: _the_lot,
+    W.LotWrittenOff: _the_lot,  # its ``taken`` is a token count, not lot pairs
+}
+
+
 def _lot_ids(events: Iterable[Positioned]) -> Iterable[UUID]:
     """Every existing lot a batch's events refer to (new lots are created in memory)."""
     for p in events:
-        e = p.event
-        for pair in getattr(e, "taken", ()) or ():
-            yield UUID(str(pair[0]))
-        if isinstance(e, W.HoldsReturned | W.StakeSettled | W.LotRefundRefused | W.RefundFailed):
-            for record in e.returned:
-                yield UUID(str(record[0]))
-        if isinstance(e, W.LotFrozen | W.LotUnfrozen | W.LotWrittenOff):
-            yield e.lot_id
+        refs = by_class(LOT_REFERENCES, type(p.event))
+        if refs is not None:
+            for lot_id in refs(p.event):
+                yield _uuid(lot_id)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from hypothesis import HealthCheck, settings
@@ -44,7 +44,7 @@ from adapters.persistence import (
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
-from domain.challenge import ACTIVE, CANCELLED, DRAFT, SETTLED
+from domain.challenge import ACTIVE, CANCELLED, DRAFT, SETTLED, Challenge
 from domain.errors import (
     DomainError,
     DuplicateVote,
@@ -56,7 +56,9 @@ from domain.errors import (
     OwnSubmission,
     VoteRefused,
 )
-from domain.verification import PENDING, REJECTED, ProofFacts
+from domain.invite import InviteCode
+from domain.verification import PENDING, REJECTED, ProofFacts, Verification
+from domain.wallet import Wallet
 from tests.invariants import assert_ledger_invariants
 
 T = TypeVar("T")
@@ -78,7 +80,7 @@ strays = st.integers(0, 5)
 """0: pick among everything, so a command also meets things in the wrong state."""
 
 
-CHALLENGES = dict(
+CHALLENGES: dict[str, st.SearchStrategy[Any]] = dict(
     owner=user_index,
     stake=st.sampled_from([0, 1, 50, 200, 700]),
     penalty=st.sampled_from([0, 1, 30, 500]),
@@ -116,6 +118,22 @@ class ChallengeModel:
     photo_hashes: set[str] = field(default_factory=set)
 
 
+class ReplayingLedger(Ledger):
+    """The ledger with a snapshot every few events and (in :func:`replaying_ledger`) no
+    aggregate cache, so that every command and every check rebuilds its aggregates from
+    snapshots and events: what a fresh process sees, and what a replay must reproduce."""
+
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {
+        Wallet: 3,
+        Challenge: 3,
+        Verification: 2,
+    }
+
+
+def replaying_ledger(clock: AdjustableClock) -> Ledger:
+    return ReplayingLedger({"AGGREGATE_CACHE_MAXSIZE": ""}, clock=clock)
+
+
 class LedgerMachine(RuleBasedStateMachine):
     """Every command of the ledger, in any order, against a small model of what users see."""
 
@@ -132,7 +150,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.disputes: list[tuple[str, str]] = []  # (dispute id, payment intent id)
 
     def make_app(self, clock: AdjustableClock) -> Ledger:
-        return Ledger(clock=clock)
+        return replaying_ledger(clock)
 
     def teardown(self) -> None:
         self.app.close()
@@ -196,7 +214,7 @@ class LedgerMachine(RuleBasedStateMachine):
             pi = f"pi_{len(self.intents)}"
             self.intents[pi] = Intent(user, amount)
             self.deliver(pi)
-        self.create_challenge(**first)
+        self.draft_challenge(**first)
 
     @rule(user=user_index, cents=st.sampled_from([1, 99, 300, 1_000, 2_500]), paid=st.booleans())
     def deposit(self, user: int, cents: int, paid: bool) -> None:
@@ -215,6 +233,9 @@ class LedgerMachine(RuleBasedStateMachine):
         if intent.credited:
             assert self.app.head() == head, "a repeated delivery recorded events"
             assert after.deposited == before.deposited
+        elif any(disputed == pi for _, disputed in self.disputes):
+            # A dispute that came before its deposit is applied when the deposit is.
+            assert after.lot(after.deposits[pi]).frozen
         intent.credited = True
 
     @precondition(lambda self: self.intents)
@@ -267,8 +288,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def open_wallet(self, user: int) -> None:
         self.app.open_wallet(USERS[user], Cause.user(USERS[user]))
 
-    @rule(user=user_index, tokens=st.integers(1, 3_000))
-    def request_withdrawal(self, user: int, tokens: int) -> None:
+    @rule(user=user_index, tokens=st.integers(1, 3_000), retried=st.booleans())
+    def request_withdrawal(self, user: int, tokens: int, retried: bool) -> None:
+        """Refundable deposit lots held, oldest first; a retried request (same id) holds
+        nothing more; more than is refundable is refused."""
         user_id = USERS[user]
         wallet = self.wallet(user_id)
         refundable = 0 if wallet is None else wallet.refundable(self.now())
@@ -284,6 +307,10 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert sum(n for _, n in held.lots) == tokens
         assert self.available(user_id) == wallet.available - tokens
+        if retried:
+            head = self.app.head()
+            assert command().lots == held.lots
+            assert self.app.head() == head, "a retried withdrawal recorded events"
         for lot_id, _ in held.lots:
             key = (user_id, withdrawal_id, lot_id)
             self.withdrawn.append(key)
@@ -368,8 +395,11 @@ class LedgerMachine(RuleBasedStateMachine):
 
     # -- challenges ---------------------------------------------------------------------------
 
-    @rule(**CHALLENGES)
-    def create_challenge(
+    @rule(terms=st.fixed_dictionaries(CHALLENGES))
+    def create_challenge(self, terms: dict[str, Any]) -> None:
+        self.draft_challenge(**terms)
+
+    def draft_challenge(
         self,
         owner: int,
         stake: int,
@@ -478,6 +508,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if done is not None:
             challenge = self.app.challenge(c.challenge_id)
             assert challenge.status == ACTIVE
+            assert self.now() < challenge.terms.starts_at
             assert challenge.is_participant(c.owner)
             assert self.available(c.owner) == before - challenge.terms.entry_stake
 
@@ -505,7 +536,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.app.head() == head, "a repeated join recorded events"
         else:
             assert joined.joined
-            stake = challenge.terms.entry_stake
+            terms = challenge.terms
+            assert self.now() < terms.starts_at
+            assert terms.visibility != "private" or user_id in terms.allow_list
+            assert len(challenge.participants) <= terms.max_participants
+            stake = terms.entry_stake
             assert self.available(user_id) == (before.available if before else 0) - stake
             assert self.app.wallet_of(user_id).stake_in(c.challenge_id) == stake
 
@@ -539,9 +574,13 @@ class LedgerMachine(RuleBasedStateMachine):
         if made is None:
             return None
         challenge = self.app.challenge(c.challenge_id)
+        terms = challenge.terms
+        assert challenge.is_participant(user_id)
+        assert terms.starts_at <= self.now() < terms.ends_at
+        assert proof.proof_type in terms.proof_types
         flagged = photo is not None and photo in c.photo_hashes
         assert made.flags == (("duplicate",) if flagged else ())
-        review = flagged or challenge.terms.verification_mode == "quorum"
+        review = flagged or terms.verification_mode == "quorum"
         if review and len(challenge.participants) > 1:
             assert made.status == PENDING
         else:
@@ -668,6 +707,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert done is not None and self.app.head() == head, "settling twice recorded events"
         if done is not None:
             assert challenge.status == SETTLED and challenge.pool == 0
+            assert self.now() >= challenge.settles_at(SETTLEMENT_DELAY)
 
     @rule()
     def settlement_worker(self) -> None:
@@ -700,6 +740,8 @@ class LedgerMachine(RuleBasedStateMachine):
         if done is None:
             return
         assert self.app.challenge(c.challenge_id).status == CANCELLED
+        if not admin and challenge.status == ACTIVE:
+            assert self.now() < challenge.terms.starts_at, "an owner cancelled after the start"
         for u in holders:
             stake = challenge.participants[str(u)].stake
             assert self.app.wallet_of(u).staked == staked[u] - stake
@@ -759,6 +801,16 @@ class LedgerMachine(RuleBasedStateMachine):
             assert wallet.available >= 0
 
     @invariant()
+    def disputed_tokens_cannot_be_spent(self) -> None:
+        """A lot under an open dispute stays frozen (or is wholly written off) until the
+        dispute closes, whatever else happens to it (SPEC §6)."""
+        for user in USERS:
+            wallet = self.wallet(user)
+            for dispute_id, lot_id in wallet.disputes.items() if wallet else ():
+                lot = wallet.lot(lot_id)
+                assert lot.frozen or lot.written_off, f"{dispute_id}: lot {lot_id} is usable"
+
+    @invariant()
     def closed_challenges_hold_nothing(self) -> None:
         for c in self.challenges:
             challenge = self.app.challenge(c.challenge_id)
@@ -766,14 +818,14 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert challenge.pool == 0
 
 
-MACHINE_SETTINGS = dict(
+MACHINE_SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     print_blob=True,
 )
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, **MACHINE_SETTINGS
+    MACHINE_SETTINGS, max_examples=60, stateful_step_count=40
 )
 TestLedgerStateMachineInMemory = LedgerMachine.TestCase
 
@@ -801,6 +853,149 @@ class PostgresLedgerMachine(LedgerMachine):
 
 
 PostgresLedgerMachine.TestCase.settings = settings(
-    max_examples=8, stateful_step_count=25, **MACHINE_SETTINGS
+    MACHINE_SETTINGS, max_examples=8, stateful_step_count=25
 )
 TestLedgerStateMachineOnPostgres = PostgresLedgerMachine.TestCase
+
+
+def proven(machine: LedgerMachine, c: ChallengeModel, user: UUID, photo: str | None) -> UUID:
+    submission_id = machine.prove(c, user, photo)
+    assert submission_id is not None, "the proof was refused"
+    return submission_id
+
+
+def every_step_checked(machine: LedgerMachine) -> None:
+    machine.ledger_invariants_hold()
+    machine.users_see_what_they_paid_once()
+    machine.disputed_tokens_cannot_be_spent()
+    machine.closed_challenges_hold_nothing()
+
+
+def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> None:
+    """The machine's rules, scripted through paths random runs reach only now and then: a
+    capped penalty, a vote closed by settlement, a payout, a lost dispute whose loss a
+    returned stake recovers, a dispute before its deposit, a refund failing later, penalties
+    returned by an admin's cancellation. Every event type of the ledger is recorded."""
+    m = LedgerMachine()
+    try:
+        owner, poor, peer, late = USERS
+        m.a_running_platform(
+            cents=[5_000, 300, 2_000, 2_000],
+            first=dict(
+                owner=0,
+                stake=200,
+                penalty=500,
+                mode="quorum",
+                quorum_pct=60,
+                grace=0,
+                frequency="daily",
+                window=("00:00", "00:00"),
+                scope="challenge_tz",
+                starts_in_hours=2,
+                lasts_hours=48,
+                max_participants=4,
+                private=False,
+                proof_types=("photo", "text"),
+                publish_now=True,
+                joiners=[1, 2, 3, 3],
+            ),
+        )
+        every_step_checked(m)
+        main = m.challenges[0]
+        start = m.app.challenge(main.challenge_id).terms.starts_at
+
+        # A second challenge, edited in draft, whose penalty an admin's cancel gives back.
+        m.draft_challenge(
+            owner=2,
+            stake=50,
+            penalty=30,
+            mode="quorum",
+            quorum_pct=100,
+            grace=0,
+            frequency="daily",
+            window=("00:00", "00:00"),
+            scope="participant_local",
+            starts_in_hours=1,
+            lasts_hours=24,
+            max_participants=2,
+            private=False,
+            proof_types=("text",),
+            publish_now=False,
+            joiners=[],
+        )
+        m.edit_challenge(i=1, stray=1, by_owner=True, changes={"grace": 1})
+        m.publish(i=1, stray=0, tz="Europe/Paris")
+        side = m.challenges[1]
+        m.join_as(side, late, "UTC")
+        every_step_checked(m)
+
+        # A dispute that arrives before its deposit, then the deposit (frozen on arrival).
+        m.deposit(user=2, cents=1_000, paid=False)
+        m.open_dispute(i=4)
+        m.deliver_again(i=4)
+        m.deposit(user=2, cents=300, paid=True)
+        # The owner's first deposit is disputed and lost while 200 of it is staked.
+        m.open_dispute(i=0)
+        m.close_dispute(i=1, won=False, part=4)
+        m.adjust(user=1, credit=True, tokens=10)
+        m.adjust(user=1, credit=False, tokens=10)
+        every_step_checked(m)
+
+        # Day one: four proofs; the poor user's is rejected (penalty capped at 100), the
+        # late user's is left pending until settlement closes it.
+        m.clock.set(start + timedelta(hours=3))
+        proofs = {u: proven(m, main, u, None) for u in USERS}
+        for submitter, voters, approve in (
+            (owner, (peer, late), True),
+            (peer, (owner, late), True),
+            (poor, (owner, peer), False),
+        ):
+            for voter in voters:
+                m.cast(proofs[submitter], main, voter, approve)
+                every_step_checked(m)
+        assert m.app.verification(proofs[poor]).penalty == 100
+        side_proof = proven(m, side, late, None)
+        m.cast(side_proof, side, peer, False)
+        m.cancel(i=1, stray=1, admin=True)
+        every_step_checked(m)
+
+        # Days two and three: the owner and the peer prove (the same photo: flagged) and
+        # two peers approve each.
+        for at in (start + timedelta(hours=27), start + timedelta(hours=40)):
+            m.clock.set(at)
+            for submitter, voters in ((owner, (peer, late)), (peer, (owner, late))):
+                submission_id = proven(m, main, submitter, "a" * 64)
+                for voter in voters:
+                    m.cast(submission_id, main, voter, True)
+                    every_step_checked(m)
+
+        # Withdrawals: one lot refunded then failing later, one refused.
+        m.request_withdrawal(user=2, tokens=1_900, retried=True)
+        m.refund_worker_records_outcome(i=0, stray=1, refund=True)
+        m.refund_worker_records_outcome(i=0, stray=1, refund=False)
+        m.refund_fails_later(i=0, stray=1)
+        m.refund_outside_our_flow(i=3, part=2)
+        m.open_dispute(i=2)
+        m.close_dispute(i=2, won=True, part=4)
+        every_step_checked(m)
+
+        m.time_reaches_a_challenge(i=0, hours=0, after_settlement=True, worker_runs=True)
+        every_step_checked(m)
+        settled = m.app.challenge(main.challenge_id)
+        assert settled.status == SETTLED and settled.pool == 0
+        assert sorted(settled.finishers) == sorted([str(owner), str(peer)])
+        assert m.app.verification(proofs[late]).status == "expired"
+        lost_lot = m.app.wallet_of(owner).lot(m.app.wallet_of(owner).deposits["pi_0"])
+        assert lost_lot.loss == 0, "the returned stake recovers the dispute loss"
+        assert m.app.wallet_of(peer).won == 250
+
+        topics = {n.topic for n in m.app.recorder.select_notifications(1, 10_000)}
+        expected = {
+            cls.TOPIC
+            for aggregate in (Wallet, Challenge, Verification, InviteCode)
+            for cls in vars(aggregate).values()
+            if isinstance(cls, type) and hasattr(cls, "TOPIC") and "." in cls.TOPIC
+        }
+        assert expected - topics == set()
+    finally:
+        m.teardown()

@@ -4,12 +4,14 @@ A cancellation saves the challenge with every participant's wallet, and a settle
 challenge, every participant's wallet and every still-pending verification, so a racing join
 or vote conflicts on a version: it is retried before the cancellation/settlement or refused,
 and can never land after it. These tests run the races for real, on one schema, with threads
-(and, for the votes, two ``Ledger`` objects, as two processes would be).
+(and, for the votes, two ``Ledger`` objects, as two processes would be). Last, concurrent
+reads of one cached aggregate while it is fast-forwarded must never see it half updated.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +40,8 @@ DEPOSIT = 1_000
 STAKE = 300
 JOINERS = 50
 STRAGGLE = 1.5
+TORN_READ_JOINS = 100
+TORN_READERS = 2
 TEXT_PROOF = ProofFacts("text", "proof", "text/plain", 5, "")
 
 
@@ -326,3 +330,51 @@ def test_votes_racing_a_settlement_land_before_it_or_are_refused(
     for user in users:
         assert app.wallet_of(user).staked == 0
     assert_ledger_invariants(app)
+
+
+def test_commands_reading_an_aggregate_while_it_is_fast_forwarded_never_see_it_torn(
+    app: Ledger,
+) -> None:
+    """The aggregate cache is fast-forwarded in place; a reader copying it meanwhile must get
+    every event whole (never "dictionary changed size", never state ahead of its version)."""
+    owner = uuid4()
+    fund(app, owner, DEPOSIT)
+    created = app.create_challenge(
+        owner,
+        Cause.user(owner),
+        name="Free for all",
+        starts_at=STARTS,
+        ends_at=ENDS,
+        entry_stake=0,
+        max_participants=500,
+    )
+    app.publish(created.challenge_id, owner, Cause.user(owner))
+    base = app.challenge(created.challenge_id).version - 1  # events other than joins
+    problems: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                challenge = app.challenge(created.challenge_id)
+            except Exception as e:  # collected and failed below
+                problems.append(repr(e))
+                continue
+            if len(challenge.participants) != challenge.version - base:
+                problems.append(f"{len(challenge.participants)} at v{challenge.version}")
+
+    readers = [threading.Thread(target=read) for _ in range(TORN_READERS)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, mid-copy and mid-event
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in range(TORN_READ_JOINS):
+            user = uuid4()
+            app.join(created.invite_code, user, "UTC", Cause.user(user))
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join(timeout=30)
+        sys.setswitchinterval(switch_interval)
+    assert problems == []

@@ -1,0 +1,81 @@
+"""The HTTP application: ``create_app()`` builds it; ``make run`` serves it with uvicorn.
+
+Routes translate HTTP to one application call or one read-model query and back; domain
+errors become problem+json in ``api.errors``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from api import errors
+from api.bootstrap import Services, build_services
+from api.metrics import REQUEST_LATENCY
+from api.routers import clock, ops, platform, wallet
+from api.workers import Workers
+
+DESCRIPTION = """The PeerPush ledger: tokens (1 token = 1 US cent), wallets and FIFO lots,
+challenges with stakes, proofs and peer review, settlement, Stripe deposits and refunds.
+
+Every command answers with the stream `position` of its last event; pass it back as
+`min_position` on a query to read your own write. Errors are RFC 9457 problem+json.
+"""
+
+
+def create_app(services: Services | None = None, *, start_workers: bool | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = services or build_services()
+        app.state.services = built
+        run = built.config.run_workers if start_workers is None else start_workers
+        workers = Workers(built)
+        if run:
+            workers.start()
+        try:
+            yield
+        finally:
+            workers.shutdown()
+            if services is None:
+                built.close()
+
+    app = FastAPI(title="PeerPush Ledger", version="1", description=DESCRIPTION,
+                  lifespan=lifespan)
+    errors.install(app)
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        REQUEST_LATENCY.labels(request.method, path, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        response.headers["X-Request-Id"] = request.state.request_id
+        return response
+
+    for router in routers():
+        app.include_router(router, prefix="/v1")
+    return app
+
+
+def routers() -> list:  # type: ignore[type-arg]
+    """Every router, in the order they appear in /docs."""
+    found = [ops.router, wallet.router, platform.router, clock.router]
+    for module in ("auth", "deposits", "challenges", "submissions"):
+        try:
+            imported = __import__(f"api.routers.{module}", fromlist=["router"])
+        except ModuleNotFoundError as e:
+            if e.name != f"api.routers.{module}":
+                raise
+            continue
+        found.append(imported.router)
+    return found

@@ -1,0 +1,66 @@
+"""FastAPI dependencies as ``Annotated`` aliases: the services, the caller, the caller's role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from adapters.users import AuthUser, InvalidToken
+from api.bootstrap import Services
+from api.errors import ApiError
+from application.ledger import Ledger
+
+bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_ledger(services: ServicesDep) -> Ledger:
+    return services.ledger
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
+
+
+def current_user(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> AuthUser:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(401, "unauthorized", "a bearer access token is required",
+                       headers=UNAUTHORIZED)
+    try:
+        return services.tokens.verify_access(credentials.credentials)
+    except InvalidToken as e:
+        raise ApiError(401, "invalid_token", str(e), headers=UNAUTHORIZED) from None
+
+
+CurrentUser = Annotated[AuthUser, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> AuthUser:
+    if not user.is_admin:
+        raise ApiError(403, "admin_only", "only an admin may do this")
+    return user
+
+
+AdminUser = Annotated[AuthUser, Depends(admin_user)]
+
+
+def wait_for_position(services: Services, min_position: int | None) -> None:
+    """Read your writes: wait (bounded) until the read models have applied a position."""
+    if min_position and not services.projector.wait_for(
+        min_position, timeout=services.config.read_wait_seconds
+    ):
+        raise ApiError(503, "read_model_behind", "the read models have not caught up yet",
+                       headers={"Retry-After": "1"}, position=services.reads.position())

@@ -1,0 +1,34 @@
+"""The test clock (embedded default only): move business time forward, like Stripe's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from api.deps import CurrentUser, ServicesDep
+from api.errors import ApiError
+from api.schemas import Body
+from application.ports import AdjustableClock
+
+router = APIRouter(prefix="/test-clock", tags=["test clock"])
+
+
+class AdvanceIn(Body):
+    seconds: Annotated[int, Field(strict=True, gt=0, le=366 * 24 * 3600)]
+
+
+@router.get("")
+def now(services: ServicesDep) -> dict[str, Any]:
+    return {"now": services.clock.now().isoformat()}
+
+
+@router.post("/advance")
+def advance(body: AdvanceIn, _: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    clock = services.clock
+    if services.config.production or not isinstance(clock, AdjustableClock):
+        raise ApiError(404, "not_found", "there is no test clock in production")
+    moved = clock.advance(timedelta(seconds=body.seconds))
+    return {"now": moved.isoformat()}

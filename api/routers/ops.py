@@ -1,0 +1,54 @@
+"""Operations: liveness, readiness, metrics, version."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ServicesDep
+from api.errors import problem
+from api.metrics import PROJECTION_LAG, REGISTRY
+
+router = APIRouter(tags=["ops"])
+
+MAX_READY_LAG = 10_000
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+def ready(services: ServicesDep) -> Any:
+    try:
+        head = services.ledger.head()
+        position = services.reads.position()
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        return problem(503, "not_ready", "the database is not reachable")
+    lag = max(0, head - position)
+    PROJECTION_LAG.set(lag)
+    if lag > MAX_READY_LAG:
+        return problem(503, "not_ready", "the read models are far behind", lag=lag)
+    return {"status": "ready", "head": head, "read_models_position": position, "lag": lag}
+
+
+@router.get("/metrics")
+def metrics(services: ServicesDep) -> Response:
+    try:
+        PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))
+    except Exception:  # noqa: BLE001 - metrics must still be served
+        pass
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/version")
+def get_version() -> dict[str, str]:
+    try:
+        v = version("peerpush-ledger")
+    except PackageNotFoundError:
+        v = "0+unknown"
+    return {"name": "peerpush-ledger", "version": v, "api": "v1"}

@@ -1,0 +1,122 @@
+"""Admin: revenue, the journal, adjustments, and the raw stream for auditors."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+from uuid import UUID, uuid4, uuid5
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import Field
+
+from api.deps import AdminUser, ServicesDep, wait_for_position
+from api.errors import ApiError
+from api.idempotency import run_idempotent
+from api.routers.wallet import request_id
+from api.schemas import Body, Tokens
+from domain import ids
+from domain.aggregate import Cause
+
+router = APIRouter(tags=["platform"])
+
+
+class AdjustmentIn(Body):
+    user_id: UUID
+    direction: Literal["credit", "debit"]
+    tokens: Tokens
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+@router.get("/platform/revenue")
+def revenue(
+    _: AdminUser,
+    services: ServicesDep,
+    from_: Annotated[date | None, Query(alias="from")] = None,
+    to: date | None = None,
+    group_by: Literal["day", "challenge"] = "day",
+    min_position: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    wait_for_position(services, min_position)
+    rows = services.reads.revenue(from_, to, group_by)  # type: ignore[arg-type]
+    return {"group_by": group_by, "items": _jsonable(rows)}
+
+
+@router.get("/platform/journal")
+def journal(
+    _: AdminUser,
+    services: ServicesDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    try:
+        entries, next_cursor = services.reads.journal(cursor, limit)
+    except ValueError:
+        raise ApiError(422, "invalid_cursor", "the cursor is not one we issued") from None
+    return {"items": _jsonable(entries), "next_cursor": next_cursor}
+
+
+@router.post("/admin/adjustments", status_code=201)
+def adjust(
+    body: AdjustmentIn,
+    request: Request,
+    admin: AdminUser,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Credit (a new adjustment lot) or debit (FIFO) a user's wallet, with a reason."""
+    if services.users.get(body.user_id) is None:
+        raise ApiError(404, "not_found", "no such user")
+    adjustment_id = (uuid5(ids.NAMESPACE, f"adjustment:{admin.id}:{idempotency_key}")
+                     if idempotency_key else uuid4())
+
+    def act() -> tuple[int, dict[str, Any]]:
+        receipt = services.ledger.adjust(
+            body.user_id, body.direction, body.tokens, body.reason, adjustment_id,
+            Cause.admin(admin.id, request_id(request)),
+        )
+        return 201, {"adjustment_id": str(adjustment_id), "position": receipt.position}
+
+    return run_idempotent(services, admin.id, "POST /admin/adjustments", idempotency_key,
+                          body.model_dump(mode="json"), act)
+
+
+@router.get("/audit/events")
+def audit_events(
+    _: AdminUser,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """The raw stream in position order, decoded, for auditors."""
+    ledger = services.ledger
+    notifications = ledger.recorder.select_notifications(after, limit, inclusive_of_start=False)
+    items = []
+    for n in notifications:
+        event = ledger.mapper.to_domain_event(n)
+        fields = {k: v for k, v in vars(event).items()
+                  if k not in ("originator_id", "originator_version", "timestamp")}
+        items.append({
+            "position": n.id, "originator_id": str(n.originator_id),
+            "version": n.originator_version, "topic": n.topic,
+            "timestamp": event.timestamp.isoformat(), "fields": _jsonable(fields),
+        })
+    next_after = items[-1]["position"] if len(items) == limit else None
+    return {"items": items, "next_after": next_after}
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON for API output: UUIDs and times as strings, Decimals as ints."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value)
+    return value

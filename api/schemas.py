@@ -1,0 +1,86 @@
+"""Request and response bodies shared by several routers. Token amounts are integers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Tokens = Annotated[int, Field(strict=True, gt=0, le=2**53, description="whole tokens (1 = 1¢)")]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Position(BaseModel):
+    position: int = Field(description="stream position of the command's last event")
+
+
+class Balances(BaseModel):
+    user_id: UUID
+    available: int
+    frozen: int
+    staked: int
+    withdrawal_pending: int
+    cashout_pending: int
+    deposited: int
+    refunded: int
+    cashed_out: int
+    won: int
+    forfeited: int
+    penalised: int
+    written_off: int
+    position: int = Field(description="stream position these balances reflect")
+
+
+class LotOut(BaseModel):
+    lot_id: UUID
+    seq: int
+    source: Literal["deposit", "payout", "adjustment"]
+    amount: int
+    remaining: int
+    created_at: datetime
+    refundable_until: datetime | None = None
+    payment_intent_id: str | None = None
+    token_price: int | None = None
+    frozen: bool
+    written_off: bool
+
+
+class TransactionOut(BaseModel):
+    position: int
+    type: str
+    amount: int = Field(description="signed change of available")
+    tokens: int = Field(description="tokens moved")
+    available_after: int
+    challenge_id: UUID | None = None
+    withdrawal_id: UUID | None = None
+    payment_intent_id: str | None = None
+    lot_id: UUID | None = None
+    event_time: datetime
+
+
+class TransactionPage(BaseModel):
+    items: list[TransactionOut]
+    next_cursor: str | None
+
+
+class WithdrawalIn(Body):
+    tokens: Tokens
+
+
+class WithdrawalLot(BaseModel):
+    lot_id: UUID
+    tokens: int
+    status: Literal["pending", "refunded", "refused", "failed"]
+
+
+class WithdrawalOut(BaseModel):
+    withdrawal_id: UUID
+    status: Literal["pending", "settled"]
+    tokens: int
+    lots: list[WithdrawalLot]
+    position: int

@@ -1,0 +1,167 @@
+"""The read side the API serves from: plain SQL over the read models.
+
+Every query may first wait (bounded) for the projections to reach a stream position, so a
+client that just issued a command reads its own write.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from adapters.persistence import DatabaseSettings
+
+
+class ReadModels:
+    """Queries over the read-model tables, through a small pool of its own."""
+
+    def __init__(self, db: DatabaseSettings, *, pool_size: int = 4) -> None:
+        self.db = db
+        self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+            db.url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                "options": f"-c search_path={db.schema}",
+            },
+            open=True,
+            timeout=5,
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            yield cur
+
+    def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        with self.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchone()
+
+    def all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        with self.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def position(self) -> int:
+        row = self.one("SELECT coalesce(min(position), 0) AS p FROM projection_positions")
+        return int(row["p"]) if row else 0
+
+    # -- wallets --------------------------------------------------------------------------
+
+    def wallet(self, user_id: UUID) -> dict[str, Any] | None:
+        return self.one("SELECT * FROM wallet_balances WHERE user_id = %s", user_id)
+
+    def lots(self, user_id: UUID) -> list[dict[str, Any]]:
+        return self.all("SELECT * FROM wallet_lots WHERE user_id = %s ORDER BY seq", user_id)
+
+    def transactions(
+        self,
+        user_id: UUID,
+        *,
+        limit: int,
+        cursor: str | None,
+        kind: str | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; the cursor is the last position seen (opaque to clients)."""
+        clauses, params = ["user_id = %s"], [user_id]
+        if cursor:
+            clauses.append("position < %s")
+            params.append(decode_cursor(cursor))
+        if kind:
+            clauses.append("type = %s")
+            params.append(kind)
+        if since:
+            clauses.append("event_time >= %s")
+            params.append(since)
+        if until:
+            clauses.append("event_time < %s")
+            params.append(until)
+        rows = self.all(
+            f"SELECT * FROM wallet_transactions WHERE {' AND '.join(clauses)} "
+            "ORDER BY position DESC LIMIT %s",
+            *params,
+            limit + 1,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1]["position"]) if more and rows else None
+
+    # -- platform -------------------------------------------------------------------------
+
+    def revenue(
+        self, since: datetime | None, until: datetime | None, group_by: str
+    ) -> list[dict[str, Any]]:
+        clauses, params = ["true"], []
+        if since:
+            clauses.append("day >= %s::date")
+            params.append(since)
+        if until:
+            clauses.append("day <= %s::date")
+            params.append(until)
+        where = " AND ".join(clauses)
+        if group_by == "challenge":
+            return self.all(
+                "SELECT challenge_id, min(day) AS day, "
+                "coalesce(sum(tokens) FILTER (WHERE kind = 'forfeit'), 0) AS forfeits, "
+                "coalesce(sum(tokens) FILTER (WHERE kind = 'fee'), 0) AS fees, "
+                "bool_or(kind = 'forfeit') AS failed, sum(tokens) AS net "
+                f"FROM revenue_entries WHERE challenge_id IS NOT NULL AND {where} "
+                "GROUP BY challenge_id ORDER BY min(day), challenge_id",
+                *params,
+            )
+        return self.all(f"SELECT * FROM revenue_daily WHERE {where} ORDER BY day", *params)
+
+    def journal(self, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        after = decode_cursor(cursor) if cursor else 0
+        entries = self.all(
+            "SELECT * FROM journal_entries WHERE position > %s ORDER BY position LIMIT %s",
+            after,
+            limit + 1,
+        )
+        more = len(entries) > limit
+        entries = entries[:limit]
+        if entries:
+            postings = self.all(
+                "SELECT position, account, amount FROM journal_postings "
+                "WHERE position = ANY(%s) ORDER BY position, account",
+                [e["position"] for e in entries],
+            )
+            by_position: dict[int, list[dict[str, Any]]] = {}
+            for p in postings:
+                by_position.setdefault(p["position"], []).append(
+                    {"account": p["account"], "amount": int(p["amount"])}
+                )
+            for e in entries:
+                e["postings"] = by_position.get(e["position"], [])
+        return entries, encode_cursor(entries[-1]["position"]) if more and entries else None
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"p": int(position)}).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["p"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError("invalid cursor") from e
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError("invalid cursor")
+    return value
