@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench migrate clean-data
+.PHONY: help venv run demo test lint bench migrate audit clean-data
 
 help: ## List the targets with a one-line description each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(VPY) -m pip install -e '.[dev]'
 	touch $(STAMP)
 
-run: venv ## Run the ledger (HTTP API) locally
-	$(VPY) -m api.cli run
+run: venv ## Migrate and serve the HTTP API on http://127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL)
+	$(VPY) -m api.cli serve
+
+demo: venv ## Play a scripted four-player challenge and print the balances
+	$(VPY) -m api.cli demo
 
 test: venv ## Run the whole test suite (DATABASE_URL or the embedded PostgreSQL)
 	$(VPY) -m pytest

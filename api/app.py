@@ -43,8 +43,7 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
             if services is None:
                 built.close()
 
-    app = FastAPI(title="PeerPush Ledger", version="1", description=DESCRIPTION,
-                  lifespan=lifespan)
+    app = FastAPI(title="PeerPush Ledger", version="1", description=DESCRIPTION, lifespan=lifespan)
     errors.install(app)
 
     @app.middleware("http")

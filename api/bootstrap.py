@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from adapters.migrations import upgrade
-from adapters.persistence import DatabaseSettings, resolve_database_url
-from application.ledger import Ledger
 from adapters.payments import build_payment_gateway
+from adapters.persistence import DatabaseSettings, resolve_database_url
 from adapters.proof_store import build_proof_store
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
 from api.config import ApiConfig
+from application.ledger import Ledger
 from application.ports import AdjustableClock, Clock, PaymentGateway, ProofStore, SystemClock
 from application.settings import LedgerSettings
 from projections.queries import ReadModels

@@ -1,8 +1,9 @@
 """``peerpush``: the ledger's command line (also ``python -m api.cli``).
 
 - ``peerpush migrate`` applies the migrations (event store and read models);
-- ``peerpush run`` (``make run``) plays a short scripted scenario and prints the balances from
-  the read models — the HTTP API will take its place (issue 4);
+- ``peerpush serve`` (``make run``) serves the HTTP API on http://127.0.0.1:8000 and, in the
+  embedded default, runs the projection, settlement and withdrawal workers in-process;
+- ``peerpush demo`` plays a short scripted scenario and prints the balances from the read models;
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream.
 """
@@ -27,7 +28,18 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(_: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the HTTP API; in development the same process runs every worker."""
+    import uvicorn
+
+    from api.app import create_app
+
+    print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
     """A four-player challenge played in seconds on a test clock, then the balances."""
     clock = AdjustableClock(datetime.now(UTC).replace(microsecond=0), frozen=True)
     db = database_settings()
@@ -83,8 +95,12 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = p.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="apply the migrations").set_defaults(func=cmd_migrate)
-    commands.add_parser("run", help="play a scripted scenario, print balances").set_defaults(
-        func=cmd_run
+    serve = commands.add_parser("serve", help="serve the HTTP API (and, in development, workers)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+    commands.add_parser("demo", help="play a scripted scenario, print balances").set_defaults(
+        func=cmd_demo
     )
     proj = commands.add_parser("projections", help="run, inspect or rebuild read models")
     proj.add_argument("action", choices=["run", "status", "rebuild"])

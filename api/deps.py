@@ -37,8 +37,9 @@ def current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthUser:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "unauthorized", "a bearer access token is required",
-                       headers=UNAUTHORIZED)
+        raise ApiError(
+            401, "unauthorized", "a bearer access token is required", headers=UNAUTHORIZED
+        )
     try:
         return services.tokens.verify_access(credentials.credentials)
     except InvalidToken as e:
@@ -62,5 +63,10 @@ def wait_for_position(services: Services, min_position: int | None) -> None:
     if min_position and not services.projector.wait_for(
         min_position, timeout=services.config.read_wait_seconds
     ):
-        raise ApiError(503, "read_model_behind", "the read models have not caught up yet",
-                       headers={"Retry-After": "1"}, position=services.reads.position())
+        raise ApiError(
+            503,
+            "read_model_behind",
+            "the read models have not caught up yet",
+            headers={"Retry-After": "1"},
+            position=services.reads.position(),
+        )

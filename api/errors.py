@@ -52,8 +52,14 @@ class ApiError(Exception):
 def problem(
     status: int, code: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    body = {"type": TYPE_BASE + code, "title": code.replace("_", " "), "status": status,
-            "code": code, "detail": detail, **extra}
+    body = {
+        "type": TYPE_BASE + code,
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

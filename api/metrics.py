@@ -6,14 +6,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry()
 REQUEST_LATENCY = Histogram(
-    "peerpush_http_request_seconds", "HTTP request latency", ["method", "route", "status"],
+    "peerpush_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route", "status"],
     registry=REGISTRY,
 )
 COMMANDS = Counter(
-    "peerpush_command_outcomes_total", "Mutating requests by outcome", ["route", "outcome"],
+    "peerpush_command_outcomes_total",
+    "Mutating requests by outcome",
+    ["route", "outcome"],
     registry=REGISTRY,
 )
 PROJECTION_LAG = Gauge(
-    "peerpush_projection_lag_events", "Events the read models are behind the stream",
+    "peerpush_projection_lag_events",
+    "Events the read models are behind the stream",
     registry=REGISTRY,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -27,7 +28,7 @@ def ready(services: ServicesDep) -> Any:
     try:
         head = services.ledger.head()
         position = services.reads.position()
-    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+    except Exception:
         return problem(503, "not_ready", "the database is not reachable")
     lag = max(0, head - position)
     PROJECTION_LAG.set(lag)
@@ -40,7 +41,7 @@ def ready(services: ServicesDep) -> Any:
 def metrics(services: ServicesDep) -> Response:
     try:
         PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))
-    except Exception:  # noqa: BLE001 - metrics must still be served
+    except Exception:
         pass
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

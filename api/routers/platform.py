@@ -66,18 +66,31 @@ def adjust(
     """Credit (a new adjustment lot) or debit (FIFO) a user's wallet, with a reason."""
     if services.users.get(body.user_id) is None:
         raise ApiError(404, "not_found", "no such user")
-    adjustment_id = (uuid5(ids.NAMESPACE, f"adjustment:{admin.id}:{idempotency_key}")
-                     if idempotency_key else uuid4())
+    adjustment_id = (
+        uuid5(ids.NAMESPACE, f"adjustment:{admin.id}:{idempotency_key}")
+        if idempotency_key
+        else uuid4()
+    )
 
     def act() -> tuple[int, dict[str, Any]]:
         receipt = services.ledger.adjust(
-            body.user_id, body.direction, body.tokens, body.reason, adjustment_id,
+            body.user_id,
+            body.direction,
+            body.tokens,
+            body.reason,
+            adjustment_id,
             Cause.admin(admin.id, request_id(request)),
         )
         return 201, {"adjustment_id": str(adjustment_id), "position": receipt.position}
 
-    return run_idempotent(services, admin.id, "POST /admin/adjustments", idempotency_key,
-                          body.model_dump(mode="json"), act)
+    return run_idempotent(
+        services,
+        admin.id,
+        "POST /admin/adjustments",
+        idempotency_key,
+        body.model_dump(mode="json"),
+        act,
+    )
 
 
 @router.get("/audit/events")
@@ -93,13 +106,21 @@ def audit_events(
     items = []
     for n in notifications:
         event = ledger.mapper.to_domain_event(n)
-        fields = {k: v for k, v in vars(event).items()
-                  if k not in ("originator_id", "originator_version", "timestamp")}
-        items.append({
-            "position": n.id, "originator_id": str(n.originator_id),
-            "version": n.originator_version, "topic": n.topic,
-            "timestamp": event.timestamp.isoformat(), "fields": _jsonable(fields),
-        })
+        fields = {
+            k: v
+            for k, v in vars(event).items()
+            if k not in ("originator_id", "originator_version", "timestamp")
+        }
+        items.append(
+            {
+                "position": n.id,
+                "originator_id": str(n.originator_id),
+                "version": n.originator_version,
+                "topic": n.topic,
+                "timestamp": event.timestamp.isoformat(),
+                "fields": _jsonable(fields),
+            }
+        )
     next_after = items[-1]["position"] if len(items) == limit else None
     return {"items": items, "next_after": next_after}
 

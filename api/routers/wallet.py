@@ -35,14 +35,28 @@ def get_wallet(
     wait_for_position(services, min_position)
     row = services.reads.wallet(user.id)
     if row is None:
-        return Balances(user_id=user.id, **dict.fromkeys(_ZERO, 0),
-                        position=services.reads.position())
-    return Balances(**{k: row[k] for k in _ZERO}, user_id=user.id,
-                    position=services.reads.position())
+        return Balances(
+            user_id=user.id, **dict.fromkeys(_ZERO, 0), position=services.reads.position()
+        )
+    return Balances(
+        **{k: row[k] for k in _ZERO}, user_id=user.id, position=services.reads.position()
+    )
 
 
-_ZERO = ("available", "frozen", "staked", "withdrawal_pending", "cashout_pending", "deposited",
-         "refunded", "cashed_out", "won", "forfeited", "penalised", "written_off")
+_ZERO = (
+    "available",
+    "frozen",
+    "staked",
+    "withdrawal_pending",
+    "cashout_pending",
+    "deposited",
+    "refunded",
+    "cashed_out",
+    "won",
+    "forfeited",
+    "penalised",
+    "written_off",
+)
 
 
 def _as_of(services: Any, user: AuthUser, as_of: str) -> Balances:
@@ -61,8 +75,9 @@ def _as_of(services: Any, user: AuthUser, as_of: str) -> Balances:
 
 
 @router.get("/lots", response_model=list[LotOut])
-def get_lots(user: CurrentUser, services: ServicesDep,
-             min_position: MinPosition = None) -> list[LotOut]:
+def get_lots(
+    user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
+) -> list[LotOut]:
     wait_for_position(services, min_position)
     return [LotOut(**row) for row in services.reads.lots(user.id)]
 
@@ -73,7 +88,7 @@ def get_transactions(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
-    type: str | None = None,  # noqa: A002 - the contract's name
+    type: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     min_position: MinPosition = None,
@@ -88,8 +103,12 @@ def get_transactions(
     return TransactionPage(items=rows, next_cursor=next_cursor)  # type: ignore[arg-type]
 
 
-@router.post("/withdrawals", status_code=202, response_model=WithdrawalOut,
-             responses={402: {}, 409: {"description": "more than the refundable amount"}})
+@router.post(
+    "/withdrawals",
+    status_code=202,
+    response_model=WithdrawalOut,
+    responses={402: {}, 409: {"description": "more than the refundable amount"}},
+)
 def request_withdrawal(
     body: WithdrawalIn,
     request: Request,
@@ -98,43 +117,55 @@ def request_withdrawal(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Refund tokens to the card that paid for them (oldest refundable lots first)."""
-    withdrawal_id = (uuid5(ids.NAMESPACE, f"withdrawal:{user.id}:{idempotency_key}")
-                     if idempotency_key else uuid5(ids.NAMESPACE, f"withdrawal:{request_id(request)}"))
+    # With a key, a retried request names the same withdrawal: it cannot be made twice.
+    seed = f"{user.id}:{idempotency_key}" if idempotency_key else request_id(request)
+    withdrawal_id = uuid5(ids.NAMESPACE, f"withdrawal:{seed}")
 
     def act() -> tuple[int, dict[str, Any]]:
         held = services.ledger.request_withdrawal(
             user.id, withdrawal_id, body.tokens, Cause.user(user.id, request_id(request))
         )
         out = WithdrawalOut(
-            withdrawal_id=withdrawal_id, status="pending", tokens=body.tokens,
+            withdrawal_id=withdrawal_id,
+            status="pending",
+            tokens=body.tokens,
             lots=[{"lot_id": lot, "tokens": n, "status": "pending"} for lot, n in held.lots],
             position=held.position,
         )
         return 202, out.model_dump(mode="json")
 
-    return run_idempotent(services, user.id, "POST /wallet/withdrawals", idempotency_key,
-                          body.model_dump(), act)
+    return run_idempotent(
+        services, user.id, "POST /wallet/withdrawals", idempotency_key, body.model_dump(), act
+    )
 
 
 @router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalOut)
-def get_withdrawal(withdrawal_id: UUID, user: CurrentUser, services: ServicesDep,
-                   min_position: MinPosition = None) -> WithdrawalOut:
+def get_withdrawal(
+    withdrawal_id: UUID, user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
+) -> WithdrawalOut:
     wait_for_position(services, min_position)
     rows = services.reads.all(
         "SELECT type, lot_id, tokens, position, reference FROM wallet_transactions "
-        "WHERE user_id = %s AND withdrawal_id = %s ORDER BY position", user.id, withdrawal_id
+        "WHERE user_id = %s AND withdrawal_id = %s ORDER BY position",
+        user.id,
+        withdrawal_id,
     )
     if not rows:
         raise ApiError(404, "not_found", "no such withdrawal")
     held = services.ledger.wallet_of(user.id).withdrawals.get(str(withdrawal_id))
     if held is None:
         raise ApiError(404, "not_found", "no such withdrawal")
-    lots = [{"lot_id": lot, "tokens": n, "status": held.outcomes.get(lot, "pending")}
-            for lot, n in held.lots.items()]
-    return WithdrawalOut(withdrawal_id=withdrawal_id,
-                         status="settled" if held.settled else "pending",
-                         tokens=sum(held.lots.values()), lots=lots,  # type: ignore[arg-type]
-                         position=rows[-1]["position"])
+    lots = [
+        {"lot_id": lot, "tokens": n, "status": held.outcomes.get(lot, "pending")}
+        for lot, n in held.lots.items()
+    ]
+    return WithdrawalOut(
+        withdrawal_id=withdrawal_id,
+        status="settled" if held.settled else "pending",
+        tokens=sum(held.lots.values()),
+        lots=lots,  # type: ignore[arg-type]
+        position=rows[-1]["position"],
+    )
 
 
 def request_id(request: Request) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from adapters.persistence import DatabaseSettings
@@ -45,10 +46,11 @@ def lowest_position(db: DatabaseSettings) -> int:
     return int(row["p"] or 0) if row else 0
 
 
-def wait_until(condition: object, worker: subprocess.Popen[bytes], what: str) -> None:
+def wait_until(condition: Callable[[], bool], worker: subprocess.Popen[bytes], what: str) -> None:
     deadline = time.monotonic() + WORKER_DEADLINE_SECONDS
-    while not condition():  # type: ignore[operator]
-        assert worker.poll() is None, f"the worker died: {worker.stderr.read()!r}"  # type: ignore[union-attr]
+    while not condition():
+        if worker.poll() is not None:
+            raise AssertionError(f"the worker died: {worker.communicate()[1].decode()}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.005)
 
