@@ -29,19 +29,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.migrations import upgrade  # noqa: E402
-from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
-from api.bootstrap import database_settings, ledger_env  # noqa: E402
-from application.ledger import INVITE_ALPHABET, Ledger  # noqa: E402
-from domain.aggregate import Cause, LedgerAggregate  # noqa: E402
-from domain.challenge import Challenge  # noqa: E402
-from domain.invite import InviteCode  # noqa: E402
-from domain.rules import make_terms  # noqa: E402
-from domain.verification import ACCEPTED, REJECTED, ProofFacts, Verification  # noqa: E402
-from domain.wallet import Wallet  # noqa: E402
-from projections.runner import Projector  # noqa: E402
+from adapters.migrations import upgrade
+from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
+from api.bootstrap import database_settings, ledger_env
+from application.ledger import INVITE_ALPHABET, Ledger
+from domain.aggregate import Cause, LedgerAggregate
+from domain.challenge import Challenge
+from domain.invite import InviteCode
+from domain.rules import make_terms
+from domain.verification import ACCEPTED, REJECTED, ProofFacts, Verification
+from domain.wallet import Wallet
+from projections.runner import Projector
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200000"))
 PROFILE = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
@@ -141,7 +143,9 @@ class World:
             worker = Cause.worker("withdrawals", f"wd_{withdrawal.hex[:8]}")
             for lot, _tokens in taken:
                 if self.rng.random() < 0.9:
-                    wallet.record_refund(withdrawal, lot, f"re_{self.new_id().hex[:16]}", worker, at)
+                    wallet.record_refund(
+                        withdrawal, lot, f"re_{self.new_id().hex[:16]}", worker, at
+                    )
                     if self.rng.random() < 0.03:
                         self.refunded.append((user, withdrawal, lot))
                 else:
@@ -153,7 +157,9 @@ class World:
         for user in self.rng.sample(list(self.wallets), len(self.wallets) // 40):
             wallet, at = self.wallets[user], self.at(day, 10)
             if self.rng.random() < 0.6:
-                wallet.credit_adjustment(self.new_id(), self.rng.randint(50, 500), "goodwill", admin, at)
+                wallet.credit_adjustment(
+                    self.new_id(), self.rng.randint(50, 500), "goodwill", admin, at
+                )
             elif wallet.available:
                 tokens = self.rng.randint(1, min(wallet.available, 300))
                 wallet.debit_adjustment(self.new_id(), tokens, "duplicate credit", admin, at)
@@ -241,7 +247,9 @@ class World:
                 running.append(challenge)
         return running
 
-    def cancel(self, challenge: Challenge, by: uuid.UUID | None, cause: Cause, at: datetime) -> None:
+    def cancel(
+        self, challenge: Challenge, by: uuid.UUID | None, cause: Cause, at: datetime
+    ) -> None:
         for participant in challenge.cancel(by, False, "cancelled", cause, at):
             wallet = self.wallets[participant.user_id]
             wallet.return_holds(challenge.id, cause, at)
@@ -261,7 +269,9 @@ class World:
             cause = Cause.user(user, f"req_{rng.getrandbits(32):08x}")
             if rng.random() < 0.3:
                 sha = f"{rng.getrandbits(20):064x}"  # small space: some duplicates get flagged
-                proof = ProofFacts("photo", f"proofs/{rng.getrandbits(64):x}", "image/jpeg", 2**20, sha)
+                proof = ProofFacts(
+                    "photo", f"proofs/{rng.getrandbits(64):x}", "image/jpeg", 2**20, sha
+                )
             else:
                 proof = ProofFacts("text", f"proofs/{rng.getrandbits(64):x}", "text/plain", 140, "")
             made = challenge.receive_submission(
@@ -389,6 +399,23 @@ def catch_up(db: DatabaseSettings, ledger: Ledger) -> tuple[int, Any]:
         projector.close()
 
 
+def check(db: DatabaseSettings, world: World) -> str:
+    """A sanity line: the journal balances and the balances match the aggregates."""
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{db.schema}"')
+        unbalanced = conn.execute(
+            "SELECT count(*) FROM (SELECT position FROM journal_postings "
+            "GROUP BY position HAVING sum(amount) <> 0) AS e"
+        ).fetchone()
+        available = conn.execute("SELECT sum(available) FROM wallet_balances").fetchone()
+    expected = sum(w.available for w in world.wallets.values())
+    same = available is not None and available[0] == expected
+    return (
+        f"check: {unbalanced[0] if unbalanced else '?'} journal entries not summing to 0; "
+        f"Σ available {'=' if same else '≠'} the aggregates' ({expected:,} tokens)"
+    )
+
+
 def main() -> None:
     base = database_settings()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
@@ -408,14 +435,19 @@ def main() -> None:
         t0 = time.perf_counter()
         read = read_and_decode(ledger)
         raw = read / (time.perf_counter() - t0)
-        print(f"(a) read + decode     : {raw:>9,.0f} events/s  ({read:,} events, pages of {PAGE:,})")
+        print(
+            f"(a) read + decode     : {raw:>9,.0f} events/s  ({read:,} events, pages of {PAGE:,})"
+        )
 
         t0 = time.perf_counter()
         applied, profiler = catch_up(db, ledger)
         rate = applied / (time.perf_counter() - t0)
         ratio = rate / raw
-        print(f"(b) projector catch-up: {rate:>9,.0f} events/s  ({applied:,} events, 4 projections)")
+        print(
+            f"(b) projector catch-up: {rate:>9,.0f} events/s  ({applied:,} events, 4 projections)"
+        )
         print(f"(b)/(a)               : {ratio:>9.0%}")
+        print(check(db, world))
         met = rate >= TARGET_RATE and ratio >= TARGET_RATIO
         print(
             f"target ≥ {TARGET_RATE:,} events/s and ≥ {TARGET_RATIO:.0%} of raw: "

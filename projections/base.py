@@ -18,10 +18,12 @@ import psycopg
 
 @dataclass(frozen=True, slots=True)
 class Positioned:
-    """A decoded event and its position in the stream."""
+    """A decoded event and its position in the stream (and, from the runner, the stored
+    notification it was decoded from: the hash chain needs its exact bytes)."""
 
     position: int
     event: Any
+    notification: Any = None
 
     @property
     def topic(self) -> str:

@@ -20,6 +20,7 @@ import psycopg
 from adapters.persistence import DatabaseSettings
 from application.ledger import Ledger
 from projections.base import Positioned, Projection, fetch_by
+from projections.chain import ChainProjection
 from projections.challenges import ChallengesProjection
 from projections.journal import JournalProjection
 from projections.revenue import RevenueProjection
@@ -29,7 +30,13 @@ LOCK_CLASS = 0x70656572  # "peer": the projections' advisory locks, one per sche
 
 
 def all_projections() -> list[Projection]:
-    return [WalletsProjection(), ChallengesProjection(), RevenueProjection(), JournalProjection()]
+    return [
+        WalletsProjection(),
+        ChallengesProjection(),
+        RevenueProjection(),
+        JournalProjection(),
+        ChainProjection(),
+    ]
 
 
 @dataclass(frozen=True)
@@ -205,7 +212,7 @@ class Projector:
         if not notifications:
             return 0
         to_event = self.ledger.mapper.to_domain_event
-        events = [Positioned(n.id, to_event(n)) for n in notifications]
+        events = [Positioned(n.id, to_event(n), n) for n in notifications]
         last = events[-1].position
         for projection in projections:
             seen = positions[projection.name]

@@ -61,7 +61,7 @@ class ProjectedLedgerMachine(machines.PostgresLedgerMachine):
 
 
 ProjectedLedgerMachine.TestCase.settings = settings(
-    machines.PostgresLedgerMachine.TestCase.settings, max_examples=8, stateful_step_count=25
+    machines.PostgresLedgerMachine.TestCase.settings, max_examples=6, stateful_step_count=25
 )
 TestReadModelsMatchTheAggregatesAfterRandomCommands = ProjectedLedgerMachine.TestCase
 

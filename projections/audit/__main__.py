@@ -1,0 +1,7 @@
+"""``python -m projections.audit verify|export|balance ...``: the same as ``peerpush audit``."""
+
+import sys
+
+from api.cli import main
+
+sys.exit(main(["audit", *sys.argv[1:]]))
