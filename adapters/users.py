@@ -1,50 +1,192 @@
-"""PLACEHOLDER — being written (users, passwords, JWT, rate limits, idempotency keys)."""
+"""Users: accounts and their personal data, in PostgreSQL, never in events (SPEC §7).
+
+`UserStore` owns the users table and the connection pool the API's other shared state uses
+(refresh tokens, rate limits, idempotency keys). The names the composition root wires up are
+importable from here: `TokenService`, `RateLimiter`, `IdempotencyStore`, `AuthUser`,
+`InvalidToken`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from adapters.idempotency_keys import Claim, IdempotencyStore, Outcome
+from adapters.jwt_tokens import AuthUser, InvalidToken, TokenPair, TokenService
+from adapters.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
+from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
+from adapters.rate_limits import LIMITS, Limit, RateLimited, RateLimiter
+
+__all__ = [
+    "LIMITS",
+    "AuthUser",
+    "Claim",
+    "DuplicateUser",
+    "IdempotencyStore",
+    "InvalidToken",
+    "Limit",
+    "Outcome",
+    "RateLimited",
+    "RateLimiter",
+    "TokenPair",
+    "TokenService",
+    "UserRecord",
+    "UserStore",
+]
+
+USERNAME = re.compile(r"[a-z0-9_]{3,20}")
+ROLES = ("user", "admin")
+_COLUMNS = "id, email, username, role, created_at, erased_at, password_hash"
 
 
 @dataclass(frozen=True)
-class AuthUser:
+class UserRecord:
     id: UUID
+    email: str | None
+    username: str | None
     role: str
+    created_at: datetime
+    erased_at: datetime | None
+    password_hash: str | None = field(default=None, repr=False)
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
 
-class InvalidToken(Exception):
-    """A missing, expired, tampered or wrong-type token (401)."""
+
+class DuplicateUser(Exception):
+    """The email (case-insensitively) or the username is already registered (409)."""
+
+    def __init__(self, field_name: str) -> None:
+        super().__init__(f"that {field_name} is already registered")
+        self.field = field_name
 
 
 class UserStore:
-    def __init__(self, db: Any) -> None:
+    """The users table, through a small connection pool of its own."""
+
+    def __init__(
+        self, db: DatabaseSettings, *, passwords: Passwords | None = None, pool_size: int = 5
+    ) -> None:
         self.db = db
+        self.passwords = passwords or Passwords()
+        self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
+            db.url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={
+                "row_factory": dict_row,
+                "autocommit": True,
+                "options": f"-c search_path={db.schema}",
+                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            },
+            open=True,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+        )
 
     def close(self) -> None:
-        pass
+        self.pool.close()
 
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        """A cursor in one transaction: committed on exit, rolled back on an exception."""
+        with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield cur
 
-class TokenService:
-    def __init__(self, config: Any, users: UserStore) -> None:
-        self.config, self.users = config, users
+    # -- accounts --------------------------------------------------------------------------
 
-    def verify_access(self, token: str) -> AuthUser:
-        raise InvalidToken("not implemented yet")
+    def register(
+        self, email: str, username: str, password: str, *, role: str = "user"
+    ) -> UserRecord:
+        """A new account; `DuplicateUser` if the email or username is taken."""
+        email = email.strip()
+        if not USERNAME.fullmatch(username):
+            raise ValueError("a username is 3–20 of a–z, 0–9 and _")
+        if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+            raise ValueError("a password is 8–128 characters")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        password_hash = self.passwords.hash(password)
+        try:
+            with self.transaction() as cur:
+                row = cur.execute(
+                    f"INSERT INTO users (id, email, username, password_hash, role) "
+                    f"VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+                    (uuid4(), email, username, password_hash, role),
+                ).fetchone()
+        except psycopg.errors.UniqueViolation as e:
+            index = e.diag.constraint_name or ""
+            raise DuplicateUser("username" if "username" in index else "email") from None
+        assert row is not None
+        return UserRecord(**row)
 
+    def authenticate(self, email: str, password: str) -> UserRecord | None:
+        """The user whose email and password these are, or None (in the same time either way)."""
+        user = self.by_email(email)
+        if not self.passwords.verify(user.password_hash if user else None, password):
+            return None
+        assert user is not None and user.password_hash is not None
+        if self.passwords.needs_rehash(user.password_hash):
+            with self.transaction() as cur:
+                cur.execute(
+                    "UPDATE users SET password_hash = %s WHERE id = %s",
+                    (self.passwords.hash(password), user.id),
+                )
+        return user
 
-class RateLimiter:
-    def __init__(self, users: UserStore, *, enabled: bool) -> None:
-        self.enabled = enabled
+    def get(self, user_id: UUID) -> UserRecord | None:
+        """A user by id, erased ones included (the ledger still refers to them)."""
+        return self._one(f"SELECT {_COLUMNS} FROM users WHERE id = %s", user_id)
 
-    def hit(self, bucket: str, key: str, limit: int, per_seconds: int) -> int | None:
-        return None
+    def by_email(self, email: str) -> UserRecord | None:
+        return self._one(
+            f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(%s)", email.strip()
+        )
 
+    def set_role(self, email: str, role: str) -> UserRecord | None:
+        """Make the user with this email a ``user`` or an ``admin``; None if there is none."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        with self.transaction() as cur:
+            row = cur.execute(
+                f"UPDATE users SET role = %s WHERE lower(email) = lower(%s) RETURNING {_COLUMNS}",
+                (role, email.strip()),
+            ).fetchone()
+        return UserRecord(**row) if row else None
 
-class IdempotencyStore:
-    def __init__(self, users: UserStore) -> None:
-        self.users = users
+    def erase(self, user_id: UUID) -> UserRecord | None:
+        """Forget a user's personal data and end their sessions; the id (and ledger) remain.
+
+        Whether erasure is allowed (SPEC §7: not while the wallet holds tokens) is the
+        caller's rule to check first.
+        """
+        with self.transaction() as cur:
+            row = cur.execute(
+                f"UPDATE users SET email = NULL, username = NULL, password_hash = NULL, "
+                f"erased_at = coalesce(erased_at, now()) WHERE id = %s RETURNING {_COLUMNS}",
+                (user_id,),
+            ).fetchone()
+            cur.execute(
+                "UPDATE refresh_tokens SET revoked_at = now() "
+                "WHERE user_id = %s AND revoked_at IS NULL",
+                (user_id,),
+            )
+        return UserRecord(**row) if row else None
+
+    def _one(self, sql: str, *params: Any) -> UserRecord | None:
+        with self.transaction() as cur:
+            row = cur.execute(sql, params).fetchone()
+        return UserRecord(**row) if row else None

@@ -5,7 +5,8 @@
   embedded default, runs the projection, settlement and withdrawal workers in-process;
 - ``peerpush demo`` plays a short scripted scenario and prints the balances from the read models;
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
-  projection's position and lag, or rebuilds read models from the stream.
+  projection's position and lag, or rebuilds read models from the stream;
+- ``peerpush create-admin EMAIL`` makes the registered user with that email an admin.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 import threading
 from datetime import UTC, datetime
 
+from adapters.users import UserStore
+from api import audit_cli
 from api.bootstrap import build_ledger, build_projector, database_settings, migrate
 from api.demo import play
 from application.ports import AdjustableClock
@@ -89,6 +92,21 @@ def cmd_projections(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    db = database_settings()
+    migrate(db)
+    users = UserStore(db)
+    try:
+        user = users.set_role(args.email, "admin")
+    finally:
+        users.close()
+    if user is None:
+        print(f"no user with email {args.email!r}: register first", file=sys.stderr)
+        return 1
+    print(f"{user.email} ({user.id}) is now an admin")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="peerpush", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,6 +124,10 @@ def parser() -> argparse.ArgumentParser:
     proj.add_argument("action", choices=["run", "status", "rebuild"])
     proj.add_argument("name", nargs="?", help="one projection to rebuild (default: all)")
     proj.set_defaults(func=cmd_projections)
+    admin = commands.add_parser("create-admin", help="make a registered user an admin")
+    admin.add_argument("email")
+    admin.set_defaults(func=cmd_create_admin)
+    audit_cli.configure(commands.add_parser("audit", help="verify, export or replay the stream"))
     return p
 
 

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.rate_limits import RateLimited
 from domain import errors as d
 
 log = logging.getLogger("peerpush.api")
@@ -79,6 +80,12 @@ def install(app: FastAPI) -> None:
         elif isinstance(exc, d.NotRefundable):
             extra = {"requested": exc.requested, "refundable": exc.refundable}
         return problem(status_of(exc), exc.code, str(exc), **extra)
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        return problem(429, "rate_limited", str(exc),
+                       headers={"Retry-After": str(exc.retry_after)},
+                       bucket=exc.bucket, retry_after=exc.retry_after)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

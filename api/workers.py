@@ -11,7 +11,9 @@ import logging
 import threading
 from collections.abc import Callable
 
+from adapters.payments import PgLocks
 from api.bootstrap import Services
+from application.withdrawals import WithdrawalWorker
 
 log = logging.getLogger("peerpush.workers")
 
@@ -60,5 +62,6 @@ class Workers:
 
 
 def extra_tasks(services: Services) -> list[tuple[str, Callable[[], object]]]:
-    """Periodic process rules beyond settlement (the withdrawal worker joins here)."""
-    return []
+    """Periodic process rules beyond settlement: the withdrawal worker (Stripe refunds)."""
+    worker = WithdrawalWorker(services.ledger, services.payments, PgLocks(services.db))
+    return [("withdrawals", worker.run_pass)]

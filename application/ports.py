@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from threading import Lock
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Clock(Protocol):
@@ -65,8 +68,45 @@ class PaymentGateway(Protocol):
         success_url: str,
         cancel_url: str,
         idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
     ) -> tuple[str, str]:
-        """Open a Checkout Session; returns ``(session_id, checkout_url)``."""
+        """Open a Checkout Session; returns ``(session_id, checkout_url)``.
+
+        ``metadata`` joins the user id and tokens in the session's and its PaymentIntent's
+        metadata, so every event about the payment names what it was for.
+        """
+        ...
+
+    def verify_webhook(self, payload: bytes, signature: str) -> Mapping[str, Any]:
+        """The event a webhook delivered, once its ``Stripe-Signature`` proves it came from
+        Stripe within the tolerance (wall clock); raises :class:`InvalidWebhook` otherwise."""
+        ...
+
+    def refund(
+        self,
+        *,
+        payment_intent_id: str,
+        cents: int,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> Refund:
+        """Refund part of a payment to the card that paid it.
+
+        Raises :class:`PaymentRefused` when Stripe will not make it (for good) and
+        :class:`PaymentUnavailable` when the outcome is unknown (retry later, after a look-up).
+        """
+        ...
+
+    def find_refund(self, *, payment_intent_id: str, metadata: Mapping[str, str]) -> Refund | None:
+        """The refund of this payment whose metadata includes all of ``metadata``, if any."""
+        ...
+
+    def refunds(self, payment_intent_id: str) -> Sequence[Refund]:
+        """Every refund of a payment, ours or not."""
+        ...
+
+    def payment_intent_metadata(self, payment_intent_id: str) -> Mapping[str, str] | None:
+        """A PaymentIntent's metadata (None if Stripe does not know it)."""
         ...
 
 
@@ -79,4 +119,107 @@ class ProofStore(Protocol):
 
     def url_for(self, key: str, expires_seconds: int = 300) -> str | None:
         """A short-lived URL to the object, or None when the bytes must be served directly."""
+        ...
+
+
+# -- Stripe: refunds, webhooks, checkout sessions (SPEC §6) -----------------------------------
+
+REFUND_MADE = frozenset({"pending", "requires_action", "succeeded"})
+"""Refund statuses meaning Stripe accepted the refund (a later failure arrives by webhook)."""
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A Stripe refund as the ledger needs it."""
+
+    refund_id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    cents: int
+    payment_intent_id: str
+    metadata: Mapping[str, str]
+
+    @property
+    def made(self) -> bool:
+        return self.status in REFUND_MADE
+
+
+class PaymentRefused(Exception):
+    """Stripe refused the call for good (a charge already refunded or disputed, …)."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.code = code
+
+
+class PaymentUnavailable(Exception):
+    """Stripe could not be reached or failed: the outcome is unknown, try again later."""
+
+
+class InvalidWebhook(Exception):
+    """A webhook whose signature is missing, wrong or too old (400, nothing recorded)."""
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """A Checkout Session we opened for a deposit, and what became of it."""
+
+    session_id: str
+    deposit_id: str
+    user_id: str
+    tokens: int
+    cents: int
+    checkout_url: str
+    success_url: str
+    cancel_url: str
+    created_at: datetime
+    status: str = "open"  # open | complete | expired
+    payment_intent_id: str | None = None
+
+
+class CheckoutBook(Protocol):
+    """One user's checkout sessions, while no other deposit checkout of theirs can start."""
+
+    def find(self, deposit_id: str) -> CheckoutSession | None: ...
+
+    def open_tokens(self, since: datetime) -> int:
+        """Tokens of the user's sessions created since ``since`` and still open."""
+        ...
+
+    def record(self, session: CheckoutSession) -> None: ...
+
+
+class CheckoutSessions(Protocol):
+    """Where checkout sessions are kept (shared by every API process)."""
+
+    def exclusive(self, user_id: str) -> AbstractContextManager[CheckoutBook]:
+        """The user's book, serialised against other checkouts of the same user."""
+        ...
+
+    def get(self, session_id: str) -> CheckoutSession | None: ...
+
+    def finish(
+        self,
+        *,
+        status: str,
+        session_id: str | None = None,
+        deposit_id: str | None = None,
+        payment_intent_id: str | None = None,
+    ) -> None:
+        """Mark the session named by its id or its deposit id complete or expired."""
+        ...
+
+    def owner_of(self, payment_intent_id: str) -> str | None:
+        """The user a paid PaymentIntent belongs to, if one of our sessions knows it."""
+        ...
+
+
+class Locks(Protocol):
+    """Named locks shared by every process (PostgreSQL advisory locks)."""
+
+    def try_hold(self, name: str) -> AbstractContextManager[bool]:
+        """Take the lock if free; yields whether it was taken (released on exit)."""
+        ...
+
+    def hold(self, name: str) -> AbstractContextManager[None]:
+        """Wait for the lock and hold it until exit."""
         ...

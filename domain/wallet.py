@@ -691,7 +691,8 @@ class Wallet(LedgerAggregate):
         lot = self.lot(lot_id)
         w = min(cents // lot.token_price, lot.amount)
         taken = min(w, lot.remaining)
-        closed = w == lot.amount
+        # A lot wholly written off stays so: a later, smaller write-off must not reopen it.
+        closed = lot.written_off or w == lot.amount
         # A frozen lot's tokens beyond w become usable again, unless another open dispute
         # still holds the lot; an unfrozen lot's already are.
         stays_frozen = lot.frozen and any(

@@ -38,20 +38,25 @@ class Positioned:
         return self.event.timestamp  # type: ignore[no-any-return]
 
 
-_MATCHES: dict[tuple[str, type[Any]], bool] = {}
+_MATCHES: dict[str, dict[type[Any], bool]] = {}
 
 
 def with_topic_prefix(events: Sequence[Positioned], prefix: str) -> list[Positioned]:
     """The events whose topic starts with ``prefix``, in order (one check per event class)."""
-    out = []
-    for p in events:
-        cls = type(p.event)
-        hit = _MATCHES.get((prefix, cls))
-        if hit is None:
-            hit = _MATCHES[(prefix, cls)] = str(cls.TOPIC).startswith(prefix)
-        if hit:
-            out.append(p)
-    return out
+    known = _MATCHES.setdefault(prefix, {})
+    classes = {type(p.event) for p in events}
+    for cls in classes - known.keys():
+        known[cls] = str(cls.TOPIC).startswith(prefix)
+    wanted = {cls for cls in classes if known[cls]}
+    if len(wanted) == len(classes):
+        return list(events)
+    return [p for p in events if type(p.event) in wanted]
+
+
+def uuid_order(key: UUID) -> int:
+    """Sort key giving UUIDs their own order (``UUID.__lt__`` compares ``.int``), but with
+    C-level integer comparisons."""
+    return key.int
 
 
 def by_class(handlers: dict[type[Any], Any], cls: type[Any]) -> Any:

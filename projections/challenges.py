@@ -13,7 +13,7 @@ from uuid import UUID
 import psycopg
 
 from domain.challenge import Challenge
-from projections.base import Positioned, fetch_by, upsert, with_topic_prefix
+from projections.base import Positioned, fetch_by, upsert, uuid_order, with_topic_prefix
 
 C = Challenge
 TERMS = (
@@ -128,10 +128,19 @@ class ChallengesProjection:
                     outcome="paid_out" if finishers else "forfeited",
                     closed_at=p.at,
                 )
-        upsert(cur, "challenge_summaries", ("challenge_id",), [rows[i] for i in sorted(touched)])
+        upsert(
+            cur,
+            "challenge_summaries",
+            ("challenge_id",),
+            [rows[i] for i in sorted(touched, key=uuid_order)],
+        )
         upsert(
             cur,
             "challenge_participants",
             ("challenge_id", "user_id"),
-            [members[k] for k in sorted(touched_members)],
+            [members[k] for k in sorted(touched_members, key=_member_order)],
         )
+
+
+def _member_order(key: tuple[UUID, UUID]) -> tuple[int, int]:
+    return key[0].int, key[1].int

@@ -48,8 +48,9 @@ MONEY_EVENTS = (
     W.LotWrittenOff,
     C.Settled,
 )
-# One dict lookup per event instead of an isinstance over the whole tuple.
-_MONEY: dict[type[Any], bool | None] = dict.fromkeys(MONEY_EVENTS, True)
+# What the journal does with an event class: note a wallet's owner, post an entry, or (None)
+# nothing; looked up once per class in a batch instead of isinstance checks per event.
+_KINDS: dict[type[Any], str | None] = {W.Opened: "owner", **dict.fromkeys(MONEY_EVENTS, "entry")}
 
 
 class JournalProjection:
@@ -65,13 +66,15 @@ class JournalProjection:
         new_owners: list[tuple[Any, ...]] = []
         entries: list[tuple[Any, ...]] = []
         postings: list[tuple[Any, ...]] = []
+        kinds = {cls: by_class(_KINDS, cls) for cls in {type(p.event) for p in events}}
         for p in events:
             e = p.event
-            if isinstance(e, W.Opened):
+            kind = kinds[type(e)]
+            if kind is None:
+                continue
+            if kind == "owner":
                 owners[p.originator_id] = e.user_id
                 new_owners.append((p.originator_id, e.user_id))
-                continue
-            if not by_class(_MONEY, type(e)):
                 continue
             user = owners.get(p.originator_id)
             entries.append(

@@ -50,14 +50,24 @@ class WalletAsOf:
 
 
 def wallet_as_of(
-    ledger: Ledger, user_id: UUID, *, position: int | None = None, at: datetime | None = None
+    ledger: Ledger,
+    user_id: UUID | None = None,
+    *,
+    wallet_id: UUID | None = None,
+    position: int | None = None,
+    at: datetime | None = None,
 ) -> WalletAsOf:
-    """Replay the user's wallet up to ``position`` or time ``at`` (one of them)."""
+    """Replay a wallet (the user's, or the one with ``wallet_id``) up to ``position`` or
+    time ``at`` (one of them)."""
     if (position is None) == (at is None):
         raise ValueError("give exactly one of position or at")
+    if (user_id is None) == (wallet_id is None):
+        raise ValueError("give exactly one of user_id or wallet_id")
     if at is not None and at.utcoffset() is None:
         raise ValueError("the time must be timezone-aware")
-    wallet_id = ids.wallet_id(user_id)
+    if wallet_id is None:
+        assert user_id is not None
+        wallet_id = ids.wallet_id(user_id)
     wallet: Any = None
     reached = 0
     for notification_id, event in _wallet_events(ledger, wallet_id):

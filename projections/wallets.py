@@ -14,7 +14,15 @@ from uuid import UUID
 import psycopg
 
 from domain.wallet import Wallet
-from projections.base import Positioned, by_class, copy_rows, fetch_by, upsert, with_topic_prefix
+from projections.base import (
+    Positioned,
+    by_class,
+    copy_rows,
+    fetch_by,
+    upsert,
+    uuid_order,
+    with_topic_prefix,
+)
 
 W = Wallet
 BALANCE_FIELDS = (
@@ -318,10 +326,13 @@ class _Batch:
             self.cur,
             "wallet_balances",
             ("wallet_id",),
-            [self.wallets[i] for i in sorted(self.touched_wallets)],
+            [self.wallets[i] for i in sorted(self.touched_wallets, key=uuid_order)],
         )
         upsert(
-            self.cur, "wallet_lots", ("lot_id",), [self.lots[i] for i in sorted(self.touched_lots)]
+            self.cur,
+            "wallet_lots",
+            ("lot_id",),
+            [self.lots[i] for i in sorted(self.touched_lots, key=uuid_order)],
         )
         copy_rows(self.cur, "wallet_transactions", TX_COLUMNS, self.transactions)
 

@@ -7,12 +7,14 @@ keeps writing, and nothing can be changed by the audit.
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import psycopg
 from eventsourcing.persistence import Notification
@@ -22,6 +24,7 @@ from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
 BATCH = 5_000
 EVENTS_TABLE = "ledger_events"
 Conn = psycopg.Connection[Any]
+T = TypeVar("T")
 
 
 @contextmanager
@@ -63,6 +66,45 @@ def batches(
             ]
 
 
+def prefetched(source: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """``source``'s items, produced by a thread up to ``depth`` ahead of the consumer.
+
+    The database prepares and sends the next batch while this process decodes the last one
+    (psycopg waits for the network without the GIL); the connection serialises its users.
+    """
+    items: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        items.put((True, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put((False, None))
+        except BaseException as error:  # handed to the consumer, raised there
+            items.put((False, error))
+
+    worker = threading.Thread(target=produce, name="audit-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = items.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def stream_rows(conn: Conn, query: str, params: Any = (), size: int = BATCH) -> Iterator[Any]:
     """Rows of any query through a server-side cursor (never all in memory)."""
     with conn.cursor(name=f"audit_rows_{time.monotonic_ns()}") as cur:
@@ -73,7 +115,9 @@ def stream_rows(conn: Conn, query: str, params: Any = (), size: int = BATCH) -> 
 
 
 def head(conn: Conn) -> int:
-    return int(conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0])  # type: ignore[index]
+    return int(
+        conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0]
+    )  # type: ignore[index]
 
 
 def position_at(conn: Conn, at: datetime) -> int:

@@ -999,3 +999,41 @@ def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> N
         assert expected - topics == set()
     finally:
         m.teardown()
+
+
+def test_a_smaller_write_off_after_a_whole_one_does_not_reopen_the_disputed_lot() -> None:
+    """Found by the machine: a lot wholly written off (a full refund outside our flow) was
+    flagged usable again by a later, smaller write-off, while a dispute still held it."""
+    m = LedgerMachine()
+    try:
+        m.a_running_platform(
+            cents=[300, 300],
+            first=dict(
+                owner=0,
+                stake=0,
+                penalty=0,
+                mode="auto",
+                quorum_pct=50,
+                grace=0,
+                frequency="daily",
+                window=("00:00", "00:00"),
+                scope="participant_local",
+                starts_in_hours=1,
+                lasts_hours=12,
+                max_participants=4,
+                private=False,
+                proof_types=("text",),
+                publish_now=True,
+                joiners=[1],
+            ),
+        )
+        m.open_dispute(i=1)
+        m.refund_outside_our_flow(i=1, part=4)
+        m.refund_outside_our_flow(i=1, part=1)
+        every_step_checked(m)
+        wallet = m.app.wallet_of(USERS[1])
+        lot = wallet.lot(wallet.deposits["pi_1"])
+        assert lot.written_off and lot.remaining == 0 and lot.loss == 75
+        assert wallet.available == 0 and wallet.written_off_total == 375
+    finally:
+        m.teardown()

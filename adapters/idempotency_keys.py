@@ -1,0 +1,141 @@
+"""``Idempotency-Key`` records (SPEC §7), in PostgreSQL so every API process sees them.
+
+A key is scoped to (user, route). The first request *claims* it (state ``running``), runs, and
+stores its response (state ``done``); a repeat with the same body gets that response back.
+A claim is a fresh UUID, so only the request holding it can complete or release the key.
+Times come from the database's clock, the same for every process.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from adapters.users import UserStore
+
+PURGE_EVERY_SECONDS = 600.0
+
+
+class Outcome(enum.Enum):
+    STARTED = "started"  # the caller holds the key: run the command, then complete or release
+    REPLAY = "replay"  # done before with the same body: answer with the stored response
+    MISMATCH = "mismatch"  # the key was used with another body (422)
+    RUNNING = "running"  # the first request with this key is still running (409)
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: Outcome
+    user_id: UUID
+    route: str
+    key: str
+    token: UUID | None = None
+    status: int | None = None
+    body: Any = None
+
+
+class IdempotencyStore:
+    """Claims, completes, releases and forgets idempotency keys."""
+
+    # SPEC §7: keys are kept 24 h; after that the same key starts afresh.
+    retention = timedelta(hours=24)
+    # A claim this old was abandoned (its process died); another request may take it over.
+    # Money commands derive their ids from the key, so running again cannot spend twice.
+    abandoned_after = timedelta(seconds=60)
+
+    def __init__(self, users: UserStore) -> None:
+        self.users = users
+        self._next_purge = 0.0
+
+    def begin(self, user_id: UUID, route: str, key: str, request_hash: str) -> Claim:
+        """Claim (user, route, key) for a request whose body hashes to ``request_hash``."""
+        self._maybe_purge()
+        token = uuid4()
+        params = {
+            "user_id": user_id,
+            "route": route,
+            "key": key,
+            "hash": request_hash,
+            "claim": token,
+            "retention": self.retention,
+            "abandoned": self.abandoned_after,
+        }
+        started = Claim(Outcome.STARTED, user_id, route, key, token)
+        with self.users.transaction() as cur:
+            # New, or expired (then it starts afresh); otherwise the row is left as it is, locked.
+            inserted = cur.execute(
+                """INSERT INTO idempotency_keys AS k (user_id, route, key, request_hash, state,
+                    claim, created_at, claimed_at)
+                VALUES (%(user_id)s, %(route)s, %(key)s, %(hash)s, 'running', %(claim)s,
+                    now(), now())
+                ON CONFLICT (user_id, route, key) DO UPDATE SET
+                    request_hash = EXCLUDED.request_hash, state = 'running',
+                    claim = EXCLUDED.claim, status = NULL, body = NULL,
+                    created_at = EXCLUDED.created_at, claimed_at = EXCLUDED.claimed_at,
+                    completed_at = NULL
+                WHERE k.created_at <= now() - %(retention)s
+                RETURNING claim""",
+                params,
+            ).fetchone()
+            if inserted is not None:
+                return started
+            row = cur.execute(
+                """SELECT request_hash, state, status, body,
+                    claimed_at <= now() - %(abandoned)s AS abandoned
+                FROM idempotency_keys
+                WHERE user_id = %(user_id)s AND route = %(route)s AND key = %(key)s""",
+                params,
+            ).fetchone()
+            assert row is not None, "the conflicting row is locked by the upsert"
+            if row["request_hash"] != request_hash:
+                return Claim(Outcome.MISMATCH, user_id, route, key)
+            if row["state"] == "done":
+                return Claim(Outcome.REPLAY, user_id, route, key, None, row["status"], row["body"])
+            if not row["abandoned"]:
+                return Claim(Outcome.RUNNING, user_id, route, key)
+            cur.execute(
+                """UPDATE idempotency_keys SET claim = %(claim)s, claimed_at = now()
+                WHERE user_id = %(user_id)s AND route = %(route)s AND key = %(key)s""",
+                params,
+            )
+            return started
+
+    def complete(self, claim: Claim, status: int, body: Any) -> bool:
+        """Store the response of a claimed request; False if the claim was taken over."""
+        with self.users.transaction() as cur:
+            cur.execute(
+                """UPDATE idempotency_keys
+                SET state = 'done', status = %s, body = %s, completed_at = now()
+                WHERE user_id = %s AND route = %s AND key = %s AND claim = %s""",
+                (status, Jsonb(body), claim.user_id, claim.route, claim.key, claim.token),
+            )
+            return cur.rowcount == 1
+
+    def release(self, claim: Claim) -> None:
+        """Give the key back (the request failed): the next request with it runs afresh."""
+        with self.users.transaction() as cur:
+            cur.execute(
+                "DELETE FROM idempotency_keys "
+                "WHERE user_id = %s AND route = %s AND key = %s AND claim = %s",
+                (claim.user_id, claim.route, claim.key, claim.token),
+            )
+
+    def purge_expired(self) -> int:
+        """Forget keys older than the retention; returns how many."""
+        with self.users.transaction() as cur:
+            cur.execute(
+                "DELETE FROM idempotency_keys WHERE created_at <= now() - %s", (self.retention,)
+            )
+            return cur.rowcount
+
+    def _maybe_purge(self) -> None:
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+            self.purge_expired()

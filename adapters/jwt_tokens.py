@@ -1,0 +1,224 @@
+"""Access and refresh tokens: JWT HS256, with refresh-token families kept in PostgreSQL.
+
+A login starts a *family* (a session). Each refresh uses up its token and issues the next one
+in the same family (rotation). Presenting a used refresh token again means two parties hold
+it, so the whole family is revoked (reuse detection, SPEC §7); logout revokes it too. Access
+tokens name their family (``sid``), so revoking a session also ends its access tokens at once.
+
+Expiry is checked against the wall clock, never the application's business clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import jwt
+import psycopg
+
+if TYPE_CHECKING:
+    from adapters.users import UserStore
+
+ALGORITHM = "HS256"
+ISSUER = "peerpush"
+ACCESS = "access"
+REFRESH = "refresh"
+# Used and revoked refresh tokens are kept this long past their expiry, then purged.
+REFRESH_RETENTION = timedelta(days=1)
+PURGE_EVERY_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class AuthUser:
+    """The caller, as a verified access token and the users table name them."""
+
+    id: UUID
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class InvalidToken(Exception):
+    """A missing, expired, tampered, wrong-type, revoked or reused token (401)."""
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int  # seconds the access token lives
+    token_type: str = "bearer"
+
+
+class TokenService:
+    """Issues, rotates, revokes and verifies tokens for the users in ``users``."""
+
+    def __init__(self, config: Any, users: UserStore) -> None:
+        if not config.jwt_secret:
+            raise ValueError("no JWT signing key: set JWT_SECRET (ApiConfig.jwt_secret)")
+        self.secret: str = config.jwt_secret
+        self.access_ttl = timedelta(minutes=config.access_token_minutes)
+        self.refresh_ttl = timedelta(days=config.refresh_token_days)
+        self.users = users
+        self._next_purge = 0.0
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def issue(self, user_id: UUID, role: str) -> TokenPair:
+        """Start a new session for a user who has just proved who they are."""
+        now, family, jti = _now(), uuid4(), uuid4()
+        with self.users.transaction() as cur:
+            self._insert_refresh(cur, jti, family, user_id, now)
+        self._maybe_purge()
+        return self._pair(user_id, role, family, jti, now)
+
+    def refresh(self, refresh_token: str) -> TokenPair:
+        """Use up ``refresh_token`` and return the session's next pair.
+
+        A token that was already used revokes its whole family and is refused.
+        """
+        claims = self._decode(refresh_token, REFRESH)
+        jti, now = UUID(claims["jti"]), _now()
+        with self.users.transaction() as cur:
+            row = cur.execute(
+                "SELECT r.family, r.user_id, r.used_at, r.revoked_at, u.role, u.erased_at "
+                "FROM refresh_tokens r JOIN users u ON u.id = r.user_id "
+                "WHERE r.jti = %s FOR UPDATE OF r",
+                (jti,),
+            ).fetchone()
+            if row is None or str(row["user_id"]) != claims["sub"]:
+                raise InvalidToken("the refresh token is not one we issued")
+            if row["revoked_at"] is not None:
+                raise InvalidToken("the session has been revoked")
+            if row["erased_at"] is not None:
+                raise InvalidToken("the account no longer exists")
+            reused = row["used_at"] is not None
+            if reused:
+                _revoke_family(cur, row["family"], now)
+            else:
+                cur.execute("UPDATE refresh_tokens SET used_at = %s WHERE jti = %s", (now, jti))
+                next_jti = uuid4()
+                self._insert_refresh(cur, next_jti, row["family"], row["user_id"], now)
+        # Raised after the commit: the family's revocation must stick.
+        if reused:
+            raise InvalidToken("the refresh token was already used: the session is revoked")
+        return self._pair(row["user_id"], row["role"], row["family"], next_jti, now)
+
+    def revoke(self, refresh_token: str) -> None:
+        """Log out: end the session ``refresh_token`` belongs to (even if it has expired)."""
+        claims = self._decode(refresh_token, REFRESH, verify_exp=False)
+        with self.users.transaction() as cur:
+            row = cur.execute(
+                "SELECT family FROM refresh_tokens WHERE jti = %s AND user_id = %s",
+                (UUID(claims["jti"]), UUID(claims["sub"])),
+            ).fetchone()
+            if row is not None:
+                _revoke_family(cur, row["family"], _now())
+
+    # -- verification ----------------------------------------------------------------------
+
+    def verify_access(self, token: str) -> AuthUser:
+        """The caller an access token names, if it is genuine, current and its session live.
+
+        The role comes from the users table, so a promotion or demotion applies at once.
+        """
+        claims = self._decode(token, ACCESS)
+        try:
+            session = UUID(str(claims.get("sid")))
+        except ValueError:
+            raise InvalidToken("the token is not valid") from None
+        user_id = UUID(claims["sub"])
+        with self.users.transaction() as cur:
+            row = cur.execute(
+                "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
+                "  WHERE r.family = %s AND r.user_id = u.id AND r.revoked_at IS NULL) AS live "
+                "FROM users u WHERE u.id = %s",
+                (session, user_id),
+            ).fetchone()
+        if row is None or row["erased_at"] is not None:
+            raise InvalidToken("the account no longer exists")
+        if not row["live"]:
+            raise InvalidToken("the session has ended; log in again")
+        return AuthUser(id=user_id, role=row["role"])
+
+    def _decode(self, token: str, typ: str, *, verify_exp: bool = True) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={
+                    "require": ["exp", "iat", "iss", "sub", "jti", "typ"],
+                    "verify_exp": verify_exp,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise InvalidToken("the token is not valid") from None
+        if claims["typ"] != typ:
+            raise InvalidToken(f"expected an {typ} token")
+        try:
+            UUID(str(claims["sub"]))
+            UUID(str(claims["jti"]))
+        except ValueError:
+            raise InvalidToken("the token is not valid") from None
+        return claims
+
+    # -- issuing ---------------------------------------------------------------------------
+
+    def _pair(self, user_id: UUID, role: str, family: UUID, jti: UUID, now: datetime) -> TokenPair:
+        access = self._encode(
+            {"sub": str(user_id), "role": role, "typ": ACCESS, "sid": str(family)},
+            now,
+            self.access_ttl,
+            uuid4(),
+        )
+        refresh = self._encode(
+            {"sub": str(user_id), "role": role, "typ": REFRESH}, now, self.refresh_ttl, jti
+        )
+        return TokenPair(access, refresh, int(self.access_ttl.total_seconds()))
+
+    def _encode(self, claims: dict[str, Any], now: datetime, ttl: timedelta, jti: UUID) -> str:
+        payload = {**claims, "iss": ISSUER, "iat": now, "exp": now + ttl, "jti": str(jti)}
+        return jwt.encode(payload, self.secret, algorithm=ALGORITHM)
+
+    def _insert_refresh(
+        self, cur: psycopg.Cursor[Any], jti: UUID, family: UUID, user_id: UUID, now: datetime
+    ) -> None:
+        cur.execute(
+            "INSERT INTO refresh_tokens (jti, family, user_id, issued_at, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (jti, family, user_id, now, now + self.refresh_ttl),
+        )
+
+    def purge_expired(self) -> int:
+        """Forget refresh tokens long past their expiry; returns how many."""
+        with self.users.transaction() as cur:
+            cur.execute(
+                "DELETE FROM refresh_tokens WHERE expires_at < %s", (_now() - REFRESH_RETENTION,)
+            )
+            return cur.rowcount
+
+    def _maybe_purge(self) -> None:
+        if time.monotonic() >= self._next_purge:
+            self._next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+            self.purge_expired()
+
+
+def _revoke_family(cur: psycopg.Cursor[Any], family: UUID, now: datetime) -> None:
+    cur.execute(
+        "UPDATE refresh_tokens SET revoked_at = %s WHERE family = %s AND revoked_at IS NULL",
+        (now, family),
+    )
+
+
+def _now() -> datetime:
+    """The wall clock, whole seconds (JWT times are whole seconds)."""
+    return datetime.now(UTC).replace(microsecond=0)

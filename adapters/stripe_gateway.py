@@ -1,0 +1,169 @@
+"""Stripe through its official client library (SPEC §6): checkout, refunds, webhooks.
+
+Only this module and the simulated gateway know the ``stripe`` package. Errors become the
+application's two kinds: :class:`PaymentRefused` (Stripe said no, for good) and
+:class:`PaymentUnavailable` (the outcome is unknown: look it up, then try again).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import stripe
+
+from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable, Refund
+
+WEBHOOK_TOLERANCE_SECONDS = 300
+"""How old a signed webhook may be (against the wall clock) before it is refused."""
+
+REQUEST_TIMEOUT_SECONDS = 30
+
+
+def verify_webhook(payload: bytes, signature: str, secret: str) -> dict[str, Any]:
+    """The event in ``payload`` if ``Stripe-Signature`` proves Stripe sent it recently."""
+    try:
+        stripe.Webhook.construct_event(
+            payload, signature, secret, tolerance=WEBHOOK_TOLERANCE_SECONDS
+        )
+        event = json.loads(payload)
+    except (stripe.SignatureVerificationError, ValueError) as e:
+        raise InvalidWebhook(str(e) or "invalid webhook") from None
+    if not isinstance(event, dict) or not isinstance(event.get("data"), dict):
+        raise InvalidWebhook("not a Stripe event")
+    return event
+
+
+def refund_of(obj: Any) -> Refund:
+    """A Stripe refund object (or its JSON) as the application sees it."""
+    values = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    payment_intent = values.get("payment_intent") or ""
+    if isinstance(payment_intent, dict):
+        payment_intent = payment_intent.get("id", "")
+    return Refund(
+        refund_id=str(values["id"]),
+        status=str(values.get("status") or "pending"),
+        cents=int(values.get("amount") or 0),
+        payment_intent_id=str(payment_intent),
+        metadata={str(k): str(v) for k, v in (values.get("metadata") or {}).items()},
+    )
+
+
+@contextmanager
+def calling_stripe() -> Iterator[None]:
+    """Map the library's errors to the application's."""
+    try:
+        yield
+    except stripe.IdempotencyError as e:
+        # The key was used with other parameters: a bug or a race, never a verdict.
+        raise PaymentUnavailable(f"idempotency conflict: {e.user_message or e}") from None
+    except stripe.InvalidRequestError as e:
+        raise PaymentRefused(e.code or "invalid_request", e.user_message or str(e)) from None
+    except stripe.StripeError as e:
+        raise PaymentUnavailable(f"{type(e).__name__}: {e.user_message or e}") from None
+
+
+class StripeGateway:
+    """The real Stripe (or anything speaking its API at ``api_base``)."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        webhook_secret: str,
+        api_base: str = "",
+        max_network_retries: int = 2,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+    ) -> None:
+        self.webhook_secret = webhook_secret
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=max_network_retries,
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+
+    def create_checkout(
+        self,
+        *,
+        user_id: str,
+        tokens: int,
+        cents: int,
+        success_url: str,
+        cancel_url: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> tuple[str, str]:
+        ours = {**(metadata or {}), "user_id": user_id, "tokens": str(tokens)}
+        params: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": user_id,
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": cents,
+                        "product_data": {"name": f"{tokens} PeerPush tokens"},
+                    },
+                }
+            ],
+            "metadata": ours,
+            "payment_intent_data": {"metadata": ours},
+        }
+        with calling_stripe():
+            session = self.client.v1.checkout.sessions.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            )
+        return str(session.id), str(session.url)
+
+    def verify_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
+        return verify_webhook(payload, signature, self.webhook_secret)
+
+    def refund(
+        self,
+        *,
+        payment_intent_id: str,
+        cents: int,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> Refund:
+        with calling_stripe():
+            created = self.client.v1.refunds.create(
+                {
+                    "payment_intent": payment_intent_id,
+                    "amount": cents,
+                    "metadata": dict(metadata),
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return refund_of(created)
+
+    def find_refund(self, *, payment_intent_id: str, metadata: Mapping[str, str]) -> Refund | None:
+        # Stripe cannot search refunds by metadata: list the payment's and match here.
+        matching = [
+            r
+            for r in self.refunds(payment_intent_id)
+            if all(r.metadata.get(k) == v for k, v in metadata.items())
+        ]
+        made = [r for r in matching if r.made]
+        return (made or matching or [None])[0]
+
+    def refunds(self, payment_intent_id: str) -> Sequence[Refund]:
+        with calling_stripe():
+            page = self.client.v1.refunds.list({"payment_intent": payment_intent_id, "limit": 100})
+            return [refund_of(r) for r in page.auto_paging_iter()]
+
+    def payment_intent_metadata(self, payment_intent_id: str) -> Mapping[str, str] | None:
+        try:
+            with calling_stripe():
+                intent = self.client.v1.payment_intents.retrieve(payment_intent_id)
+        except PaymentRefused:
+            return None
+        metadata = intent.to_dict().get("metadata") or {}
+        return {str(k): str(v) for k, v in metadata.items()}

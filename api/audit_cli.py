@@ -1,0 +1,116 @@
+"""``peerpush audit verify|export|balance`` (also ``python -m projections.audit``).
+
+Read-only against ``DATABASE_URL`` (or the embedded server) and ``DB_SCHEMA``: no migration
+is run and nothing is written. ``verify`` exits 0 when clean and 1 on any finding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import datetime
+from typing import Any, TextIO
+from uuid import UUID
+
+from api.bootstrap import build_ledger, database_settings
+from application.ledger import Ledger
+from domain.errors import NotFound
+from projections.audit.balance import balance, parse_as_of, write_text
+from projections.audit.chaincheck import parse_head
+from projections.audit.export import export
+from projections.audit.verify import verify
+
+
+def decoder() -> Callable[[Any], Any]:
+    """The ledger's own event mapper, with no persistence behind it (no connections)."""
+    return Ledger({"PERSISTENCE_MODULE": "eventsourcing.popo"}).mapper.to_domain_event
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    report = verify(database_settings(), decoder(), expect_head=args.expect_head)
+    if args.json:
+        report.write_json(sys.stdout)
+    else:
+        report.write_text(sys.stdout)
+    return 0 if report.clean else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with ExitStack() as stack:
+        out: TextIO = sys.stdout
+        if args.output:
+            out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+        count = export(
+            database_settings(),
+            decoder(),
+            out,
+            what=args.what,
+            fmt=args.format,
+            after=args.after,
+            until=args.until,
+        )
+    print(f"exported {count:,} {args.what} records", file=sys.stderr)
+    return 0
+
+
+def cmd_balance(args: argparse.Namespace) -> int:
+    db = database_settings()
+    ledger = build_ledger(db, run_migrations=False)
+    try:
+        report = balance(db, ledger, args.as_of, user_id=args.user, wallet_id=args.wallet)
+    except NotFound as error:
+        print(f"audit balance: {error}", file=sys.stderr)
+        return 1
+    finally:
+        ledger.close()
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_text(report, sys.stdout)
+    return 0
+
+
+def _time(text: str) -> datetime:
+    value = parse_as_of(text)
+    if not isinstance(value, datetime):
+        raise ValueError("expected a time")
+    return value
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``verify``, ``export`` and ``balance`` under ``peerpush audit``."""
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    actions = parser.add_subparsers(dest="audit_command", required=True)
+
+    v = actions.add_parser("verify", help="replay the stream, check invariants, read models, chain")
+    v.add_argument("--json", action="store_true", help="the report as JSON")
+    v.add_argument(
+        "--expect-head",
+        metavar="POSITION:HEX",
+        type=parse_head,
+        help="a chain head printed by an earlier audit: prove the stream unchanged up to it",
+    )
+    v.set_defaults(func=cmd_verify)
+
+    e = actions.add_parser("export", help="stream decoded events or the journal")
+    e.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    e.add_argument("--what", choices=["events", "journal"], default="events")
+    e.add_argument("--after", type=int, default=0, metavar="POSITION", help="start after it")
+    e.add_argument(
+        "--until", type=_time, metavar="TIME", help="up to the last event at or before it"
+    )
+    e.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    e.set_defaults(func=cmd_export)
+
+    b = actions.add_parser("balance", help="a wallet's balances and lots as of then")
+    who = b.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=UUID, metavar="ID")
+    who.add_argument("--wallet", type=UUID, metavar="ID")
+    b.add_argument("--as-of", required=True, type=parse_as_of, metavar="TIME|POSITION")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_balance)

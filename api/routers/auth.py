@@ -1,0 +1,142 @@
+"""Accounts and sessions: register, log in, refresh, log out, who am I (SPEC §7).
+
+Register, login and refresh are rate-limited per client address; every refusal of credentials
+says the same thing whether the email is unknown or the password wrong.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord
+from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
+from api.errors import ApiError
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+    Field(examples=["ann@example.com"]),
+]
+Password = Annotated[str, Field(min_length=8, max_length=128, examples=["correct horse"])]
+Username = Annotated[
+    str, Field(min_length=3, max_length=20, pattern=r"^[a-z0-9_]+$", examples=["ann"])
+]
+RefreshToken = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class RegisterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Email
+    username: Username
+    password: Password
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: Annotated[str, Field(min_length=1, max_length=254, examples=["ann@example.com"])]
+    password: Annotated[str, Field(min_length=1, max_length=128, examples=["correct horse"])]
+
+
+class RefreshIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: RefreshToken
+
+
+class UserOut(BaseModel):
+    id: UUID
+    email: str
+    username: str
+    role: Literal["user", "admin"]
+    created_at: datetime
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the access token expires")
+
+
+@router.post(
+    "/register",
+    status_code=201,
+    response_model=UserOut,
+    responses={409: {"description": "email or username taken"}, 429: {}},
+)
+def register(body: RegisterIn, request: Request, services: ServicesDep) -> UserOut:
+    services.limits.check("register", client_address(request))
+    try:
+        user = services.users.register(body.email, body.username, body.password)
+    except DuplicateUser as e:
+        raise ApiError(409, "user_exists", str(e), field=e.field) from None
+    return user_out(user)
+
+
+@router.post("/login", response_model=TokensOut, responses={401: {}, 429: {}})
+def login(body: LoginIn, request: Request, services: ServicesDep) -> TokensOut:
+    services.limits.check("login", client_address(request))
+    user = services.users.authenticate(body.email, body.password)
+    if user is None:
+        raise ApiError(401, "invalid_credentials", "wrong email or password", headers=UNAUTHORIZED)
+    return tokens_out(services.tokens.issue(user.id, user.role))
+
+
+@router.post("/refresh", response_model=TokensOut, responses={401: {}, 429: {}})
+def refresh(body: RefreshIn, request: Request, services: ServicesDep) -> TokensOut:
+    """A new token pair; the refresh token is used up. Reusing one ends its whole session."""
+    services.limits.check("refresh", client_address(request))
+    try:
+        return tokens_out(services.tokens.refresh(body.refresh_token))
+    except InvalidToken as e:
+        raise ApiError(401, "invalid_token", str(e), headers=UNAUTHORIZED) from None
+
+
+@router.post("/logout", status_code=204, response_class=Response, responses={401: {}})
+def logout(body: RefreshIn, services: ServicesDep) -> Response:
+    """End the session the refresh token belongs to, and its access tokens with it."""
+    try:
+        services.tokens.revoke(body.refresh_token)
+    except InvalidToken as e:
+        raise ApiError(401, "invalid_token", str(e), headers=UNAUTHORIZED) from None
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=UserOut, responses={401: {}})
+def me(user: CurrentUser, services: ServicesDep) -> UserOut:
+    record = services.users.get(user.id)
+    if record is None or record.erased:
+        raise ApiError(401, "invalid_token", "the account no longer exists", headers=UNAUTHORIZED)
+    return user_out(record)
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (behind a proxy, run uvicorn with ``--proxy-headers``)."""
+    return request.client.host if request.client else "unknown"
+
+
+def user_out(user: UserRecord) -> UserOut:
+    assert user.email is not None and user.username is not None
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        username=user.username,
+        role=user.role,  # type: ignore[arg-type]
+        created_at=user.created_at,
+    )
+
+
+def tokens_out(pair: TokenPair) -> TokensOut:
+    return TokensOut(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+    )

@@ -1,0 +1,245 @@
+"""Buying tokens with Stripe: the checkout, the webhook, and (off production) simulated Stripe.
+
+- ``POST /wallet/deposits`` opens a Stripe Checkout Session within the daily deposit limit;
+- ``POST /stripe/webhook`` receives Stripe's signed events (no bearer token: the signature
+  is the authentication) and turns them into ledger commands (``application.stripe_events``);
+- ``/simulated-stripe/checkout/{id}`` is the embedded default's checkout page: paying delivers
+  signed webhooks to the same webhook handling, signature check included. It does not exist
+  in production or with the real Stripe (404).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Annotated, Any
+from uuid import UUID, uuid4, uuid5
+
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from adapters.payments import PgCheckoutSessions, PgLocks
+from adapters.simulated_stripe import PAGE_PATH, SimulatedStripe
+from api.bootstrap import Services
+from api.deps import CurrentUser, ServicesDep
+from api.errors import ApiError
+from api.idempotency import run_idempotent
+from api.schemas import Body, Tokens
+from application.ports import CheckoutSession, InvalidWebhook, PaymentRefused, PaymentUnavailable
+from application.stripe_events import DepositLimitExceeded, Deposits, RetryLater, StripeEvents
+from domain import ids
+
+router = APIRouter()
+
+RETRY_WEBHOOK_SECONDS = "60"
+
+ReturnUrl = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=2000,
+        pattern=r"^https?://[^\s]+$",
+        description="where Stripe sends the payer back (http or https)",
+        examples=["https://app.example.com/wallet?deposit=done"],
+    ),
+]
+
+
+class DepositIn(Body):
+    tokens: Tokens
+    success_url: ReturnUrl
+    cancel_url: ReturnUrl
+
+
+class DepositOut(BaseModel):
+    session_id: str = Field(description="the Stripe Checkout Session")
+    checkout_url: str = Field(description="send the payer here")
+    deposit_id: UUID
+    tokens: int
+    amount_cents: int = Field(description="what the payer is charged, in US cents")
+
+
+class WebhookReceived(BaseModel):
+    received: bool
+    event_id: str
+    outcome: str = Field(description="what the ledger did: credited, ignored, duplicate, …")
+
+
+def deposits(services: Services) -> Deposits:
+    return Deposits(services.ledger, services.payments, PgCheckoutSessions(services.db))
+
+
+def stripe_events(services: Services) -> StripeEvents:
+    return StripeEvents(
+        services.ledger, services.payments, PgCheckoutSessions(services.db), PgLocks(services.db)
+    )
+
+
+@router.post(
+    "/wallet/deposits",
+    tags=["wallet"],
+    status_code=201,
+    response_model=DepositOut,
+    responses={
+        409: {"description": "the rolling-24 h deposit limit would be exceeded"},
+        429: {"description": "more than 10 checkouts in an hour"},
+        503: {"description": "Stripe is unavailable; try again"},
+    },
+)
+def create_deposit(
+    body: DepositIn,
+    user: CurrentUser,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Buy tokens: open a Stripe Checkout for ``tokens`` × the token price, to pay at
+    ``checkout_url``. The tokens are credited when Stripe confirms the payment."""
+    services.limits.check("deposit_checkout", str(user.id))  # 10/hour: 429 + Retry-After
+    # With a key, a retried request names the same checkout: never a second session.
+    seed = f"{user.id}:{idempotency_key}" if idempotency_key else str(uuid4())
+    deposit_id = uuid5(ids.NAMESPACE, f"deposit-checkout:{seed}")
+
+    def act() -> tuple[int, dict[str, Any]]:
+        try:
+            opened = deposits(services).open_checkout(
+                user.id, deposit_id, body.tokens, body.success_url, body.cancel_url
+            )
+        except DepositLimitExceeded as e:
+            raise ApiError(
+                409, e.code, str(e), limit=e.limit, used=e.used, remaining=e.remaining
+            ) from None
+        except PaymentRefused as e:
+            raise ApiError(422, "checkout_refused", f"Stripe refused the checkout: {e}") from None
+        except PaymentUnavailable:
+            raise ApiError(
+                503,
+                "payment_provider_unavailable",
+                "Stripe could not be reached; try again",
+                headers={"Retry-After": "5"},
+            ) from None
+        out = DepositOut(
+            session_id=opened.session_id,
+            checkout_url=opened.checkout_url,
+            deposit_id=opened.deposit_id,
+            tokens=opened.tokens,
+            amount_cents=opened.cents,
+        )
+        return 201, out.model_dump(mode="json")
+
+    return run_idempotent(
+        services, user.id, "POST /wallet/deposits", idempotency_key, body.model_dump(), act
+    )
+
+
+@router.post(
+    "/stripe/webhook",
+    tags=["stripe"],
+    response_model=WebhookReceived,
+    responses={
+        400: {"description": "missing, wrong or stale Stripe-Signature: nothing recorded"},
+        503: {"description": "the event refers to something not recorded yet: redeliver"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def stripe_webhook(
+    request: Request,
+    services: ServicesDep,
+    stripe_signature: Annotated[str | None, Header()] = None,
+) -> WebhookReceived:
+    """Stripe's events, verified with ``Stripe-Signature`` (300 s tolerance, wall clock)."""
+    payload = await request.body()
+    return await run_in_threadpool(receive_webhook, services, payload, stripe_signature or "")
+
+
+def receive_webhook(services: Services, payload: bytes, signature: str) -> WebhookReceived:
+    """Verify a webhook and apply it: the one path every Stripe event takes."""
+    try:
+        event = services.payments.verify_webhook(payload, signature)
+    except InvalidWebhook as e:
+        raise ApiError(400, "invalid_signature", f"webhook refused: {e}") from None
+    try:
+        outcome = stripe_events(services).handle(event)
+    except (RetryLater, PaymentUnavailable) as e:
+        raise ApiError(
+            503, "retry_later", str(e), headers={"Retry-After": RETRY_WEBHOOK_SECONDS}
+        ) from None
+    return WebhookReceived(received=True, event_id=str(event.get("id", "")), outcome=outcome)
+
+
+# -- simulated Stripe (embedded default only) -------------------------------------------------
+
+
+def _simulated(services: Services, session_id: str) -> tuple[SimulatedStripe, CheckoutSession]:
+    gateway = services.payments
+    if services.config.production or not isinstance(gateway, SimulatedStripe):
+        raise ApiError(404, "not_found", "there is no simulated Stripe here")
+    session = PgCheckoutSessions(services.db).get(session_id)
+    if session is None:
+        raise ApiError(404, "not_found", "no such checkout session")
+    return gateway, session
+
+
+@router.get(
+    PAGE_PATH.removeprefix("/v1") + "/{session_id}",
+    tags=["simulated stripe"],
+    response_class=HTMLResponse,
+    responses={404: {"description": "no such session, or not the simulated Stripe"}},
+)
+def simulated_checkout_page(session_id: str, services: ServicesDep) -> HTMLResponse:
+    """The simulated checkout page: pay or decline."""
+    _, session = _simulated(services, session_id)
+    sid = html.escape(session.session_id)
+    dollars = f"{session.cents / 100:,.2f}"
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Simulated Stripe Checkout</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
+<h1>Simulated Stripe Checkout</h1>
+<p>{session.tokens} PeerPush tokens for <strong>${dollars}</strong>
+(session <code>{sid}</code>, {html.escape(session.status)}).</p>
+<p>No card is charged: this page stands in for Stripe outside production.</p>
+<form method="post" action="{PAGE_PATH}/{sid}/pay"><button>Pay ${dollars}</button></form>
+<form method="post" action="{PAGE_PATH}/{sid}/decline"><button>Decline</button></form>
+</body></html>"""
+    return HTMLResponse(page)
+
+
+@router.post(
+    PAGE_PATH.removeprefix("/v1") + "/{session_id}/pay",
+    tags=["simulated stripe"],
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={404: {}, 409: {"description": "the session has expired"}},
+)
+def simulated_pay(session_id: str, services: ServicesDep) -> RedirectResponse:
+    """Pay: Stripe's two webhooks (session completed, PaymentIntent succeeded), signed and
+    delivered to our own webhook handling; then back to ``success_url``."""
+    gateway, session = _simulated(services, session_id)
+    if session.status == "expired":
+        raise ApiError(409, "session_expired", "this checkout session has expired")
+    for payload, signature in gateway.payment_webhooks(session):
+        receive_webhook(services, payload, signature)
+    return RedirectResponse(session.success_url, status_code=303)
+
+
+@router.post(
+    PAGE_PATH.removeprefix("/v1") + "/{session_id}/decline",
+    tags=["simulated stripe"],
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={404: {}, 409: {"description": "the session is already paid"}},
+)
+def simulated_decline(session_id: str, services: ServicesDep) -> RedirectResponse:
+    """Decline: the session expires (a signed ``checkout.session.expired``); back to
+    ``cancel_url``. Nothing is credited."""
+    gateway, session = _simulated(services, session_id)
+    if session.status == "complete":
+        raise ApiError(409, "session_complete", "this checkout session is already paid")
+    payload, signature = gateway.expiry_webhook(session)
+    receive_webhook(services, payload, signature)
+    return RedirectResponse(session.cancel_url, status_code=303)

@@ -1,0 +1,358 @@
+"""Deposits through Stripe (SPEC §2, §6): opening a checkout, and what each webhook means.
+
+A checkout is opened only within the rolling-24 h deposit limit (business time). Webhooks
+become ledger commands, each caused by ``stripe`` and the event id:
+
+- ``checkout.session.completed`` (paid) and ``payment_intent.succeeded`` credit the
+  PaymentIntent once, whichever arrives first and however often;
+- ``charge.dispute.created`` freezes the paid lot, ``charge.dispute.closed`` unfreezes it (won)
+  or writes it off (lost);
+- ``charge.refunded`` writes off refunds made outside our flow;
+- ``refund.updated`` / ``refund.failed`` with status failed returns a refunded lot's tokens.
+
+Anything not ours (no ``user_id`` in the metadata, a payment we do not know) is acknowledged
+and ignored. An event that refers to something not recorded yet (a refund's failure before
+the worker recorded the refund) raises :class:`RetryLater`, so Stripe delivers it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from application.ledger import Ledger
+from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentGateway
+from domain import ids
+from domain.aggregate import Cause
+from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound
+from domain.tokens import positive_tokens
+from domain.wallet import Wallet
+
+log = logging.getLogger("peerpush.stripe")
+
+DEPOSIT_WINDOW = timedelta(hours=24)
+CURRENCY = "usd"
+
+
+class DepositLimitExceeded(Conflict):
+    """The checkout would take the user past the rolling-24 h deposit limit (409)."""
+
+    code = "deposit_limit_exceeded"
+
+    def __init__(self, limit: int, used: int, requested: int) -> None:
+        remaining = max(0, limit - used)
+        super().__init__(
+            f"at most {limit} tokens may be deposited in 24 h; {used} are credited or in open "
+            f"checkouts, so {remaining} more may be bought now (asked {requested})"
+        )
+        self.limit, self.used, self.requested, self.remaining = limit, used, requested, remaining
+
+
+class RetryLater(Exception):
+    """The event refers to something the ledger has not recorded yet; deliver it again."""
+
+
+@dataclass(frozen=True)
+class CheckoutOpened:
+    session_id: str
+    checkout_url: str
+    deposit_id: UUID
+    tokens: int
+    cents: int
+
+
+class Deposits:
+    """Buying tokens: a Stripe Checkout Session within the daily limit."""
+
+    def __init__(self, ledger: Ledger, gateway: PaymentGateway, sessions: CheckoutSessions) -> None:
+        self.ledger, self.gateway, self.sessions = ledger, gateway, sessions
+
+    def open_checkout(
+        self, user_id: UUID, deposit_id: UUID, tokens: int, success_url: str, cancel_url: str
+    ) -> CheckoutOpened:
+        """Open (or, for the same ``deposit_id``, return again) a checkout for ``tokens``."""
+        positive_tokens(tokens)
+        settings = self.ledger.settings
+        limit = settings.max_deposit_tokens_day
+        if tokens > limit:
+            raise InvalidAmount(f"at most {limit} tokens can be bought in 24 h")
+        cents = tokens * settings.token_price_usd_cents
+        with self.sessions.exclusive(str(user_id)) as book:
+            existing = book.find(str(deposit_id))
+            if existing is not None:
+                return _opened(existing)
+            now = self.ledger.clock.now()
+            since = now - DEPOSIT_WINDOW
+            used = self._credited_since(user_id, since) + book.open_tokens(since)
+            if used + tokens > limit:
+                raise DepositLimitExceeded(limit, used, tokens)
+            session_id, url = self.gateway.create_checkout(
+                user_id=str(user_id),
+                tokens=tokens,
+                cents=cents,
+                success_url=success_url,
+                cancel_url=cancel_url,
+                idempotency_key=f"checkout:{deposit_id}",
+                metadata={"deposit_id": str(deposit_id)},
+            )
+            session = CheckoutSession(
+                session_id=session_id,
+                deposit_id=str(deposit_id),
+                user_id=str(user_id),
+                tokens=tokens,
+                cents=cents,
+                checkout_url=url,
+                success_url=success_url,
+                cancel_url=cancel_url,
+                created_at=now,
+            )
+            book.record(session)
+        return _opened(session)
+
+    def _credited_since(self, user_id: UUID, since: datetime) -> int:
+        try:
+            wallet = self.ledger.wallet_of(user_id)
+        except NotFound:
+            return 0
+        return sum(
+            lot.amount
+            for lot in wallet.lots.values()
+            if lot.source == "deposit" and lot.created_at > since
+        )
+
+
+def _opened(session: CheckoutSession) -> CheckoutOpened:
+    return CheckoutOpened(
+        session.session_id,
+        session.checkout_url,
+        UUID(session.deposit_id),
+        session.tokens,
+        session.cents,
+    )
+
+
+Handler = Callable[["StripeEvents", Mapping[str, Any], Cause], str]
+
+
+class StripeEvents:
+    """The application-level meaning of each Stripe webhook (already verified)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: PaymentGateway,
+        sessions: CheckoutSessions,
+        locks: Locks,
+    ) -> None:
+        self.ledger, self.gateway, self.sessions, self.locks = ledger, gateway, sessions, locks
+
+    def handle(self, event: Mapping[str, Any]) -> str:
+        """Apply one event; returns what it did (``credited``, ``ignored``, …)."""
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, Mapping) else None
+        handler = HANDLERS.get(str(event.get("type", "")))
+        if handler is None or not isinstance(obj, Mapping):
+            return "ignored"
+        return handler(self, obj, Cause.stripe(str(event.get("id", ""))))
+
+    # -- deposits ---------------------------------------------------------------------------
+
+    def session_completed(self, session: Mapping[str, Any], cause: Cause) -> str:
+        user_id = _user_of(session.get("metadata"))
+        payment_intent = _id_of(session.get("payment_intent"))
+        if session.get("mode") != "payment" or user_id is None or not payment_intent:
+            return "ignored"
+        if session.get("payment_status") != "paid":
+            return "not_paid"  # e.g. an async payment method: a later event says paid
+        outcome = self._credit(user_id, payment_intent, session, "amount_total", cause)
+        self.sessions.finish(
+            status="complete", session_id=str(session.get("id")), payment_intent_id=payment_intent
+        )
+        return outcome
+
+    def session_expired(self, session: Mapping[str, Any], cause: Cause) -> str:
+        if _user_of(session.get("metadata")) is None:
+            return "ignored"
+        self.sessions.finish(status="expired", session_id=str(session.get("id")))
+        return "expired"
+
+    def payment_succeeded(self, intent: Mapping[str, Any], cause: Cause) -> str:
+        metadata = intent.get("metadata")
+        user_id = _user_of(metadata)
+        payment_intent = _id_of(intent.get("id"))
+        if user_id is None or not payment_intent:
+            return "ignored"
+        outcome = self._credit(user_id, payment_intent, intent, "amount_received", cause)
+        deposit_id = metadata.get("deposit_id") if isinstance(metadata, Mapping) else None
+        if deposit_id:
+            self.sessions.finish(
+                status="complete", deposit_id=str(deposit_id), payment_intent_id=payment_intent
+            )
+        return outcome
+
+    def _credit(
+        self,
+        user_id: UUID,
+        payment_intent: str,
+        paid: Mapping[str, Any],
+        amount_field: str,
+        cause: Cause,
+    ) -> str:
+        cents = paid.get(amount_field)
+        if str(paid.get("currency", "")).lower() != CURRENCY or not isinstance(cents, int):
+            log.warning("payment %s is not in %s cents; not credited", payment_intent, CURRENCY)
+            return "ignored"
+        try:
+            self.ledger.credit_deposit(user_id, payment_intent, cents, cause)
+        except (InvalidAmount, InvalidField) as e:
+            log.warning("payment %s not credited: %s", payment_intent, e)
+            return "ignored"
+        return "credited"
+
+    # -- disputes and refunds outside our flow ------------------------------------------------
+
+    def dispute_created(self, dispute: Mapping[str, Any], cause: Cause) -> str:
+        dispute_id = _id_of(dispute.get("id"))
+        payment_intent = _id_of(dispute.get("payment_intent"))
+        user_id = self._owner(payment_intent)
+        if user_id is None or not dispute_id:
+            return "ignored"
+        with self.locks.hold(f"stripe:{dispute_id}"):
+            if self._settled_before(user_id, dispute_id):
+                return "duplicate"  # a late copy of a dispute already closed
+            self.ledger.open_dispute(user_id, payment_intent, dispute_id, cause)
+        return "dispute_opened"
+
+    def dispute_closed(self, dispute: Mapping[str, Any], cause: Cause) -> str:
+        dispute_id = _id_of(dispute.get("id"))
+        payment_intent = _id_of(dispute.get("payment_intent"))
+        status = str(dispute.get("status", ""))
+        cents = dispute.get("amount")
+        user_id = self._owner(payment_intent)
+        if user_id is None or not dispute_id or not isinstance(cents, int):
+            return "ignored"
+        if status not in ("won", "lost", "warning_closed"):
+            return "ignored"
+        with self.locks.hold(f"stripe:{dispute_id}"):
+            if self._settled_before(user_id, dispute_id):
+                return "duplicate"
+            wallet = self._wallet(user_id)
+            if wallet is None or payment_intent not in wallet.deposits:
+                raise RetryLater(f"dispute {dispute_id} closed before its deposit was credited")
+            if dispute_id not in wallet.disputes:
+                # Closed arrived before created (Stripe does not promise an order).
+                self.ledger.open_dispute(user_id, payment_intent, dispute_id, cause)
+            lost = status == "lost"
+            self.ledger.close_dispute(user_id, dispute_id, not lost, cents, cause)
+        return "dispute_lost" if lost else "dispute_won"
+
+    def charge_refunded(self, charge: Mapping[str, Any], cause: Cause) -> str:
+        payment_intent = _id_of(charge.get("payment_intent"))
+        user_id = self._owner(payment_intent)
+        if user_id is None:
+            return "ignored"
+        wallet = self._wallet(user_id)
+        if wallet is None or payment_intent not in wallet.deposits:
+            raise RetryLater(f"{payment_intent} refunded before its deposit was credited")
+        written_off = 0
+        for refund in self.gateway.refunds(payment_intent):
+            if not refund.made or refund.metadata.get("withdrawal_id") in wallet.withdrawals:
+                continue  # failed, or one of our withdrawals (the worker records those)
+            with self.locks.hold(f"stripe:{refund.refund_id}"):
+                if self._settled_before(user_id, refund.refund_id):
+                    continue
+                self.ledger.write_off_external_refund(
+                    user_id, payment_intent, refund.refund_id, refund.cents, cause
+                )
+                written_off += 1
+        return "written_off" if written_off else "ours"
+
+    def refund_updated(self, refund: Mapping[str, Any], cause: Cause) -> str:
+        if refund.get("status") != "failed":
+            return "ignored"
+        metadata = refund.get("metadata")
+        if not isinstance(metadata, Mapping):
+            return "ignored"
+        user_id = _user_of(metadata)
+        withdrawal_id = _uuid(metadata.get("withdrawal_id"))
+        lot_id = _uuid(metadata.get("lot_id"))
+        if user_id is None or withdrawal_id is None or lot_id is None:
+            return "ignored"
+        wallet = self._wallet(user_id)
+        hold = wallet.withdrawals.get(str(withdrawal_id)) if wallet else None
+        if hold is None or str(lot_id) not in hold.lots:
+            return "ignored"
+        outcome = hold.outcome(lot_id)
+        if outcome == "pending":
+            raise RetryLater(f"refund {refund.get('id')} failed before it was recorded")
+        if outcome != "refunded" or hold.refund_ids.get(str(lot_id)) != refund.get("id"):
+            return "duplicate"
+        self.ledger.fail_refund(user_id, withdrawal_id, lot_id, cause)
+        return "refund_failed"
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _owner(self, payment_intent: str) -> UUID | None:
+        """The user a PaymentIntent paid for: our sessions know, or Stripe's metadata."""
+        if not payment_intent:
+            return None
+        owner = self.sessions.owner_of(payment_intent)
+        if owner is None:
+            owner = (self.gateway.payment_intent_metadata(payment_intent) or {}).get("user_id")
+        return _uuid(owner)
+
+    def _wallet(self, user_id: UUID) -> Wallet | None:
+        try:
+            return self.ledger.wallet_of(user_id)
+        except NotFound:
+            return None
+
+    def _settled_before(self, user_id: UUID, reference: str) -> bool:
+        """Whether a dispute was already closed, or a refund written off, for this wallet.
+
+        The wallet keeps no such set, so its own events say; callers hold the reference's
+        lock, so no second delivery can act between this check and the command.
+        """
+        for event in self.ledger.events.get(ids.wallet_id(user_id)):
+            if isinstance(event, Wallet.LotWrittenOff) and event.reference == reference:
+                return True
+            if isinstance(event, Wallet.LotUnfrozen) and event.dispute_id == reference:
+                return True
+        return False
+
+
+def _uuid(value: object) -> UUID | None:
+    try:
+        return UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _user_of(metadata: object) -> UUID | None:
+    return _uuid(metadata.get("user_id")) if isinstance(metadata, Mapping) else None
+
+
+def _id_of(value: object) -> str:
+    """A Stripe id, whether the field holds it or an expanded object."""
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": StripeEvents.session_completed,
+    "checkout.session.async_payment_succeeded": StripeEvents.session_completed,
+    "checkout.session.expired": StripeEvents.session_expired,
+    "checkout.session.async_payment_failed": StripeEvents.session_expired,
+    "payment_intent.succeeded": StripeEvents.payment_succeeded,
+    "charge.dispute.created": StripeEvents.dispute_created,
+    "charge.dispute.closed": StripeEvents.dispute_closed,
+    "charge.refunded": StripeEvents.charge_refunded,
+    "refund.updated": StripeEvents.refund_updated,
+    "refund.failed": StripeEvents.refund_updated,
+    "charge.refund.updated": StripeEvents.refund_updated,
+}

@@ -1,0 +1,32 @@
+"""What an audit found: each finding names its kind and where to look."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+KINDS = {
+    "chain": "the stored stream differs from the chain recorded over it",
+    "chain_row": "a row of the stored chain itself is missing or altered",
+    "expect_head": "the stream differs from a head an earlier audit printed",
+    "event": "a stored event cannot be decoded or does not apply to its aggregate",
+    "invariant": "a SPEC §8 invariant does not hold on the replayed aggregates",
+    "read_model": "a stored read-model row differs from the replayed stream",
+    "journal": "the stored journal does not balance or misses a money event",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    message: str
+    position: int | None = None
+    interval: tuple[int, int] | None = None
+    row: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def __str__(self) -> str:
+        where = f"position {self.position}: " if self.position is not None else ""
+        return f"[{self.kind}] {where}{self.message}"
