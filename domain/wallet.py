@@ -281,6 +281,24 @@ class Wallet(LedgerAggregate):
         def apply(self, wallet: Wallet) -> None:
             wallet.early_disputes[self.payment_intent_id] = self.dispute_id
 
+    class EarlyDisputeClosed(LedgerEvent):
+        """A dispute kept before its deposit was credited was closed; applied at the credit.
+
+        Won: the deposit will be credited usable. Lost: it will be credited and then written
+        off for ``cents``.
+        """
+
+        TOPIC = "peerpush:Wallet.EarlyDisputeClosed"
+        dispute_id: str
+        payment_intent_id: str
+        won: bool
+        cents: int
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet.early_disputes.pop(self.payment_intent_id, None)
+            if not self.won:
+                wallet.early_losses[self.payment_intent_id] = [self.dispute_id, self.cents]
+
     class LotFrozen(LedgerEvent):
         """A card dispute freezes the lot it paid for (SPEC §6); no hold is released."""
 
@@ -357,6 +375,7 @@ class Wallet(LedgerAggregate):
         self.withdrawals: dict[str, WithdrawalHold] = {}
         self.disputes: dict[str, str] = {}
         self.early_disputes: dict[str, str] = {}
+        self.early_losses: dict[str, list[Any]] = {}
         self.available = 0
         self.frozen = 0
         self.staked = 0
@@ -446,6 +465,10 @@ class Wallet(LedgerAggregate):
         early = self.early_disputes.get(payment_intent_id)
         if early is not None:
             self.freeze_lot(lot_id, early, cause, at)
+        lost = self.early_losses.get(payment_intent_id)
+        if lost is not None:
+            dispute_id, cents = lost
+            self.write_off(lot_id, str(dispute_id), "dispute_lost", int(cents), cause, at)
         return True
 
     def lock_stake(self, challenge_id: UUID, tokens: int, cause: Cause, at: datetime) -> None:
@@ -660,6 +683,7 @@ class Wallet(LedgerAggregate):
     def win_dispute(self, dispute_id: str, cause: Cause, at: datetime) -> None:
         lot_id = self.disputes.get(dispute_id)
         if lot_id is None:
+            self._close_early_dispute(dispute_id, True, 0, cause, at)
             return
         lot = self.lot(lot_id)
         self._record(
@@ -674,8 +698,28 @@ class Wallet(LedgerAggregate):
     def lose_dispute(self, dispute_id: str, cents: int, cause: Cause, at: datetime) -> None:
         lot_id = self.disputes.get(dispute_id)
         if lot_id is None:
+            self._close_early_dispute(dispute_id, False, cents, cause, at)
             return
         self.write_off(UUID(lot_id), dispute_id, "dispute_lost", cents, cause, at)
+
+    def _close_early_dispute(
+        self, dispute_id: str, won: bool, cents: int, cause: Cause, at: datetime
+    ) -> None:
+        """A dispute closed before its deposit arrived: remember the verdict for the credit."""
+        for payment_intent_id, early in self.early_disputes.items():
+            if early == dispute_id:
+                if not won:
+                    positive_tokens(cents, what="cents")
+                self._record(
+                    self.EarlyDisputeClosed,
+                    cause,
+                    at,
+                    dispute_id=dispute_id,
+                    payment_intent_id=payment_intent_id,
+                    won=won,
+                    cents=cents,
+                )
+                return
 
     def write_off(
         self,

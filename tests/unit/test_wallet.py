@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -391,3 +391,21 @@ def test_a_dispute_arriving_before_its_deposit_freezes_the_lot_when_it_is_credit
     assert recorded(w) == ["DepositCredited", "LotFrozen"]
     assert (w.available, w.frozen) == (0, 700)
     assert w.disputes == {"dp_early": str(A)} and w.early_disputes == {}
+
+
+def test_a_dispute_lost_before_its_deposit_arrives_writes_the_deposit_off_when_credited():
+    wallet = Wallet.open(uuid4(), Cause.stripe("evt"), T0)
+    wallet.open_dispute("pi_early", "dp_1", Cause.stripe("evt"), T0)
+    wallet.lose_dispute("dp_1", 400, Cause.stripe("evt"), T0)
+    wallet.credit_deposit("pi_early", 1_000, 1, timedelta(days=90), Cause.stripe("evt"), T0)
+    lot = next(iter(wallet.lots.values()))
+    assert (lot.remaining, lot.frozen, lot.written_off) == (600, False, False)
+    assert (wallet.available, wallet.frozen, wallet.written_off_total) == (600, 0, 400)
+
+
+def test_a_dispute_won_before_its_deposit_arrives_leaves_the_deposit_usable():
+    wallet = Wallet.open(uuid4(), Cause.stripe("evt"), T0)
+    wallet.open_dispute("pi_early", "dp_1", Cause.stripe("evt"), T0)
+    wallet.win_dispute("dp_1", Cause.stripe("evt"), T0)
+    wallet.credit_deposit("pi_early", 1_000, 1, timedelta(days=90), Cause.stripe("evt"), T0)
+    assert (wallet.available, wallet.frozen) == (1_000, 0)
