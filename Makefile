@@ -45,5 +45,8 @@ bench: venv ## Run every bench/*.py script with the venv's python
 migrate: venv ## Apply database migrations
 	$(VPY) -m api.cli migrate
 
+audit: venv ## Replay and verify the stream, read models and hash chain (read-only; ARGS=--json)
+	$(VPY) -m projections.audit verify $(ARGS)
+
 clean-data: ## Remove ./.data (the embedded PostgreSQL and local files)
 	rm -rf ./.data

@@ -61,7 +61,9 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
         response.headers["X-Request-Id"] = request.state.request_id
         return response
 
-    for router in routers():
+    found = routers()
+    errors.document(app, found)
+    for router in found:
         app.include_router(router, prefix="/v1")
     return app
 

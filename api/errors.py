@@ -8,9 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.rate_limits import RateLimited
@@ -21,11 +23,43 @@ log = logging.getLogger("peerpush.api")
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://peerpush.dev/problems/"
 
+# The body of every error answer, as documented in the OpenAPI (components/schemas/Problem).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details. Some codes add members: `errors` (invalid "
+    "request), `needed`/`available` (insufficient funds), `retry_after` (rate limited), …",
+    "required": ["type", "title", "status", "code", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": TYPE_BASE + "{code}"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "stable, machine-readable"},
+        "detail": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request body",
+    401: "Missing, expired, tampered or wrong-type bearer token",
+    402: "Insufficient funds",
+    403: "Not allowed to you",
+    404: "Not found (another user's resources are not found either)",
+    409: "Conflict",
+    413: "Too large",
+    415: "Unsupported media type",
+    422: "Invalid request",
+    429: "Rate limited: see Retry-After",
+    503: "Unavailable for now: see Retry-After",
+}
+
 STATUS_BY_ERROR: list[tuple[type[d.DomainError], int]] = [
     (d.InsufficientFunds, 402),
     (d.InvalidAmount, 422),
     (d.InvalidField, 422),
     (d.ProofTypeNotAllowed, 415),
+    (d.NotRefundable, 409),
     (d.NotFound, 404),
     (d.Forbidden, 403),
     (d.Conflict, 409),
@@ -101,12 +135,82 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
-            exc.status_code, "http_error"
-        )
+        code = {
+            400: "malformed_body",
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+        }.get(exc.status_code, "http_error")
         return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "something went wrong; it has been logged")
+
+
+def document(app: FastAPI, routers: list[APIRouter]) -> None:
+    """Document, on every route, the problem+json answers it can give.
+
+    Derived from each route's dependencies and parameters, so a new route is documented
+    without being listed here: 401 behind a bearer token, 403 when admin-only, 422 with any
+    input, 409 and 422 with ``Idempotency-Key``, 503 with ``min_position``; plus every 4xx/5xx
+    the route names itself. Call it before the routers are included (it is idempotent).
+    """
+    from api.deps import admin_user, current_user
+
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        calls, params = _walk(route.dependant)
+        names = {p.alias.lower() for p in params}
+        statuses = {int(s) for s in route.responses if str(s).isdigit() and int(s) >= 400}
+        if current_user in calls:
+            statuses.add(401)
+        if admin_user in calls:
+            statuses.add(403)
+        has_body = route.body_field is not None or "requestBody" in (route.openapi_extra or {})
+        if has_body:
+            statuses.add(400)  # a body that cannot be parsed at all (e.g. not UTF-8)
+        if params or has_body:
+            statuses.add(422)
+        if "idempotency-key" in names:
+            statuses |= {409, 422}
+        if "min_position" in names:
+            statuses.add(503)
+        for status in sorted(statuses):
+            key: int | str = str(status) if str(status) in route.responses else status
+            entry = route.responses.setdefault(key, {})
+            entry.setdefault("description", PROBLEM_DESCRIPTIONS.get(status, "Error"))
+            entry.setdefault("content", {})[PROBLEM] = {
+                "schema": {"$ref": "#/components/schemas/Problem"}
+            }
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                PROBLEM_SCHEMA
+            )
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _walk(dependant: Dependant) -> tuple[set[Any], list[Any]]:
+    """Every callable a route depends on, and every parameter it reads (recursively)."""
+    calls = {dependant.call}
+    params = [
+        *dependant.path_params,
+        *dependant.query_params,
+        *dependant.header_params,
+        *dependant.cookie_params,
+        *dependant.body_params,
+    ]
+    for sub in dependant.dependencies:
+        sub_calls, sub_params = _walk(sub)
+        calls |= sub_calls
+        params += sub_params
+    return calls, params

@@ -241,10 +241,12 @@ class StripeEvents:
             if self._settled_before(user_id, dispute_id):
                 return "duplicate"
             wallet = self._wallet(user_id)
-            if wallet is None or payment_intent not in wallet.deposits:
-                raise RetryLater(f"dispute {dispute_id} closed before its deposit was credited")
-            if dispute_id not in wallet.disputes:
-                # Closed arrived before created (Stripe does not promise an order).
+            known = wallet is not None and (
+                dispute_id in wallet.disputes or dispute_id in wallet.early_disputes.values()
+            )
+            if not known:
+                # Closed arrived before created (Stripe does not promise an order). Before
+                # the deposit is credited the wallet keeps the verdict for the credit.
                 self.ledger.open_dispute(user_id, payment_intent, dispute_id, cause)
             lost = status == "lost"
             self.ledger.close_dispute(user_id, dispute_id, not lost, cents, cause)
@@ -320,7 +322,9 @@ class StripeEvents:
         for event in self.ledger.events.get(ids.wallet_id(user_id)):
             if isinstance(event, Wallet.LotWrittenOff) and event.reference == reference:
                 return True
-            if isinstance(event, Wallet.LotUnfrozen) and event.dispute_id == reference:
+            if isinstance(event, Wallet.LotUnfrozen | Wallet.EarlyDisputeClosed) and (
+                event.dispute_id == reference
+            ):
                 return True
         return False
 

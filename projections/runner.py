@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,9 +70,6 @@ class Projector:
         self._local = threading.local()
         self._conns: list[psycopg.Connection[Any]] = []
         self._conns_lock = threading.Lock()
-        # While a full batch is applied, the next one is read and decoded on this thread (the
-        # database work of the batch releases the GIL); see _events_after.
-        self._reader: ThreadPoolExecutor | None = None
 
     # -- running ------------------------------------------------------------------------
 
@@ -159,10 +155,6 @@ class Projector:
     def close(self) -> None:
         with self._conns_lock:
             conns, self._conns = self._conns, []
-            reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.shutdown(wait=True, cancel_futures=True)
-        self._local.ahead = None
         for conn in conns:
             conn.close()
 
@@ -214,12 +206,14 @@ class Projector:
         until: int | None = None,
     ) -> int:
         start = min(positions.values(), default=0)
-        events = self._events_after(start, until)
-        if not events:
+        notifications = self.ledger.recorder.select_notifications(
+            start, self.batch_size, stop=until, inclusive_of_start=False
+        )
+        if not notifications:
             return 0
+        to_event = self.ledger.mapper.to_domain_event
+        events = [Positioned(n.id, to_event(n), n) for n in notifications]
         last = events[-1].position
-        if len(events) == self.batch_size and (until is None or last < until):
-            self._read_ahead(last, until)
         for projection in projections:
             seen = positions[projection.name]
             fresh = events if seen <= start else [p for p in events if p.position > seen]
@@ -231,40 +225,3 @@ class Projector:
             (last, [p.name for p in projections], last),
         )
         return len(events)
-
-    def _events_after(self, start: int, until: int | None) -> list[Positioned]:
-        """The batch after ``start``: the one read ahead if it starts there, else read now.
-
-        Reading ahead changes nothing about exactly once: events are immutable and positions
-        are committed in order, so the batch read ahead is what reading now would return (or a
-        prefix of it). It is used only if this transaction's locked positions start where it
-        does; otherwise (another runner moved on) it is dropped.
-        """
-        ahead: tuple[int, int | None, Future[list[Positioned]]] | None = getattr(
-            self._local, "ahead", None
-        )
-        self._local.ahead = None
-        if ahead is not None and ahead[:2] == (start, until):
-            try:
-                return ahead[2].result()
-            except Exception:
-                pass  # read again below, in this thread, where the error surfaces
-        return self._read(start, until)
-
-    def _read_ahead(self, start: int, until: int | None) -> None:
-        with self._conns_lock:
-            if self._reader is None:
-                self._reader = ThreadPoolExecutor(1, thread_name_prefix="projector-read")
-            reader = self._reader
-        try:
-            self._local.ahead = (start, until, reader.submit(self._read, start, until))
-        except RuntimeError:  # closed meanwhile: the next batch is read when it is needed
-            self._local.ahead = None
-
-    def _read(self, start: int, until: int | None) -> list[Positioned]:
-        """Up to a batch of events after ``start`` (none past ``until``), decoded."""
-        notifications = self.ledger.recorder.select_notifications(
-            start, self.batch_size, stop=until, inclusive_of_start=False
-        )
-        to_event = self.ledger.mapper.to_domain_event
-        return [Positioned(n.id, to_event(n), n) for n in notifications]

@@ -21,7 +21,7 @@ class AdvanceIn(Body):
 
 
 @router.get("")
-def now(services: ServicesDep) -> dict[str, Any]:
+def now(_: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     return {"now": services.clock.now().isoformat()}
 
 

@@ -39,7 +39,7 @@ ReturnUrl = Annotated[
     Field(
         min_length=8,
         max_length=2000,
-        pattern=r"^https?://[^\s]+$",
+        pattern=r"^https?://[!-~]+$",  # printable ASCII, no spaces or controls
         description="where Stripe sends the payer back (http or https)",
         examples=["https://app.example.com/wallet?deposit=done"],
     ),

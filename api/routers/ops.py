@@ -23,7 +23,9 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get(
+    "/ready", responses={503: {"description": "the database is unreachable or read models lag"}}
+)
 def ready(services: ServicesDep) -> Any:
     try:
         head = services.ledger.head()
@@ -37,7 +39,16 @@ def ready(services: ServicesDep) -> Any:
     return {"status": "ready", "head": head, "read_models_position": position, "lag": lag}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(services: ServicesDep) -> Response:
     with contextlib.suppress(Exception):  # metrics must be served even if the DB is down
         PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))

@@ -15,7 +15,7 @@ from api.idempotency import run_idempotent
 from api.schemas import Balances, LotOut, TransactionPage, WithdrawalIn, WithdrawalOut
 from domain import ids
 from domain.aggregate import Cause
-from domain.errors import NotFound
+from domain.errors import NotFound, NotRefundable
 from projections.point_in_time import wallet_as_of
 
 router = APIRouter(prefix="/wallet", tags=["wallet"])
@@ -122,9 +122,12 @@ def request_withdrawal(
     withdrawal_id = uuid5(ids.NAMESPACE, f"withdrawal:{seed}")
 
     def act() -> tuple[int, dict[str, Any]]:
-        held = services.ledger.request_withdrawal(
-            user.id, withdrawal_id, body.tokens, Cause.user(user.id, request_id(request))
-        )
+        try:
+            held = services.ledger.request_withdrawal(
+                user.id, withdrawal_id, body.tokens, Cause.user(user.id, request_id(request))
+            )
+        except NotFound:  # no wallet yet: nothing to refund (one's own wallet is never 404)
+            raise NotRefundable(body.tokens, 0) from None
         out = WithdrawalOut(
             withdrawal_id=withdrawal_id,
             status="pending",
@@ -139,7 +142,11 @@ def request_withdrawal(
     )
 
 
-@router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalOut)
+@router.get(
+    "/withdrawals/{withdrawal_id}",
+    response_model=WithdrawalOut,
+    responses={404: {"description": "no such withdrawal of yours"}},
+)
 def get_withdrawal(
     withdrawal_id: UUID, user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
 ) -> WithdrawalOut:

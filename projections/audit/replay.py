@@ -23,7 +23,28 @@ from projections.audit.findings import Finding
 MAX_EVENT_FINDINGS = 50
 
 OTHER, WALLET, MONEY, CHALLENGE, SETTLEMENT = range(5)
-NOT_MONEY = {Wallet.Opened.TOPIC, Wallet.WithdrawalSettled.TOPIC, Wallet.DisputeRecorded.TOPIC}
+W = Wallet
+MONEY_TOPICS = frozenset(
+    cls.TOPIC
+    for cls in (
+        W.DepositCredited,
+        W.StakeLocked,
+        W.PenaltyCharged,
+        W.HoldsReturned,
+        W.StakeSettled,
+        W.WithdrawalRequested,
+        W.LotRefunded,
+        W.LotRefundRefused,
+        W.RefundFailed,
+        W.AdjustmentCredited,
+        W.AdjustmentDebited,
+        W.LotFrozen,
+        W.LotUnfrozen,
+        W.LotWrittenOff,
+        Challenge.Settled,
+    )
+)
+"""The events that move tokens between journal accounts: each must have one journal entry."""
 CLOSING = {Challenge.Settled.TOPIC, Challenge.Cancelled.TOPIC}
 
 
@@ -31,7 +52,7 @@ def kind_of(topic: str) -> int:
     """How the audit treats an event: kept in a wallet (moving money or not), kept in a
     challenge (a settlement is a journal entry), or only decoded."""
     if topic.startswith("peerpush:Wallet."):
-        return WALLET if topic in NOT_MONEY else MONEY
+        return MONEY if topic in MONEY_TOPICS else WALLET
     if topic.startswith("peerpush:Challenge."):
         return SETTLEMENT if topic == Challenge.Settled.TOPIC else CHALLENGE
     return OTHER

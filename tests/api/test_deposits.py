@@ -337,6 +337,23 @@ def test_a_dispute_on_a_payment_our_sessions_do_not_know_finds_its_user_at_strip
     assert wallet(api_client, api_services, account)["frozen"] == 600
 
 
+def test_a_dispute_lost_before_its_deposit_is_credited_writes_the_deposit_off_at_the_credit(
+    api_client: TestClient, api_services: Services, fake_stripe: FakeStripe, register_user: Register
+) -> None:
+    account = register_user()
+    intent = fake_stripe.payment_intent(900, {"user_id": str(account.id), "tokens": "900"})
+    succeeded = fake_stripe.event("payment_intent.succeeded", dict(fake_stripe.intents[intent]))
+    created = fake_stripe.dispute(intent)
+    closed = fake_stripe.close_dispute(created["data"]["object"]["id"], "lost")
+
+    assert deliver(api_client, fake_stripe, closed).json()["outcome"] == "dispute_lost"
+    assert deliver(api_client, fake_stripe, created).json()["outcome"] == "duplicate"
+    assert deliver(api_client, fake_stripe, succeeded).json()["outcome"] == "credited"
+
+    after = wallet(api_client, api_services, account)
+    assert (after["deposited"], after["available"], after["written_off"]) == (900, 0, 900)
+
+
 def test_a_refund_made_outside_our_flow_is_written_off_once(
     api_client: TestClient, api_services: Services, fake_stripe: FakeStripe, register_user: Register
 ) -> None:

@@ -233,8 +233,8 @@ class LedgerMachine(RuleBasedStateMachine):
         if intent.credited:
             assert self.app.head() == head, "a repeated delivery recorded events"
             assert after.deposited == before.deposited
-        elif any(disputed == pi for _, disputed in self.disputes):
-            # A dispute that came before its deposit is applied when the deposit is.
+        elif before is not None and pi in before.early_disputes:
+            # A dispute that came before its deposit (still open) is applied when it is.
             assert after.lot(after.deposits[pi]).frozen
         intent.credited = True
 
@@ -937,6 +937,11 @@ def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> N
         # The owner's first deposit is disputed and lost while 200 of it is staked.
         m.open_dispute(i=0)
         m.close_dispute(i=1, won=False, part=4)
+        # A dispute opened and lost before its deposit arrives: written off at the credit.
+        m.deposit(user=3, cents=800, paid=False)
+        m.open_dispute(i=len(m.intents) - 1)
+        m.close_dispute(i=len(m.disputes) - 1, won=False, part=2)
+        m.deliver_again(i=len(m.intents) - 1)
         m.adjust(user=1, credit=True, tokens=10)
         m.adjust(user=1, credit=False, tokens=10)
         every_step_checked(m)
@@ -976,7 +981,7 @@ def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> N
         m.refund_fails_later(i=0, stray=1)
         m.refund_outside_our_flow(i=3, part=2)
         m.open_dispute(i=2)
-        m.close_dispute(i=2, won=True, part=4)
+        m.close_dispute(i=len(m.disputes) - 1, won=True, part=4)
         every_step_checked(m)
 
         m.time_reaches_a_challenge(i=0, hours=0, after_settlement=True, worker_runs=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 from uuid import UUID
 
+from projections.audit.replay import MONEY_TOPICS
 from projections.chain import GENESIS, Chain, link
+from projections.journal import MONEY_EVENTS
 from tests.audit.support import Audited, bulk, connect, skip_positions
 
 OID = UUID("00112233-4455-6677-8899-aabbccddeeff")
@@ -67,3 +69,7 @@ def test_the_chain_projection_keeps_the_head_and_a_checkpoint_every_thousand_pos
     assert head == (chain.position, chain.events, chain.hash)
     assert checkpoints == [(c.position, c.events, c.hash) for c in expected]
     assert [c[0] for c in checkpoints] == [1_000, 2_000]
+
+
+def test_the_audit_and_the_journal_agree_on_which_events_move_money():
+    assert {cls.TOPIC for cls in MONEY_EVENTS} == MONEY_TOPICS
