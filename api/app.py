@@ -11,10 +11,11 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
 from api import errors
 from api.bootstrap import Services, build_services
+from api.deps import plain_url
 from api.metrics import REQUEST_LATENCY
 from api.routers import clock, ops, platform, wallet
 from api.workers import Workers
@@ -43,7 +44,13 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
             if services is None:
                 built.close()
 
-    app = FastAPI(title="PeerPush Ledger", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="PeerPush Ledger",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        dependencies=[Depends(plain_url)],
+    )
     errors.install(app)
 
     @app.middleware("http")

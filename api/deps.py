@@ -9,10 +9,31 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.users import AuthUser, InvalidToken
 from api.bootstrap import Services
-from api.errors import ApiError
+from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
 
 bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
+
+
+def plain_url(request: Request) -> None:
+    """Refuse NUL in the path and query parameters a route reads (422).
+
+    No id, cursor or filter contains one, and PostgreSQL text cannot hold one: without this,
+    such a value would reach a query and fail there (500). Request bodies are checked by
+    ``api.schemas.Body``.
+    """
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    _, params = route_inputs(dependant)
+    read = {p.alias for p in params}
+    values = [
+        *request.path_params.values(),
+        *(v for k, v in request.query_params.multi_items() if k in read),
+    ]
+    if any("\x00" in str(v) for v in values):
+        raise ApiError(422, "invalid_request", "the URL holds a NUL character")
 
 
 def get_services(request: Request) -> Services:

@@ -162,7 +162,7 @@ def document(app: FastAPI, routers: list[APIRouter]) -> None:
     for route in (r for router in routers for r in router.routes):
         if not isinstance(route, APIRoute):
             continue
-        calls, params = _walk(route.dependant)
+        calls, params = route_inputs(route.dependant)
         names = {p.alias.lower() for p in params}
         statuses = {int(s) for s in route.responses if str(s).isdigit() and int(s) >= 400}
         if current_user in calls:
@@ -199,7 +199,7 @@ def document(app: FastAPI, routers: list[APIRouter]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _walk(dependant: Dependant) -> tuple[set[Any], list[Any]]:
+def route_inputs(dependant: Dependant) -> tuple[set[Any], list[Any]]:
     """Every callable a route depends on, and every parameter it reads (recursively)."""
     calls = {dependant.call}
     params = [
@@ -210,7 +210,7 @@ def _walk(dependant: Dependant) -> tuple[set[Any], list[Any]]:
         *dependant.body_params,
     ]
     for sub in dependant.dependencies:
-        sub_calls, sub_params = _walk(sub)
+        sub_calls, sub_params = route_inputs(sub)
         calls |= sub_calls
         params += sub_params
     return calls, params

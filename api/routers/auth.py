@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord
 from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
 from api.errors import ApiError
+from api.schemas import Body
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -33,20 +34,20 @@ Username = Annotated[
 RefreshToken = Annotated[str, Field(min_length=1, max_length=4096)]
 
 
-class RegisterIn(BaseModel):
+class RegisterIn(Body):
     model_config = ConfigDict(extra="forbid")
     email: Email
     username: Username
     password: Password
 
 
-class LoginIn(BaseModel):
+class LoginIn(Body):
     model_config = ConfigDict(extra="forbid")
     email: Annotated[str, Field(min_length=1, max_length=254, examples=["ann@example.com"])]
     password: Annotated[str, Field(min_length=1, max_length=128, examples=["correct horse"])]
 
 
-class RefreshIn(BaseModel):
+class RefreshIn(Body):
     model_config = ConfigDict(extra="forbid")
     refresh_token: RefreshToken
 
