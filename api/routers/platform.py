@@ -55,7 +55,14 @@ def journal(
     return {"items": _jsonable(entries), "next_cursor": next_cursor}
 
 
-@router.post("/admin/adjustments", status_code=201)
+@router.post(
+    "/admin/adjustments",
+    status_code=201,
+    responses={
+        402: {"description": "a debit beyond the wallet"},
+        404: {"description": "no such user"},
+    },
+)
 def adjust(
     body: AdjustmentIn,
     request: Request,

@@ -388,7 +388,13 @@ def get_submission(submission_id: UUID, user: CurrentUser, services: ServicesDep
     "/submissions/{submission_id}/proof",
     response_class=Response,
     responses={
-        200: {"description": "the proof's bytes (local storage)", "content": {"image/png": {}}},
+        200: {
+            "description": "the proof's bytes (local storage): a photo, or a text proof",
+            "content": {
+                mime: {"schema": {"type": "string", "format": "binary"}}
+                for mime in ("image/jpeg", "image/png", "text/plain")
+            },
+        },
         307: {"description": "a presigned URL, valid for 5 minutes (S3)"},
         403: {"description": "participants only"},
         404: {},

@@ -162,6 +162,10 @@ def get_withdrawal(
     held = services.ledger.wallet_of(user.id).withdrawals.get(str(withdrawal_id))
     if held is None:
         raise ApiError(404, "not_found", "no such withdrawal")
+    # The status comes from the wallet just loaded, which may be ahead of the read models:
+    # the head read after loading covers every event it reflects, so ``min_position`` with
+    # this position reads balances that include this status.
+    reflected = max(rows[-1]["position"], services.ledger.head())
     lots = [
         {"lot_id": lot, "tokens": n, "status": held.outcomes.get(lot, "pending")}
         for lot, n in held.lots.items()
@@ -171,7 +175,7 @@ def get_withdrawal(
         status="settled" if held.settled else "pending",
         tokens=sum(held.lots.values()),
         lots=lots,  # type: ignore[arg-type]
-        position=rows[-1]["position"],
+        position=reflected,
     )
 
 

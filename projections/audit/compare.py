@@ -251,7 +251,7 @@ class JournalCoverage:
         if position > self.until:
             return
         while self._next is not None and self._next < position:
-            self.rows.add(self._next, "an entry for a position that is no money event")
+            self.rows.add(self._next, "an entry where the stream has no money event")
             self._next = self._pull()
         if self._next == position:
             self._next = self._pull()
@@ -260,7 +260,7 @@ class JournalCoverage:
 
     def findings(self) -> list[Finding]:
         while self._next is not None:
-            self.rows.add(self._next, "an entry for a position that is no money event")
+            self.rows.add(self._next, "an entry where the stream has no money event")
             self._next = self._pull()
         return [Finding("journal", f.message, row=f.row) for f in self.rows.findings()]
 

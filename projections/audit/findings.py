@@ -6,14 +6,22 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 KINDS = {
+    "expect_head": "the stream differs from a head an earlier audit printed",
     "chain": "the stored stream differs from the chain recorded over it",
     "chain_row": "a row of the stored chain itself is missing or altered",
-    "expect_head": "the stream differs from a head an earlier audit printed",
     "event": "a stored event cannot be decoded or does not apply to its aggregate",
     "invariant": "a SPEC §8 invariant does not hold on the replayed aggregates",
     "read_model": "a stored read-model row differs from the replayed stream",
     "journal": "the stored journal does not balance or misses a money event",
 }
+
+
+ORDER = {kind: n for n, kind in enumerate(KINDS)}
+
+
+def ranked(findings: list[Finding]) -> list[Finding]:
+    """The chain first (what changed), then events, invariants, read models, the journal."""
+    return sorted(findings, key=lambda f: ORDER.get(f.kind, len(ORDER)))
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class Replay:
         self.gaps = 0
         self.findings: list[Finding] = []
         self.failed = 0
+        self.stopped: dict[UUID, int] = {}
         self._kinds: dict[str, int] = {}
 
     def apply(self, n: Notification) -> None:
@@ -103,10 +104,15 @@ class Replay:
             store: dict[UUID, Any] = self.challenges
         else:
             store = self.wallets
+        if n.originator_id in self.stopped:
+            self.stopped[n.originator_id] += 1
+            return
         try:
             store[n.originator_id] = event.mutate(store.get(n.originator_id))
         except Exception as error:
             self._failed(n, f"does not apply to its aggregate: {type(error).__name__} {error}")
+            # Its state can no longer be trusted: later events of it are counted, not applied.
+            self.stopped[n.originator_id] = 0
         if topic in CLOSING:
             self._compact(store.get(n.originator_id))
 
@@ -128,6 +134,11 @@ class Replay:
             )
 
     def finish(self) -> None:
+        for aggregate_id, skipped in self.stopped.items():
+            if skipped:
+                self.findings.append(
+                    Finding("event", f"{skipped} later event(s) of {aggregate_id} not applied")
+                )
         if self.failed > MAX_EVENT_FINDINGS:
             more = self.failed - MAX_EVENT_FINDINGS
             self.findings.append(Finding("event", f"... and {more} more events that failed"))

@@ -19,7 +19,7 @@ from eventsourcing.persistence import Notification
 from adapters.persistence import DatabaseSettings
 from projections.audit.chaincheck import ChainCheck, StoredChain, show
 from projections.audit.compare import ReadModelChecks
-from projections.audit.findings import Finding
+from projections.audit.findings import Finding, ranked
 from projections.audit.invariants import problems, totals
 from projections.audit.replay import Replay, accounts, by_class
 from projections.audit.stream import (
@@ -172,6 +172,12 @@ def verify(
     report.stored_head = show(stored.head.position, stored.head.hash) if stored.head else None
     report.checkpoints_compared = sum(1 for p in chain.points if not p.is_head)
     report.read_models = checks.compared
+    if stored.head and replay.last > stored.head.position:
+        report.notes.append(
+            f"positions after {stored.head.position:,} are not chained yet (projection lag): "
+            "recomputed, not compared"
+        )
+    report.findings = ranked(report.findings)
     return report
 
 

@@ -3,9 +3,9 @@
 One world per module, built over HTTP (the ledger only funds wallets):
 
 - ``user`` owns the resources in the paths: a private challenge (``peer`` is allow-listed and
-  has joined), a public one (``peer`` has joined), a finished private one that can be
-  settled, a withdrawal and a Stripe checkout; ``peer``'s pending submission in each running
-  challenge is what ``user`` (a participant) reviews;
+  has joined), a public one (``peer`` has joined), a finished private one to settle, a
+  private one not started yet (to join), a withdrawal and a Stripe checkout; ``peer``'s
+  pending submission in each running challenge is what ``user`` (a participant) reviews;
 - ``other`` is a signed-in user with a wallet of their own and no part in any of it;
 - ``admin`` has the admin role (and a wallet);
 - ``anonymous`` sends no ``Authorization`` header.
@@ -25,7 +25,7 @@ on a fresh resource made for the row; the rest are repeatable.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,7 +131,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(api_client: TestClient, api_services: Services) -> Iterator[World]:
+def world(api_client: TestClient, api_services: Services) -> World:
     w = World(api_client, api_services)
     for name in ("user", "other", "peer"):
         w.members[name] = w.member(name)
@@ -165,7 +165,17 @@ def world(api_client: TestClient, api_services: Services) -> Iterator[World]:
     r = api_client.post("/v1/test-clock/advance", json={"seconds": seconds}, headers=user.headers)
     assert r.status_code == 200, r.text
 
-    w.ids = {"settleable": settleable, "private_challenge": private, "public_challenge": public}
+    # A private challenge still open for joining (the others have started).
+    upcoming, upcoming_code = w.challenge(next_midnight(w.now()), 2, visibility="private")
+    r = api_client.post(f"/v1/challenges/{upcoming}/publish", headers=user.headers)
+    assert r.status_code == 200, r.text
+
+    w.ids = {
+        "settleable": settleable,
+        "upcoming_code": upcoming_code,
+        "private_challenge": private,
+        "public_challenge": public,
+    }
     for variant, cid in (("private", private), ("public", public)):
         r = api_client.post(
             f"/v1/challenges/{cid}/submissions",
@@ -179,7 +189,7 @@ def world(api_client: TestClient, api_services: Services) -> Iterator[World]:
     w.ids["withdrawal"] = r.json()["withdrawal_id"]
     w.ids["checkout"] = w.checkout()
     api_services.projector.catch_up()  # workers are off: bring the read models up to date
-    yield w
+    return w
 
 
 # -- the matrix ---------------------------------------------------------------------------
@@ -191,7 +201,7 @@ Send = Callable[[World, str, dict[str, str]], httpx.Response]
 class Row:
     operation: str  # "METHOD /v1/path", exactly as in the OpenAPI
     expect: tuple[int, int, int, int]  # anonymous, user, other, admin
-    variant: str = "private"  # whose ids fill the path: the private or the public challenge
+    variant: str = ""  # whose ids fill the path: the "private" (default) or "public" challenge
     send: Send | None = None  # how to call it, when a plain request will not do
     json: Any = None
 
@@ -200,7 +210,7 @@ class Row:
         if self.send is not None:
             return self.send(w, actor, headers)
         method, template = self.operation.split(" ", 1)
-        path = w.path(template, self.variant)
+        path = w.path(template, self.variant or "private")
         return w.client.request(method, path, headers=headers, json=self.json)
 
 
@@ -267,11 +277,14 @@ def adjust(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
     return w.client.post("/v1/admin/adjustments", json=body, headers=headers)
 
 
-def join_private(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
-    cid = w.ids["private_challenge"]
-    code = w.client.get(f"/v1/challenges/{cid}", headers=w.owner).json()["invite_code"]
-    body = {"invite_code": code, "timezone": "UTC"}
+def join_upcoming(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
+    body = {"invite_code": w.ids["upcoming_code"], "timezone": "UTC"}
     return w.client.post("/v1/challenges/join", json=body, headers=headers)
+
+
+def create_challenge(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
+    body = challenge_body(next_midnight(w.now()))
+    return w.client.post("/v1/challenges", json=body, headers=headers)
 
 
 def webhook(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
@@ -280,7 +293,11 @@ def webhook(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
 
 CHALLENGE = "/v1/challenges/{challenge_id}"
 SUBMISSION = "/v1/submissions/{submission_id}"
-DEPOSIT = {"tokens": 100, "success_url": "https://a.example/ok", "cancel_url": "https://a.example/no"}
+DEPOSIT = {
+    "tokens": 100,
+    "success_url": "https://a.example/ok",
+    "cancel_url": "https://a.example/no",
+}
 
 ROWS: list[Row] = [
     # Operations: open to all.
@@ -323,13 +340,9 @@ ROWS: list[Row] = [
     Row("GET /v1/test-clock", (401, 200, 200, 200)),
     Row("POST /v1/test-clock/advance", (401, 200, 200, 200), json={"seconds": 1}),
     # Challenges: lists and joining.
-    Row(
-        "POST /v1/challenges",
-        (401, 201, 201, 201),
-        json=challenge_body(datetime.fromisoformat("2031-01-06T00:00:00+00:00")),
-    ),
+    Row("POST /v1/challenges", (401, 201, 201, 201), send=create_challenge),
     Row("GET /v1/challenges", (401, 200, 200, 200)),
-    Row("POST /v1/challenges/join", (401, 200, 403, 403), send=join_private),
+    Row("POST /v1/challenges/join", (401, 200, 403, 403), send=join_upcoming),
     Row("GET /v1/reviews", (401, 200, 200, 200)),
     # A draft: its owner's alone (404 to others); an admin sees it, may cancel, not edit.
     Row(
@@ -346,18 +359,19 @@ ROWS: list[Row] = [
     # A private challenge past its settlement time: owner or admin settle it.
     Row(f"POST {CHALLENGE}/settle", (401, 200, 404, 200), send=on_settleable),
     # A running private challenge ``other`` is not allowed into: it does not exist for them.
-    Row(f"GET {CHALLENGE}", (401, 200, 404, 200)),
-    Row(f"GET {CHALLENGE}/participants", (401, 200, 404, 200)),
-    Row(f"GET {CHALLENGE}/ledger", (401, 200, 404, 403)),
-    Row(f"GET {CHALLENGE}/submissions", (401, 200, 404, 403)),
+    Row(f"GET {CHALLENGE}", (401, 200, 404, 200), "private"),
+    Row(f"GET {CHALLENGE}/participants", (401, 200, 404, 200), "private"),
+    Row(f"GET {CHALLENGE}/ledger", (401, 200, 404, 403), "private"),
+    Row(f"GET {CHALLENGE}/submissions", (401, 200, 404, 403), "private"),
     Row(
         f"POST {CHALLENGE}/submissions",
         (401, 201, 404, 403),
+        "private",
         send=lambda w, a, h: submit_text(w, a, h, "private"),
     ),
-    Row(f"GET {SUBMISSION}", (401, 200, 404, 403)),
-    Row(f"GET {SUBMISSION}/proof", (401, 200, 404, 403)),
-    Row(f"POST {SUBMISSION}/votes", (401, 201, 404, 403), json={"approve": True}),
+    Row(f"GET {SUBMISSION}", (401, 200, 404, 403), "private"),
+    Row(f"GET {SUBMISSION}/proof", (401, 200, 404, 403), "private"),
+    Row(f"POST {SUBMISSION}/votes", (401, 201, 404, 403), "private", json={"approve": True}),
     # A running public challenge: ``other`` sees it, but takes no part (403).
     Row(f"GET {CHALLENGE}", (401, 200, 200, 200), "public"),
     Row(f"GET {CHALLENGE}/participants", (401, 200, 200, 200), "public"),
@@ -374,8 +388,14 @@ ROWS: list[Row] = [
     Row(f"POST {SUBMISSION}/votes", (401, 201, 403, 403), "public", json={"approve": True}),
 ]
 
+
+def case_id(row: Row, actor: str) -> str:
+    where = f" ({row.variant})" if row.variant else ""
+    return f"{row.operation}{where} as {actor}"
+
+
 CASES = [
-    pytest.param(row, actor, expected, id=f"{row.operation} ({row.variant}) as {actor}")
+    pytest.param(row, actor, expected, id=case_id(row, actor))
     for row in ROWS
     for actor, expected in zip(ACTORS, row.expect, strict=True)
 ]
