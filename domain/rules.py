@@ -134,6 +134,8 @@ def _text(value: object, what: str, low: int, high: int) -> str:
     if not isinstance(value, str):
         raise InvalidField(f"{what} must be text")
     value = value.strip()
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise InvalidField(f"{what} must not contain control characters")
     if not low <= len(value) <= high:
         raise InvalidField(f"{what} must be {low} to {high} characters")
     return value

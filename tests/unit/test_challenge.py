@@ -343,3 +343,13 @@ def test_a_submission_id_is_derived_from_challenge_participant_and_slot() -> Non
     made_b = b.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9 + timedelta(hours=1))
 
     assert made_a.submission_id == made_b.submission_id
+
+
+def test_a_name_with_a_nul_or_control_character_is_refused():
+    for bad in ("Run\x00daily", "Run\x1bdaily"):
+        with pytest.raises(InvalidField):
+            make_terms(
+                name=bad,
+                starts_at=datetime(2026, 3, 2, tzinfo=UTC),
+                ends_at=datetime(2026, 3, 5, tzinfo=UTC),
+            )
