@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-
 if TYPE_CHECKING:
     from adapters.users import UserStore
 

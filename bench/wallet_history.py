@@ -16,12 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
-from api.bootstrap import database_settings, ledger_env  # noqa: E402
-from application.ledger import Ledger  # noqa: E402
-from domain import ids  # noqa: E402
-from domain.aggregate import Cause  # noqa: E402
-from domain.wallet import Wallet  # noqa: E402
+from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
+from api.bootstrap import database_settings, ledger_env
+from application.ledger import Ledger
+from domain import ids
+from domain.aggregate import Cause
+from domain.wallet import Wallet
 
 HISTORY = 10_000
 SAMPLES = 300
