@@ -49,9 +49,7 @@ class RateLimited(Exception):
     """Over a limit; the API answers 429 with ``Retry-After`` (mapped in ``api.errors``)."""
 
     def __init__(self, bucket: str, retry_after: int) -> None:
-        super().__init__(
-            f"too many {bucket.replace('_', ' ')} requests; retry in {retry_after} s"
-        )
+        super().__init__(f"too many {bucket.replace('_', ' ')} requests; retry in {retry_after} s")
         self.bucket, self.retry_after = bucket, retry_after
 
 

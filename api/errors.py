@@ -117,9 +117,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RateLimited)
     async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
-        return problem(429, "rate_limited", str(exc),
-                       headers={"Retry-After": str(exc.retry_after)},
-                       bucket=exc.bucket, retry_after=exc.retry_after)
+        return problem(
+            429,
+            "rate_limited",
+            str(exc),
+            headers={"Retry-After": str(exc.retry_after)},
+            bucket=exc.bucket,
+            retry_after=exc.retry_after,
+        )
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -35,8 +35,9 @@ def build_history(app: Ledger, user: uuid.UUID) -> None:
     deposit = 0
     while n < HISTORY:
         if wallet.available < 10:
-            wallet.credit_deposit(f"pi_bench_{deposit}", 2_000, 1, app.settings.refund_window,
-                                  cause, app.clock.now())
+            wallet.credit_deposit(
+                f"pi_bench_{deposit}", 2_000, 1, app.settings.refund_window, cause, app.clock.now()
+            )
             deposit += 1
         else:
             wallet.debit_adjustment(uuid.uuid4(), 1, "bench history", cause, app.clock.now())
