@@ -89,6 +89,8 @@ class TransactionPage(BaseModel):
 
 
 class WithdrawalIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tokens": 1500}]})
+
     tokens: Tokens
 
 

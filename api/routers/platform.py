@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4, uuid5
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from api.deps import AdminUser, ServicesDep, wait_for_position
 from api.errors import ApiError
@@ -21,6 +21,20 @@ router = APIRouter(tags=["platform"])
 
 
 class AdjustmentIn(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "0b6c8a52-2f0e-4a8e-9d3c-6f1f5c1e2a10",
+                    "direction": "credit",
+                    "tokens": 500,
+                    "reason": "goodwill credit for ticket #4211",
+                }
+            ]
+        },
+    )
+
     user_id: UUID
     direction: Literal["credit", "debit"]
     tokens: Tokens
