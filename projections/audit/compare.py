@@ -68,9 +68,19 @@ CHALLENGE_FIELDS: tuple[tuple[str, Callable[[Challenge], Any]], ...] = (
     ("returned", lambda c: c.returned),
     ("paid_out", lambda c: c.paid_out),
 )
+PARTICIPANT_FIELDS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("timezone", lambda m: m[0].timezone),
+    ("stake", lambda m: m[0].stake),
+    ("penalties", lambda m: m[0].penalties),
+    *(
+        (name, lambda m, i=i: None if m[1] is None else m[1][i])
+        for i, name in enumerate(("expected", "accepted", "finished", "share"))
+    ),
+)
+"""On ``(participant, its settlement result or None)``: results exist once settled."""
 TABLES = {
-    "wallets": ("wallet_balances", "wallet_lots"),
-    "challenges": ("challenge_summaries",),
+    "wallets": ("wallet_balances", "wallet_lots", "wallet_transactions"),
+    "challenges": ("challenge_summaries", "challenge_participants"),
     "revenue": ("revenue_entries",),
     "journal": ("journal_entries", "journal_postings"),
 }
@@ -159,6 +169,35 @@ def compare_challenges(conn: Conn, replay: Replay, at: int) -> list[Finding]:
             _fields(rows, row[0], row[1:], challenge, CHALLENGE_FIELDS)
     for challenge_id in replay.challenges.keys() - seen:
         rows.add(challenge_id, "missing (the stream has this challenge)")
+    return rows.findings() + compare_participants(conn, replay, at)
+
+
+def compare_participants(conn: Conn, replay: Replay, at: int) -> list[Finding]:
+    """Each participant's stake and penalties, and its settlement result (NULL before)."""
+    rows = Rows("challenge_participants", at)
+    names = ", ".join(name for name, _ in PARTICIPANT_FIELDS)
+    matched = 0
+    for row in stream_rows(
+        conn, f"SELECT challenge_id, user_id, {names} FROM challenge_participants"
+    ):
+        key = f"({row[0]}, {row[1]})"
+        challenge = replay.challenges.get(row[0])
+        member = challenge.participants.get(str(row[1])) if challenge else None
+        if member is None:
+            rows.add(key, "no such participant in the stream")
+            continue
+        matched += 1
+        results = replay.results.get(row[0])
+        result = results.get(str(row[1])) if results is not None else None
+        _fields(rows, key, row[2:], (member, result), PARTICIPANT_FIELDS)
+    if matched < sum(len(c.participants) for c in replay.challenges.values()):
+        known = set(
+            stream_rows(conn, "SELECT challenge_id, user_id::text FROM challenge_participants")
+        )
+        for challenge in replay.challenges.values():
+            for user_id in challenge.participants:
+                if (challenge.id, user_id) not in known:
+                    rows.add(f"({challenge.id}, {user_id})", "missing (the stream has it)")
     return rows.findings()
 
 
@@ -265,6 +304,63 @@ class JournalCoverage:
         return [Finding("journal", f.message, row=f.row) for f in self.rows.findings()]
 
 
+class TransactionCoverage:
+    """Every Wallet money event up to the wallets projection's position has its row in
+    ``wallet_transactions``: of that wallet, with the change of available the replay saw
+    (``amount``) and the replayed available after it (``available_after``); every row is such
+    an event's.
+
+    A merge of the rows in position order with the stream, like :class:`JournalCoverage`, so
+    memory stays constant. Per wallet, the row count, Σ amount and the last row's
+    ``available_after`` (its available at the projection's position, ``wallet_balances``
+    being compared too) follow from the rows.
+    """
+
+    def __init__(self, conn: Conn, until: int) -> None:
+        self.until = until
+        self.rows = Rows("wallet_transactions", until)
+        self._stored: Iterator[Any] = stream_rows(
+            conn,
+            "SELECT position, wallet_id, amount, available_after FROM wallet_transactions "
+            "ORDER BY position",
+        )
+        self._next: Any = next(self._stored, None)
+
+    def see(self, position: int, wallet_id: UUID, amount: int | None, after: int | None) -> None:
+        if position > self.until:
+            return
+        row = self._next
+        while row is not None and row[0] < position:
+            self._extra(row)
+            row = next(self._stored, None)
+        if row is None or row[0] != position:
+            self._next = row
+            self.rows.add(position, f"missing (the stream has a money event of wallet {wallet_id})")
+            return
+        self._next = next(self._stored, None)
+        if row[1] != wallet_id:
+            self.rows.add(position, f"wallet_id stored {row[1]}, stream {wallet_id}")
+        elif amount is not None and (row[2] != amount or row[3] != after):
+            diffs = [
+                f"{name} stored {stored}, stream {want}"
+                for name, stored, want in (
+                    ("amount", row[2], amount),
+                    ("available_after", row[3], after),
+                )
+                if stored != want
+            ]
+            self.rows.add(position, f"wallet {wallet_id}: " + "; ".join(diffs))
+
+    def _extra(self, row: Any) -> None:
+        self.rows.add(row[0], f"a row of wallet {row[1]} where the stream has no money event")
+
+    def findings(self) -> list[Finding]:
+        while self._next is not None:
+            self._extra(self._next)
+            self._next = next(self._stored, None)
+        return self.rows.findings()
+
+
 class ReadModelChecks:
     """Schedules each projection's comparison at its stored position."""
 
@@ -288,6 +384,11 @@ class ReadModelChecks:
             if any(name == "journal" for _, name in self.due)
             else None
         )
+        self.transactions = (
+            TransactionCoverage(conn, int(self.positions.get("wallets", 0)))
+            if any(name == "wallets" for _, name in self.due)
+            else None
+        )
         self.findings: list[Finding] = []
         self.compared: dict[str, int] = {}
 
@@ -307,3 +408,5 @@ class ReadModelChecks:
         self.run_due(replay)
         if self.coverage is not None:
             self.findings += self.coverage.findings()
+        if self.transactions is not None:
+            self.findings += self.transactions.findings()

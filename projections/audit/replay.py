@@ -58,16 +58,32 @@ def kind_of(topic: str) -> int:
     return OTHER
 
 
+OnTransaction = Callable[[int, UUID, int | None, int | None], None]
+"""Told of each Wallet money event: (position, wallet, change of available, available after);
+the two numbers are None when the event was not applied (its wallet can no longer be trusted)."""
+SETTLED_TOPIC = Challenge.Settled.TOPIC
+
+
 class Replay:
-    """Wallets and challenges as the stream makes them, plus what the stream looked like."""
+    """Wallets and challenges as the stream makes them, plus what the stream looked like.
+
+    ``results`` keeps each settled challenge's per-participant result from its ``Settled``
+    event, ``{user_id: (expected, accepted, finished, share)}``, which the aggregate does not
+    hold (the ``challenge_participants`` read model does).
+    """
 
     def __init__(
-        self, decode: Callable[[Notification], Any], on_money: Callable[[int], None] | None = None
+        self,
+        decode: Callable[[Notification], Any],
+        on_money: Callable[[int], None] | None = None,
+        on_transaction: OnTransaction | None = None,
     ) -> None:
         self.decode = decode
         self.on_money = on_money
+        self.on_transaction = on_transaction
         self.wallets: dict[UUID, Wallet] = {}
         self.challenges: dict[UUID, Challenge] = {}
+        self.results: dict[UUID, dict[str, tuple[int, int, bool, int]]] = {}
         self.by_aggregate: Counter[str] = Counter()
         self.events = 0
         self.first = 0
@@ -93,10 +109,14 @@ class Replay:
         self.by_aggregate[topic.partition(".")[0]] += 1
         if kind in (MONEY, SETTLEMENT) and self.on_money is not None:
             self.on_money(position)
+        on_transaction = self.on_transaction if kind == MONEY else None
+        oid: UUID = n.originator_id  # type: ignore[assignment]  # a uuid column
         try:
             event = self.decode(n)
         except Exception as error:
             self._failed(n, f"cannot be decoded: {error}")
+            if on_transaction is not None:
+                on_transaction(position, oid, None, None)
             return
         if kind == OTHER:
             return
@@ -104,17 +124,29 @@ class Replay:
             store: dict[UUID, Any] = self.challenges
         else:
             store = self.wallets
-        if n.originator_id in self.stopped:
-            self.stopped[n.originator_id] += 1
+        if oid in self.stopped:
+            self.stopped[oid] += 1
+            if on_transaction is not None:
+                on_transaction(position, oid, None, None)
             return
+        current = store.get(oid)
+        before = current.available if on_transaction is not None and current is not None else 0
         try:
-            store[n.originator_id] = event.mutate(store.get(n.originator_id))
+            store[oid] = aggregate = event.mutate(current)
         except Exception as error:
             self._failed(n, f"does not apply to its aggregate: {type(error).__name__} {error}")
             # Its state can no longer be trusted: later events of it are counted, not applied.
-            self.stopped[n.originator_id] = 0
+            self.stopped[oid] = 0
+            if on_transaction is not None:
+                on_transaction(position, oid, None, None)
+        else:
+            if on_transaction is not None:
+                after = aggregate.available
+                on_transaction(position, oid, after - before, after)
+            elif topic == SETTLED_TOPIC:
+                self.results[oid] = {str(r[0]): (r[1], r[2], r[3], r[5]) for r in event.results}
         if topic in CLOSING:
-            self._compact(store.get(n.originator_id))
+            self._compact(store.get(oid))
 
     def _compact(self, challenge: Challenge | None) -> None:
         """A closed challenge takes no more submissions: drop them, keep its money."""

@@ -136,7 +136,11 @@ def verify(
         chain = ChainCheck(stored, expect_head)
         checks = ReadModelChecks(conn)
         report.notes += checks.notes
-        replay = Replay(decode, checks.coverage.see if checks.coverage else None)
+        replay = Replay(
+            decode,
+            checks.coverage.see if checks.coverage else None,
+            checks.transactions.see if checks.transactions else None,
+        )
         bar = Progress(head(conn), "audit verify", progress)
         step, apply = chain.step, replay.apply
         compare_after = checks.next_at

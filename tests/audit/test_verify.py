@@ -137,6 +137,92 @@ def test_an_edited_read_model_row_is_named(stream, capsys, monkeypatch):
     assert findings(report, "chain") == []
 
 
+@pytest.mark.parametrize(
+    ("tamper", "says"),
+    [
+        ("UPDATE wallet_transactions SET amount = amount + 3 WHERE position = %s", "amount stored"),
+        (
+            "UPDATE wallet_transactions SET available_after = available_after - 1 "
+            "WHERE position = %s",
+            "available_after stored",
+        ),
+        ("DELETE FROM wallet_transactions WHERE position = %s", "missing"),
+        (
+            "UPDATE wallet_transactions t SET wallet_id = (SELECT min(b.wallet_id::text)::uuid "
+            "FROM wallet_balances b WHERE b.wallet_id <> t.wallet_id) WHERE position = %s",
+            "wallet_id stored",
+        ),
+    ],
+    ids=["amount", "available_after", "deleted", "other_wallet"],
+)
+def test_a_tampered_wallet_transaction_row_is_named_by_its_position(
+    stream, capsys, monkeypatch, tamper, says
+):
+    # A withdrawal in the middle of a wallet's history: later rows of it are left as they were.
+    position, wallet_id, _ = event_in(stream, "peerpush:Wallet.WithdrawalRequested", 1_000, 2_000)
+    with connect(stream.db) as conn:
+        assert conn.execute(tamper, (position,)).rowcount == 1
+    code, report = verify(stream.db, capsys, monkeypatch)
+    assert code == 1
+    [row] = findings(report, "read_model")
+    assert row["row"] == f"wallet_transactions {position}"
+    assert says in row["message"] and str(wallet_id) in row["message"]
+    assert [f["kind"] for f in report["findings"]] == ["read_model"]
+
+
+def test_a_wallet_transaction_row_without_a_money_event_is_named(stream, capsys, monkeypatch):
+    position, wallet_id, _ = event_in(stream, "peerpush:Wallet.WithdrawalSettled", 1_000, 2_000)
+    with connect(stream.db) as conn:
+        conn.execute(
+            "INSERT INTO wallet_transactions SELECT %s, wallet_id, user_id, type, 0, 0, "
+            "available_after, challenge_id, withdrawal_id, payment_intent_id, adjustment_id, "
+            "lot_id, reference, actor, request_id, event_time FROM wallet_transactions "
+            "WHERE wallet_id = %s AND position < %s ORDER BY position DESC LIMIT 1",
+            (position, wallet_id, position),
+        )
+    code, report = verify(stream.db, capsys, monkeypatch)
+    assert code == 1
+    [row] = findings(report, "read_model")
+    assert row["row"] == f"wallet_transactions {position}"
+    assert "no money event" in row["message"]
+
+
+@pytest.mark.parametrize(
+    ("column", "change"),
+    [("share", "share + 1"), ("stake", "stake - 10"), ("finished", "NOT finished")],
+)
+def test_an_edited_challenge_participant_is_named_by_challenge_and_user(
+    stream, capsys, monkeypatch, column, change
+):
+    with connect(stream.db) as conn:
+        challenge_id, user_id = conn.execute(
+            f"UPDATE challenge_participants SET {column} = {change} "
+            "WHERE (challenge_id, user_id) = (SELECT challenge_id, user_id "
+            "FROM challenge_participants WHERE share IS NOT NULL "
+            "ORDER BY share DESC, user_id LIMIT 1) RETURNING challenge_id, user_id"
+        ).fetchone()
+    code, report = verify(stream.db, capsys, monkeypatch)
+    assert code == 1
+    [row] = findings(report, "read_model")
+    assert row["row"] == f"challenge_participants ({challenge_id}, {user_id})"
+    assert re.search(rf"{column} stored \S+, stream \S+", row["message"])
+    assert [f["kind"] for f in report["findings"]] == ["read_model"]
+
+
+def test_a_deleted_challenge_participant_is_named(stream, capsys, monkeypatch):
+    with connect(stream.db) as conn:
+        challenge_id, user_id = conn.execute(
+            "DELETE FROM challenge_participants WHERE (challenge_id, user_id) = "
+            "(SELECT challenge_id, user_id FROM challenge_participants "
+            "WHERE share IS NULL LIMIT 1) RETURNING challenge_id, user_id"
+        ).fetchone()
+    code, report = verify(stream.db, capsys, monkeypatch)
+    assert code == 1
+    [row] = findings(report, "read_model")
+    assert row["row"] == f"challenge_participants ({challenge_id}, {user_id})"
+    assert "missing" in row["message"]
+
+
 def test_a_change_after_the_last_checkpoint_is_located_by_the_stored_head(
     stream, capsys, monkeypatch
 ):
