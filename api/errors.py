@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.rate_limits import RateLimited
+from application.erasure import WalletNotEmpty
 from domain import errors as d
 
 log = logging.getLogger("peerpush.api")
@@ -28,7 +29,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
     "type": "object",
     "description": "RFC 9457 problem details. Some codes add members: `errors` (invalid "
-    "request), `needed`/`available` (insufficient funds), `retry_after` (rate limited), …",
+    "request), `needed`/`available` (insufficient funds), `available`/`frozen`/`staked`/"
+    "`penalties`/`pending` (wallet not empty), `retry_after` (rate limited), …",
     "required": ["type", "title", "status", "code", "detail"],
     "properties": {
         "type": {"type": "string", "description": TYPE_BASE + "{code}"},
@@ -113,6 +115,8 @@ def install(app: FastAPI) -> None:
             extra = {"needed": exc.needed, "available": exc.available}
         elif isinstance(exc, d.NotRefundable):
             extra = {"requested": exc.requested, "refundable": exc.refundable}
+        elif isinstance(exc, WalletNotEmpty):
+            extra = exc.remaining.as_dict()
         return problem(status_of(exc), exc.code, str(exc), **extra)
 
     @app.exception_handler(RateLimited)

@@ -1,4 +1,4 @@
-"""Accounts and sessions: register, log in, refresh, log out, who am I (SPEC §7).
+"""Accounts and sessions: register, log in, refresh, log out, who am I, erase me (SPEC §7).
 
 Register, login and refresh are rate-limited per client address; every refusal of credentials
 says the same thing whether the email is unknown or the password wrong.
@@ -17,8 +17,14 @@ from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord
 from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
+from application.erasure import erase_user
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+
+# Confirming a password to erase an account is a login attempt: counted per account (5 in 10
+# minutes), so a stolen access token cannot be used to guess the password at speed.
+ERASE_BUCKET = "erase"
+ERASE_LIMIT = (5, 600)
 
 Email = Annotated[
     str,
@@ -50,6 +56,19 @@ class LoginIn(Body):
 class RefreshIn(Body):
     model_config = ConfigDict(extra="forbid")
     refresh_token: RefreshToken
+
+
+class EraseMeIn(Body):
+    model_config = ConfigDict(extra="forbid")
+    password: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=128,
+            description="the current password, to confirm",
+            examples=["correct horse"],
+        ),
+    ]
 
 
 class UserOut(BaseModel):
@@ -117,6 +136,35 @@ def me(user: CurrentUser, services: ServicesDep) -> UserOut:
     if record is None or record.erased:
         raise ApiError(401, "invalid_token", "the account no longer exists", headers=UNAUTHORIZED)
     return user_out(record)
+
+
+@router.delete(
+    "/me",
+    status_code=204,
+    response_class=Response,
+    responses={
+        401: {},
+        403: {"description": "wrong password"},
+        409: {"description": "the wallet still holds tokens or holds (`wallet_not_empty`)"},
+        429: {},
+    },
+)
+def erase_me(body: EraseMeIn, user: CurrentUser, services: ServicesDep) -> Response:
+    """Erase your personal data (email, username, password) and end every session.
+
+    Refused (409 ``wallet_not_empty``, with what remains) while your wallet holds tokens,
+    stakes, penalties or a withdrawal in flight. The ledger keeps its events, which name
+    only your id.
+    """
+    services.limits.check(ERASE_BUCKET, str(user.id), *ERASE_LIMIT)
+    record = services.users.get(user.id)
+    if record is None or record.erased or record.email is None:
+        raise ApiError(401, "invalid_token", "the account no longer exists", headers=UNAUTHORIZED)
+    confirmed = services.users.authenticate(record.email, body.password)
+    if confirmed is None or confirmed.id != user.id:
+        raise ApiError(403, "wrong_password", "the password is not this account's")
+    erase_user(services.ledger, services.users, user.id)
+    return Response(status_code=204)
 
 
 def client_address(request: Request) -> str:

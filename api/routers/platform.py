@@ -1,19 +1,20 @@
-"""Admin: revenue, the journal, adjustments, and the raw stream for auditors."""
+"""Admin: revenue, the journal, adjustments, erasing a user, and the raw stream for auditors."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4, uuid5
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminUser, ServicesDep, wait_for_position
 from api.errors import ApiError
 from api.idempotency import run_idempotent
 from api.routers.wallet import request_id
 from api.schemas import Body, Tokens
+from application.erasure import erase_user
 from domain import ids
 from domain.aggregate import Cause
 
@@ -112,6 +113,35 @@ def adjust(
         body.model_dump(mode="json"),
         act,
     )
+
+
+class ErasedOut(BaseModel):
+    id: UUID
+    erased_at: datetime
+
+
+@router.post(
+    "/admin/users/{user_id}/erase",
+    response_model=ErasedOut,
+    responses={
+        404: {"description": "no such user"},
+        409: {"description": "the wallet still holds tokens or holds (`wallet_not_empty`)"},
+    },
+)
+def erase(user_id: UUID, _: AdminUser, services: ServicesDep) -> ErasedOut:
+    """Erase a user's personal data and end their sessions (SPEC §7); the ledger is untouched.
+
+    Refused (409 ``wallet_not_empty``, with what remains) while the wallet holds tokens or
+    holds. Erasing an erased user again answers the same.
+    """
+    record = services.users.get(user_id)
+    if record is None:
+        raise ApiError(404, "not_found", "no such user")
+    if not record.erased:
+        erase_user(services.ledger, services.users, user_id)
+        record = services.users.get(user_id)
+    assert record is not None and record.erased_at is not None
+    return ErasedOut(id=record.id, erased_at=record.erased_at)
 
 
 @router.get("/audit/events")

@@ -287,6 +287,13 @@ def create_challenge(w: World, _: str, headers: dict[str, str]) -> httpx.Respons
     return w.client.post("/v1/challenges", json=body, headers=headers)
 
 
+def erase_fresh_user(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
+    """The admin erasure of a new account with no wallet (erasable; never one of the world's)."""
+    email, _ = w.signup("erasable")
+    me = w.client.get("/v1/auth/me", headers=bearer(w.login(email)["access_token"]))
+    return w.client.post(f"/v1/admin/users/{me.json()['id']}/erase", headers=headers)
+
+
 def webhook(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
     return w.client.post("/v1/stripe/webhook", json={"id": "evt_unsigned"}, headers=headers)
 
@@ -311,6 +318,8 @@ ROWS: list[Row] = [
     Row("POST /v1/auth/refresh", (200, 200, 200, 200), send=with_refresh_token("/v1/auth/refresh")),
     Row("POST /v1/auth/logout", (204, 204, 204, 204), send=with_refresh_token("/v1/auth/logout")),
     Row("GET /v1/auth/me", (401, 200, 200, 200)),
+    # Erasing oneself: every member's wallet holds tokens, so it is refused (and repeatable).
+    Row("DELETE /v1/auth/me", (401, 409, 409, 409), json={"password": PASSWORD}),
     # The caller's own wallet: every signed-in user has one; another's withdrawal is a 404.
     Row("GET /v1/wallet", (401, 200, 200, 200)),
     Row("GET /v1/wallet/lots", (401, 200, 200, 200)),
@@ -336,6 +345,7 @@ ROWS: list[Row] = [
     Row("GET /v1/platform/journal", (401, 403, 403, 200)),
     Row("POST /v1/admin/adjustments", (401, 403, 403, 201), send=adjust),
     Row("GET /v1/audit/events", (401, 403, 403, 200)),
+    Row("POST /v1/admin/users/{user_id}/erase", (401, 403, 403, 200), send=erase_fresh_user),
     # The test clock: any signed-in user (embedded default only).
     Row("GET /v1/test-clock", (401, 200, 200, 200)),
     Row("POST /v1/test-clock/advance", (401, 200, 200, 200), json={"seconds": 1}),

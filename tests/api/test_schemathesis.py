@@ -108,7 +108,8 @@ def known_ids(
 ) -> dict[str, str]:
     """Path parameters naming things that exist, seen from ``user``'s side."""
     user = callers["user"]
-    owner = _member(api_client, api_services)["headers"]
+    owner_member = _member(api_client, api_services)
+    owner = owner_member["headers"]
     starts_at = next_midnight(api_services.clock.now())
     rules = {"time_window": {"scope": "challenge_tz"}, "verification": {"mode": "quorum"}}
     body = challenge_body(starts_at, rules=rules)
@@ -137,6 +138,7 @@ def known_ids(
         "submission_id": submitted.json()["id"],
         "withdrawal_id": withdrawal.json()["withdrawal_id"],
         "session_id": checkout.json()["session_id"],
+        "user_id": str(owner_member["id"]),  # holds tokens: an admin's erasure is refused
     }
 
 
