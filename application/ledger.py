@@ -109,6 +109,9 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.from_env(env or {})
+        self._open: dict[UUID, None] = {}
+        self._lifecycle_seen = 0
+        self._open_lock = threading.Lock()
 
     def construct_repository(self) -> Repository[UUID]:
         library = super().construct_repository()
@@ -467,14 +470,21 @@ class Ledger(Application[UUID]):
     # -- reading the store ----------------------------------------------------------------
 
     def open_challenges(self) -> list[UUID]:
-        """Published challenges not yet settled or cancelled, from the stream itself."""
-        open_ids: dict[UUID, None] = {}
-        for notification in self._notifications(LIFECYCLE_TOPICS):
-            if notification.topic == Challenge.Published.TOPIC:
-                open_ids[notification.originator_id] = None
-            else:
-                open_ids.pop(notification.originator_id, None)
-        return list(open_ids)
+        """Published challenges not yet settled or cancelled, from the stream itself.
+
+        Read incrementally: each call reads only lifecycle events after the last one it saw.
+        The set is a cache of the stream, rebuilt from scratch by a new process, so no other
+        process depends on it.
+        """
+        with self._open_lock:
+            start = self._lifecycle_seen + 1
+            for notification in self._notifications(LIFECYCLE_TOPICS, start=start):
+                if notification.topic == Challenge.Published.TOPIC:
+                    self._open[notification.originator_id] = None
+                else:
+                    self._open.pop(notification.originator_id, None)
+                self._lifecycle_seen = notification.id
+            return list(self._open)
 
     def wallet_of(self, user_id: UUID) -> Wallet:
         return self._existing_wallet(user_id)
@@ -490,8 +500,9 @@ class Ledger(Application[UUID]):
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _notifications(self, topics: tuple[str, ...], page: int = 1000) -> Iterator[Any]:
-        start = 1
+    def _notifications(
+        self, topics: tuple[str, ...], page: int = 1000, start: int = 1
+    ) -> Iterator[Any]:
         while True:
             batch = self.recorder.select_notifications(start, page, topics=topics)
             yield from batch
