@@ -259,6 +259,7 @@ class Wallet(LedgerAggregate):
                 )
             )
             wallet.adjusted_in += self.tokens
+            wallet.adjustments[str(self.adjustment_id)] = self.tokens
 
     class AdjustmentDebited(LedgerEvent):
         TOPIC = "peerpush:Wallet.AdjustmentDebited"
@@ -270,6 +271,7 @@ class Wallet(LedgerAggregate):
         def apply(self, wallet: Wallet) -> None:
             wallet._take(self.taken)
             wallet.adjusted_out += self.tokens
+            wallet.adjustments[str(self.adjustment_id)] = -self.tokens
 
     class DisputeRecorded(LedgerEvent):
         """A dispute arrived before its deposit was credited; kept until it is."""
@@ -376,6 +378,7 @@ class Wallet(LedgerAggregate):
         self.disputes: dict[str, str] = {}
         self.early_disputes: dict[str, str] = {}
         self.early_losses: dict[str, list[Any]] = {}
+        self.adjustments: dict[str, int] = {}
         self.available = 0
         self.frozen = 0
         self.staked = 0
@@ -627,7 +630,10 @@ class Wallet(LedgerAggregate):
     def credit_adjustment(
         self, adjustment_id: UUID, tokens: int, reason: str, cause: Cause, at: datetime
     ) -> None:
+        """An admin's credit: a new adjustment lot. A repeated adjustment id changes nothing."""
         positive_tokens(tokens)
+        if str(adjustment_id) in self.adjustments:
+            return
         self._record(
             self.AdjustmentCredited,
             cause,
@@ -641,7 +647,10 @@ class Wallet(LedgerAggregate):
     def debit_adjustment(
         self, adjustment_id: UUID, tokens: int, reason: str, cause: Cause, at: datetime
     ) -> None:
+        """An admin's debit, FIFO. A repeated adjustment id changes nothing."""
         positive_tokens(tokens)
+        if str(adjustment_id) in self.adjustments:
+            return
         taken = take_fifo(self.lots.values(), tokens, available=self.available)
         self._record(
             self.AdjustmentDebited,

@@ -409,3 +409,13 @@ def test_a_dispute_won_before_its_deposit_arrives_leaves_the_deposit_usable():
     wallet.win_dispute("dp_1", Cause.stripe("evt"), T0)
     wallet.credit_deposit("pi_early", 1_000, 1, timedelta(days=90), Cause.stripe("evt"), T0)
     assert (wallet.available, wallet.frozen) == (1_000, 0)
+
+
+def test_an_adjustment_repeated_with_the_same_id_is_applied_once():
+    wallet = Wallet.open(uuid4(), Cause.admin("a"), T0)
+    credit, debit = uuid4(), uuid4()
+    for _ in range(2):
+        wallet.credit_adjustment(credit, 500, "goodwill", Cause.admin("a"), T0)
+        wallet.debit_adjustment(debit, 200, "correction", Cause.admin("a"), T0)
+    assert (wallet.available, wallet.adjusted_in, wallet.adjusted_out) == (300, 500, 200)
+    assert len(wallet.lots) == 1
