@@ -7,6 +7,11 @@
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream;
 - ``peerpush create-admin EMAIL`` makes the registered user with that email an admin.
+
+Every command that serves, works or writes needs ``ENV`` (``development`` or ``production``)
+and refuses to start otherwise; production also needs ``DATABASE_URL`` (and ``serve`` every
+secret). The read-only auditor commands (``audit ...``, ``projections status``) run without
+``ENV`` so an auditor can point them at a database without the service's settings.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from datetime import UTC, datetime
 from adapters.users import UserStore
 from api import audit_cli
 from api.bootstrap import build_ledger, build_projector, database_settings, migrate
+from api.config import ApiConfig, ConfigError, require_process_environment
 from api.demo import play
 from application.ports import AdjustableClock
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    require_process_environment()
     db = database_settings()
     migrate(db)
     print(f"migrations applied to schema {db.schema!r}")
@@ -37,6 +44,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
+    config = ApiConfig.from_env()
+    require_process_environment()
+    if config.metrics_listen:
+        from api.metrics import serve_internal
+
+        serve_internal(config.metrics_listen)
+        print(f"metrics on http://{config.metrics_listen}/metrics", flush=True)
     print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0
@@ -44,6 +58,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(_: argparse.Namespace) -> int:
     """A four-player challenge played in seconds on a test clock, then the balances."""
+    if require_process_environment() != "development":
+        raise ConfigError("the demo writes made-up players: it runs with ENV=development only")
     clock = AdjustableClock(datetime.now(UTC).replace(microsecond=0), frozen=True)
     db = database_settings()
     ledger = build_ledger(db, clock=clock)
@@ -68,6 +84,8 @@ def cmd_demo(_: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
+    if args.action != "status":  # status only reads
+        require_process_environment()
     db = database_settings()
     ledger = build_ledger(db)
     projector = build_projector(db, ledger)
@@ -93,6 +111,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
+    require_process_environment()
     db = database_settings()
     migrate(db)
     users = UserStore(db)
@@ -133,7 +152,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"peerpush: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
