@@ -39,19 +39,36 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the HTTP API; in development the same process runs every worker."""
-    import uvicorn
+    """Serve the HTTP API; in development the same process runs every worker.
 
-    from api.app import create_app
+    With ``--workers N`` (N > 1) uvicorn runs N server processes; metrics then go through
+    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set) so the internal
+    listener, in this parent process, serves them all added up.
+    """
+    import uvicorn
 
     config = ApiConfig.from_env()
     require_process_environment()
     if config.metrics_listen:
-        from api.metrics import serve_internal
+        from api.metrics import prepare_multiprocess, serve_internal
 
+        if args.workers > 1:
+            prepare_multiprocess()
         serve_internal(config.metrics_listen)
-        print(f"metrics on http://{config.metrics_listen}/metrics", flush=True)
+        print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
     print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
+    if args.workers > 1:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="info",
+        )
+        return 0
+    from api.app import create_app
+
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -135,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API (and, in development, workers)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("demo", help="play a scripted scenario, print balances").set_defaults(
         func=cmd_demo

@@ -9,6 +9,8 @@ server process starts) every process writes its samples there and the internal l
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -52,6 +54,23 @@ def exposed_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
     return registry
+
+
+def prepare_multiprocess() -> Path:
+    """Before server processes start: their shared metrics directory, emptied of old samples.
+
+    Uses ``PROMETHEUS_MULTIPROC_DIR`` if set (one directory per ``peerpush serve``), otherwise
+    a new temporary one, exported so the server processes started next inherit it.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="peerpush-metrics-"
+    )
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # a previous run's counters would be added to ours
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 def serve_internal(listen: str) -> WSGIServer:

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +25,7 @@ from tests.api.conftest import Account
 
 KiB = 1024
 MiB = 1024 * KiB
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 URLS = {"success_url": "https://example.com/ok", "cancel_url": "https://example.com/cancel"}
 
 
@@ -226,3 +231,31 @@ def test_the_docs_page_policy_allows_every_script_style_and_image_it_loads(
         assert origin in allowed, (tag, url, allowed)
     assert "'unsafe-inline'" in policy["script-src"]  # the page starts Swagger UI inline
     assert "'self'" in policy["connect-src"]  # it fetches /openapi.json
+
+
+RECORD_ONE_REQUEST = """
+from api.metrics import REQUEST_LATENCY
+REQUEST_LATENCY.labels("GET", "/health", "200").observe(0.01)
+"""
+
+
+def test_several_server_processes_are_scraped_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.metrics import exposed_registry, prepare_multiprocess
+
+    (tmp_path / "histogram_999999.db").write_bytes(b"stale")  # an earlier run's samples
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    prepare_multiprocess()
+    assert not (tmp_path / "histogram_999999.db").exists()
+    for _ in range(2):  # two server processes, each recording one request
+        subprocess.run(
+            [sys.executable, "-c", RECORD_ONE_REQUEST],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            check=True,
+            timeout=120,
+        )
+    text = generate_latest(exposed_registry()).decode()
+    line = 'peerpush_http_request_seconds_count{method="GET",route="/health",status="200"} 2.0'
+    assert line in text, text

@@ -179,3 +179,22 @@ def test_the_projection_worker_in_production_refuses_to_start_without_database_u
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert cli.main(["projections", "run"]) != 0
     assert "DATABASE_URL" in capsys.readouterr().err
+
+
+def test_serve_with_several_processes_shares_one_metrics_directory_on_the_internal_listener(
+    served: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import api.metrics
+
+    listened: list[str] = []
+    monkeypatch.setattr(api.metrics, "serve_internal", listened.append)
+    monkeypatch.setenv("ENV", "development")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("METRICS_LISTEN", "127.0.0.1:9464")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    assert cli.main(["serve", "--workers", "2"]) == 0
+    assert listened == ["127.0.0.1:9464"]
+    [(args, kwargs)] = served
+    assert args == ("api.app:create_app",)
+    assert kwargs["factory"] is True and kwargs["workers"] == 2
+    assert (tmp_path / "metrics").is_dir()
