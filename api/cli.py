@@ -17,10 +17,13 @@ secret). The read-only auditor commands (``audit ...``, ``projections status``) 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from adapters.users import UserStore
 from api import audit_cli
@@ -49,23 +52,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = ApiConfig.from_env()
     require_process_environment()
+    temporary: Path | None = None
     if config.metrics_listen:
         from api.metrics import prepare_multiprocess, serve_internal
 
         if args.workers > 1:
-            prepare_multiprocess()
+            chosen = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+            directory = prepare_multiprocess()
+            temporary = None if chosen else directory
         serve_internal(config.metrics_listen)
         print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
     print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
     if args.workers > 1:
-        uvicorn.run(
-            "api.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level="info",
-        )
+        try:
+            uvicorn.run(
+                "api.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level="info",
+            )
+        finally:
+            if temporary is not None:
+                shutil.rmtree(temporary, ignore_errors=True)
         return 0
     from api.app import create_app
 
