@@ -23,13 +23,13 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	touch $(STAMP)
 
 run: venv ## Migrate and serve the HTTP API on http://127.0.0.1:8000 (embedded PostgreSQL unless DATABASE_URL)
-	$(VPY) -m api.cli serve
+	ENV=development $(VPY) -m api.cli serve
 
 demo: venv ## Play a scripted four-player challenge and print the balances
-	$(VPY) -m api.cli demo
+	ENV=development $(VPY) -m api.cli demo
 
 test: venv ## Run the whole test suite (DATABASE_URL or the embedded PostgreSQL)
-	$(VPY) -m pytest
+	ENV=development $(VPY) -m pytest
 
 lint: venv ## ruff check, ruff format --check, mypy --strict on domain and application
 	$(VPY) -m ruff check .
@@ -43,7 +43,7 @@ bench: venv ## Run every bench/*.py script with the venv's python
 	done
 
 migrate: venv ## Apply database migrations
-	$(VPY) -m api.cli migrate
+	ENV=$${ENV:-development} $(VPY) -m api.cli migrate
 
 audit: venv ## Replay and verify the stream, read models and hash chain (read-only; ARGS=--json)
 	$(VPY) -m projections.audit verify $(ARGS)

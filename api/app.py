@@ -16,7 +16,8 @@ from fastapi import Depends, FastAPI, Request, Response
 from api import errors
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
-from api.metrics import REQUEST_LATENCY
+from api.metrics import REQUEST_LATENCY, method_label
+from api.middleware import BodySizeLimit, SecurityHeaders
 from api.routers import clock, ops, platform, wallet
 from api.workers import Workers
 
@@ -62,11 +63,14 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
-        REQUEST_LATENCY.labels(request.method, path, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
+        REQUEST_LATENCY.labels(
+            method_label(request.method), path, str(response.status_code)
+        ).observe(time.perf_counter() - started)
         response.headers["X-Request-Id"] = request.state.request_id
         return response
+
+    app.add_middleware(BodySizeLimit)  # pure ASGI: added last, so they run first
+    app.add_middleware(SecurityHeaders)
 
     found = routers()
     errors.document(app, found)

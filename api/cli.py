@@ -7,24 +7,34 @@
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream;
 - ``peerpush create-admin EMAIL`` makes the registered user with that email an admin.
+
+Every command that serves, works or writes needs ``ENV`` (``development`` or ``production``)
+and refuses to start otherwise; production also needs ``DATABASE_URL`` (and ``serve`` every
+secret). The read-only auditor commands (``audit ...``, ``projections status``) run without
+``ENV`` so an auditor can point them at a database without the service's settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import signal
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from adapters.users import UserStore
 from api import audit_cli
 from api.bootstrap import build_ledger, build_projector, database_settings, migrate
+from api.config import ApiConfig, ConfigError, require_process_environment
 from api.demo import play
 from application.ports import AdjustableClock
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    require_process_environment()
     db = database_settings()
     migrate(db)
     print(f"migrations applied to schema {db.schema!r}")
@@ -32,18 +42,51 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the HTTP API; in development the same process runs every worker."""
+    """Serve the HTTP API; in development the same process runs every worker.
+
+    With ``--workers N`` (N > 1) uvicorn runs N server processes; metrics then go through
+    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set) so the internal
+    listener, in this parent process, serves them all added up.
+    """
     import uvicorn
 
+    config = ApiConfig.from_env()
+    require_process_environment()
+    temporary: Path | None = None
+    if config.metrics_listen:
+        from api.metrics import prepare_multiprocess, serve_internal
+
+        if args.workers > 1:
+            chosen = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+            directory = prepare_multiprocess()
+            temporary = None if chosen else directory
+        serve_internal(config.metrics_listen)
+        print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
+    print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
+    if args.workers > 1:
+        try:
+            uvicorn.run(
+                "api.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level="info",
+            )
+        finally:
+            if temporary is not None:
+                shutil.rmtree(temporary, ignore_errors=True)
+        return 0
     from api.app import create_app
 
-    print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
     return 0
 
 
 def cmd_demo(_: argparse.Namespace) -> int:
     """A four-player challenge played in seconds on a test clock, then the balances."""
+    if require_process_environment() != "development":
+        raise ConfigError("the demo writes made-up players: it runs with ENV=development only")
     clock = AdjustableClock(datetime.now(UTC).replace(microsecond=0), frozen=True)
     db = database_settings()
     ledger = build_ledger(db, clock=clock)
@@ -68,6 +111,8 @@ def cmd_demo(_: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
+    if args.action != "status":  # status only reads
+        require_process_environment()
     db = database_settings()
     ledger = build_ledger(db)
     projector = build_projector(db, ledger)
@@ -93,6 +138,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
+    require_process_environment()
     db = database_settings()
     migrate(db)
     users = UserStore(db)
@@ -116,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the HTTP API (and, in development, workers)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("demo", help="play a scripted scenario, print balances").set_defaults(
         func=cmd_demo
@@ -133,7 +180,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"peerpush: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

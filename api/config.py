@@ -1,17 +1,63 @@
-"""The HTTP service's settings, validated once at start-up from the environment."""
+"""The HTTP service's settings, validated once at start-up from the environment.
+
+``ENV`` is required and must be ``development`` or ``production``: a misspelling must not quietly
+run the simulated Stripe and the test clock. Production names every secret and its database;
+nothing secret has a default there.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+ENVIRONMENTS = ("development", "production")
+# What production refuses to start without (SPEC §7): a missing DATABASE_URL would give every
+# replica an embedded database, and so a ledger, of its own.
+PRODUCTION_REQUIRED = (
+    "DATABASE_URL",
+    "JWT_SECRET",
+    "STRIPE_API_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "PUBLIC_BASE_URL",
+)
+KiB = 1024
+MiB = 1024 * KiB
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a service that may start; the message says why."""
+
+
+def environment_of(env: Mapping[str, str] | None = None) -> str:
+    """``ENV``, which must be exactly one of `ENVIRONMENTS`; anything else refuses to start."""
+    value = (os.environ if env is None else env).get("ENV")
+    if value not in ENVIRONMENTS:
+        shown = "unset" if value is None else repr(value)
+        raise ConfigError(
+            f"ENV must be set to 'development' or 'production' (it is {shown}); refusing to start"
+        )
+    return value
+
+
+def require_process_environment(env: Mapping[str, str] | None = None) -> str:
+    """The check every entry point that writes makes before it connects (serve, workers).
+
+    Production must name its database: the embedded fallback is a development convenience.
+    """
+    env = os.environ if env is None else env
+    name = environment_of(env)
+    if name == "production" and not env.get("DATABASE_URL", "").strip():
+        raise ConfigError("DATABASE_URL is required when ENV=production; refusing to start")
+    return name
 
 
 @dataclass(frozen=True)
 class ApiConfig:
     environment: str = "development"
-    base_url: str = "http://127.0.0.1:8000"
+    base_url: str = "http://127.0.0.1:8000"  # PUBLIC_BASE_URL: where clients reach the API
     jwt_secret: str = ""
     access_token_minutes: int = 15
     refresh_token_days: int = 7
@@ -23,7 +69,13 @@ class ApiConfig:
     storage_dir: Path = Path(".data/proofs")
     s3_bucket: str = "peerpush-proofs"
     s3_endpoint_url: str = ""
-    max_proof_bytes: int = 10 * 1024 * 1024
+    max_proof_bytes: int = 10 * MiB
+    # Any request body above this is refused with 413 before it is read whole; a proof upload
+    # may carry max_proof_bytes on top (its form fields and boundaries fit in this much).
+    max_body_bytes: int = 64 * KiB
+    # host:port of the internal listener serving /metrics ("" = none). Production never serves
+    # /metrics on the public listener.
+    metrics_listen: str = ""
     rate_limits_enabled: bool = True
     run_workers: bool = True
     worker_interval_seconds: float = 1.0
@@ -38,18 +90,35 @@ class ApiConfig:
         """The test clock and simulated Stripe exist only off production."""
         return not self.production
 
+    @property
+    def max_upload_bytes(self) -> int:
+        """The body limit of a proof upload: the photo plus the form around it."""
+        return self.max_proof_bytes + self.max_body_bytes
+
     @classmethod
-    def from_env(cls) -> ApiConfig:
-        env = os.environ
-        production = env.get("ENV", "development") == "production"
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiConfig:
+        env = os.environ if env is None else env
+        environment = environment_of(env)
+        production = environment == "production"
+        if production:
+            missing = [name for name in PRODUCTION_REQUIRED if not env.get(name, "").strip()]
+            if missing:
+                raise ConfigError(
+                    f"ENV=production requires {', '.join(missing)}; refusing to start "
+                    "(no secret has a default in production)"
+                )
         secret = env.get("JWT_SECRET", "")
         if production and len(secret) < 32:
-            raise RuntimeError("JWT_SECRET of at least 32 characters is required in production")
+            raise ConfigError("JWT_SECRET of at least 32 characters is required in production")
         if production and env.get("STRIPE_MODE", "stripe") == "simulated":
-            raise RuntimeError("simulated Stripe is refused when ENV=production")
+            raise ConfigError("simulated Stripe is refused when ENV=production")
+        # BASE_URL is the setting's old name, still read in development only.
+        base_url = env.get("PUBLIC_BASE_URL", "").strip() or (
+            "" if production else env.get("BASE_URL", "").strip()
+        )
         return cls(
-            environment="production" if production else "development",
-            base_url=env.get("BASE_URL", cls.base_url),
+            environment=environment,
+            base_url=base_url or cls.base_url,
             jwt_secret=secret or _development_secret(),
             stripe_mode=env.get("STRIPE_MODE", "stripe" if production else "simulated"),
             stripe_api_key=env.get("STRIPE_API_KEY", cls.stripe_api_key),
@@ -59,22 +128,61 @@ class ApiConfig:
             storage_dir=Path(env.get("STORAGE_DIR", ".data/proofs")),
             s3_bucket=env.get("S3_BUCKET", cls.s3_bucket),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL", ""),
+            max_proof_bytes=_positive_int(env, "MAX_PROOF_BYTES", cls.max_proof_bytes),
+            max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
+            metrics_listen=_listen_address(env.get("METRICS_LISTEN", "").strip()),
             rate_limits_enabled=env.get("RATE_LIMITS", "on") != "off",
             run_workers=env.get("RUN_WORKERS", "on") != "off",
         )
 
 
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive whole number of bytes (it is {raw!r})")
+    return value
+
+
+def _listen_address(raw: str) -> str:
+    """``host:port`` (``""`` for no listener), checked now rather than when metrics are due."""
+    if not raw:
+        return ""
+    if parse_listen(raw) is None:
+        raise ConfigError(f"METRICS_LISTEN must be host:port, e.g. 127.0.0.1:9464 (it is {raw!r})")
+    return raw
+
+
+def parse_listen(raw: str) -> tuple[str, int] | None:
+    host, sep, port = raw.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        return None
+    return host.strip("[]"), int(port)
+
+
 def _development_secret() -> str:
-    """One signing key shared by every local process, kept under ./.data (never production)."""
+    """One signing key shared by every local process, kept under ./.data (never production).
+
+    The file is created readable by its owner only: anyone who can read it can mint tokens.
+    """
     path = Path(os.environ.get("DATA_DIR", ".data")) / "jwt_secret"
     try:
-        return path.read_text().strip()
+        secret = path.read_text().strip()
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(48)
         try:
-            with path.open("x") as f:
-                f.write(secret)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(secret)
         return secret
+    if path.stat().st_mode & 0o077:  # written by an older version, world-readable
+        path.chmod(0o600)
+    return secret

@@ -1,8 +1,22 @@
-"""Prometheus metrics of this process (a registry of its own, no global state leaks)."""
+"""Prometheus metrics of this process (a registry of its own, no global state leaks).
+
+Label values come from fixed sets only (route templates, `METHODS`), so requests a client makes
+up cannot grow the metrics without bound. With ``PROMETHEUS_MULTIPROC_DIR`` set (before any
+server process starts) every process writes its samples there and the internal listener
+(`serve_internal`) adds them up, so several server processes are served as one.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+import tempfile
+from pathlib import Path
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from api.config import ConfigError, parse_listen
 
 REGISTRY = CollectorRegistry()
 REQUEST_LATENCY = Histogram(
@@ -21,4 +35,52 @@ PROJECTION_LAG = Gauge(
     "peerpush_projection_lag_events",
     "Events the read models are behind the stream",
     registry=REGISTRY,
+    multiprocess_mode="max",  # every process sees the same stream: the worst reading counts
 )
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method as a label value: a standard method, or ``other``."""
+    return method if method in METHODS else "other"
+
+
+def exposed_registry() -> CollectorRegistry:
+    """What a scrape sees: every process's samples in multiprocess mode, else this process's."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def prepare_multiprocess() -> Path:
+    """Before server processes start: their shared metrics directory, emptied of old samples.
+
+    Uses ``PROMETHEUS_MULTIPROC_DIR`` if set (one directory per ``peerpush serve``), otherwise
+    a new temporary one, exported so the server processes started next inherit it.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(
+        prefix="peerpush-metrics-"
+    )
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):  # a previous run's counters would be added to ours
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def serve_internal(listen: str) -> WSGIServer:
+    """Serve ``/metrics`` on ``host:port`` (an internal address, never the public listener).
+
+    Runs on a daemon thread of the calling process; ``shutdown()`` on the result stops it.
+    """
+    address = parse_listen(listen)
+    if address is None:
+        raise ConfigError(f"METRICS_LISTEN must be host:port (it is {listen!r})")
+    host, port = address
+    server, _ = start_http_server(port, addr=host, registry=exposed_registry())
+    return server

@@ -6,12 +6,17 @@ under ``./.data`` (a developer's machine). They never skip for want of a databas
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema, resolve_database_url
+
+# The service refuses to start without ENV; tests (and the processes they spawn, which inherit
+# this environment) are development, whatever the shell running them says.
+os.environ["ENV"] = "development"
 
 
 @pytest.fixture(scope="session")

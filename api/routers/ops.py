@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ServicesDep
 from api.errors import problem
-from api.metrics import PROJECTION_LAG, REGISTRY
+from api.metrics import PROJECTION_LAG, exposed_registry
 
 router = APIRouter(tags=["ops"])
 
@@ -34,6 +34,10 @@ def ready(services: ServicesDep) -> Any:
         return problem(503, "not_ready", "the database is not reachable")
     lag = max(0, head - position)
     PROJECTION_LAG.set(lag)
+    if services.config.production:  # the stream's head and lag are for operators' metrics
+        if lag > MAX_READY_LAG:
+            return problem(503, "not_ready", "the read models are far behind")
+        return {"status": "ready"}
     if lag > MAX_READY_LAG:
         return problem(503, "not_ready", "the read models are far behind", lag=lag)
     return {"status": "ready", "head": head, "read_models_position": position, "lag": lag}
@@ -46,13 +50,17 @@ def ready(services: ServicesDep) -> Any:
         200: {
             "description": "Prometheus text exposition format",
             "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
+        },
+        404: {"description": "in production: metrics are on the internal METRICS_LISTEN only"},
     },
 )
 def metrics(services: ServicesDep) -> Response:
+    """Development only; production serves metrics on the internal listener (METRICS_LISTEN)."""
+    if services.config.production:
+        return problem(404, "not_found", "Not Found")
     with contextlib.suppress(Exception):  # metrics must be served even if the DB is down
         PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(exposed_registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/version")

@@ -1,0 +1,153 @@
+"""Pure ASGI middleware guarding the public listener: request body limits and browser headers.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so a body can be refused before it is read and streamed
+bodies are counted as they arrive. Both read the settings per request from the app's services
+(built in the lifespan), so a test can switch a running app to production.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.config import ApiConfig
+from api.errors import problem
+
+# The one route whose body may carry a photo (multipart), limited by max_upload_bytes.
+UPLOAD_ROUTE = re.compile(r"^/v1/challenges/[^/]+/submissions/?$")
+DOCS_PATHS = ("/docs", "/redoc")
+
+# JSON answers and our own HTML pages (the simulated checkout: one inline style) load nothing.
+STRICT_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+)
+# /docs and /redoc load Swagger UI / ReDoc from jsDelivr, start it with an inline script and
+# fetch /openapi.json; ReDoc adds Google Fonts and a worker from a blob.
+DOCS_POLICY = (
+    "default-src 'none'; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
+    "font-src https://fonts.gstatic.com; "
+    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "connect-src 'self'; worker-src blob:; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+HSTS = "max-age=63072000; includeSubDomains"
+
+
+def config_of(scope: Scope) -> ApiConfig:
+    """The running app's settings; the defaults before the lifespan has built them."""
+    services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+    config = getattr(services, "config", None)
+    return config if isinstance(config, ApiConfig) else ApiConfig()
+
+
+class BodySizeLimit:
+    """413 for any body above its route's limit, announced (Content-Length) or streamed.
+
+    A streamed body that passes the limit is answered 413 at once; the app is then told the
+    client has gone (``http.disconnect``), and whatever it still tries to send is dropped.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        config = config_of(scope)
+        upload = scope["method"] == "POST" and UPLOAD_ROUTE.match(scope["path"])
+        limit = config.max_upload_bytes if upload else config.max_body_bytes
+        announced = _content_length(scope["headers"])
+        if announced is not None and announced > limit:
+            await _refuse(limit, scope, receive, send)
+            return
+
+        seen = 0
+        started = refused = False
+
+        async def counted() -> Message:
+            nonlocal seen, refused, started
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    if not started:
+                        await _refuse(limit, scope, receive, send)
+                    refused = started = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except Exception:
+            if not refused:  # after a refusal the app only fails on the client having gone
+                raise
+
+
+async def _refuse(limit: int, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        413,
+        "request_too_large",
+        f"request bodies here are at most {limit} bytes",
+        headers={"Connection": "close"},
+        limit=limit,
+    )
+    await response(scope, receive, send)
+
+
+def _content_length(headers: Iterable[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # the server refuses a malformed length before we see it
+    return None
+
+
+class SecurityHeaders:
+    """Headers that stop browsers framing, sniffing or downgrading what we serve.
+
+    HSTS only in production: development is served over plain http.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(DOCS_PATHS)
+        added: list[tuple[bytes, bytes]] = [
+            (b"content-security-policy", (DOCS_POLICY if docs else STRICT_POLICY).encode()),
+            (b"x-frame-options", b"DENY"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if config_of(scope).production:
+            added.append((b"strict-transport-security", HSTS.encode()))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers: list[Any] = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in added if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
