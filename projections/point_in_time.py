@@ -22,6 +22,11 @@ from domain.tokens import Lot
 from domain.wallet import Wallet
 
 
+LAST_POSITION = 2**63 - 1
+"""The largest position the stream can hold (bigint): any position asked beyond it means the
+whole stream."""
+
+
 @dataclass(frozen=True)
 class WalletAsOf:
     position: int
@@ -87,7 +92,7 @@ def _wallet_events(ledger: Ledger, wallet_id: UUID, until: int) -> Iterator[tupl
                 f"SELECT originator_id, originator_version, topic, state, notification_id "
                 f'FROM "{schema}"."{table}" WHERE originator_id = %s AND notification_id <= %s '
                 f"ORDER BY originator_version",
-                (wallet_id, until),
+                (wallet_id, min(until, LAST_POSITION)),
             )
             rows = curs.fetchall()
         for row in rows:

@@ -107,6 +107,10 @@ def test_the_api_and_the_audit_agree_with_the_definition_when_commit_order_is_no
             assert [{k: lot[k] for k in LOT_FIELDS} for lot in report["lots"]] == [
                 {k: lot[k] for k in LOT_FIELDS} for lot in lots
             ]
+    # A position past the stream's end (even past what the store can number) is the stream now.
+    now, now_lots = api_wallet(api_client, ada, "9" * 30)
+    assert now["available"] == sum(n for _, _, user, n in made if user == ada.id)
+    assert len(now_lots) == 4
     # The same question asked as a position gets the same answer.
     last = max(p for p, at, _, _ in made if at <= T0 + 4 * MINUTE)
     assert api_wallet(api_client, ada, str(last)) == api_wallet(
