@@ -21,7 +21,6 @@ from domain.errors import NotFound
 from domain.tokens import Lot
 from domain.wallet import Wallet
 
-
 LAST_POSITION = 2**63 - 1
 """The largest position the stream can hold (bigint): any position asked beyond it means the
 whole stream."""
