@@ -22,6 +22,7 @@ from projections.audit.balance import balance, parse_as_of, write_text
 from projections.audit.chaincheck import parse_head
 from projections.audit.export import export
 from projections.audit.verify import verify
+from projections.position_times import IndexBehind
 
 
 def decoder() -> Callable[[Any], Any]:
@@ -43,15 +44,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         out: TextIO = sys.stdout
         if args.output:
             out = stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
-        count = export(
-            database_settings(),
-            decoder(),
-            out,
-            what=args.what,
-            fmt=args.format,
-            after=args.after,
-            until=args.until,
-        )
+        try:
+            count = export(
+                database_settings(),
+                decoder(),
+                out,
+                what=args.what,
+                fmt=args.format,
+                after=args.after,
+                until=args.until,
+            )
+        except IndexBehind as error:
+            print(f"audit export: {error}", file=sys.stderr)
+            return 1
     print(f"exported {count:,} {args.what} records", file=sys.stderr)
     return 0
 
@@ -61,7 +66,7 @@ def cmd_balance(args: argparse.Namespace) -> int:
     ledger = build_ledger(db, run_migrations=False)
     try:
         report = balance(db, ledger, args.as_of, user_id=args.user, wallet_id=args.wallet)
-    except NotFound as error:
+    except (NotFound, IndexBehind) as error:
         print(f"audit balance: {error}", file=sys.stderr)
         return 1
     finally:

@@ -1,14 +1,15 @@
-"""A wallet as it was: at a stream position, or at a time (SPEC §8).
+"""A wallet as it was at a stream position (SPEC §8).
 
-Read from the event stream itself, not from a read model, so an auditor can compare the two.
-"As of time T" means the stream up to the last position whose event time is at most T.
+Replayed from the wallet's own events in the stream, not from a read model, so an auditor can
+compare the two. "As of a time T" is first turned into a position (the last one whose event
+time is at most T) by :func:`projections.position_times.position_at`; the API and the audit
+both do exactly that, then call :func:`wallet_as_of` with the position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,6 +20,10 @@ from domain import ids
 from domain.errors import NotFound
 from domain.tokens import Lot
 from domain.wallet import Wallet
+
+LAST_POSITION = 2**63 - 1
+"""The largest position the stream can hold (bigint): any position asked beyond it means the
+whole stream."""
 
 
 @dataclass(frozen=True)
@@ -54,26 +59,19 @@ def wallet_as_of(
     user_id: UUID | None = None,
     *,
     wallet_id: UUID | None = None,
-    position: int | None = None,
-    at: datetime | None = None,
+    position: int,
 ) -> WalletAsOf:
-    """Replay a wallet (the user's, or the one with ``wallet_id``) up to ``position`` or
-    time ``at`` (one of them)."""
-    if (position is None) == (at is None):
-        raise ValueError("give exactly one of position or at")
+    """Replay a wallet (the user's, or the one with ``wallet_id``) over the stream up to
+    ``position``: its events at or before it, whatever their times."""
     if (user_id is None) == (wallet_id is None):
         raise ValueError("give exactly one of user_id or wallet_id")
-    if at is not None and at.utcoffset() is None:
-        raise ValueError("the time must be timezone-aware")
     if wallet_id is None:
         assert user_id is not None
         wallet_id = ids.wallet_id(user_id)
     wallet: Any = None
     reached = 0
-    for notification_id, event in _wallet_events(ledger, wallet_id):
-        if position is not None and notification_id > position:
-            break
-        if at is not None and event.timestamp > at:
+    for notification_id, event in _wallet_events(ledger, wallet_id, position):
+        if notification_id > position:
             break
         wallet = event.mutate(wallet)
         reached = notification_id
@@ -82,8 +80,8 @@ def wallet_as_of(
     return WalletAsOf(reached, wallet)
 
 
-def _wallet_events(ledger: Ledger, wallet_id: UUID) -> Iterator[tuple[int, Any]]:
-    """The wallet's events in order, each with its stream position."""
+def _wallet_events(ledger: Ledger, wallet_id: UUID, until: int) -> Iterator[tuple[int, Any]]:
+    """The wallet's events in order, each with its stream position (none after ``until``)."""
     recorder: Any = ledger.recorder
     if hasattr(recorder, "datastore"):
         table = recorder.events_table_name
@@ -91,9 +89,9 @@ def _wallet_events(ledger: Ledger, wallet_id: UUID) -> Iterator[tuple[int, Any]]
         with recorder.datastore.transaction(commit=False) as curs:
             curs.execute(
                 f"SELECT originator_id, originator_version, topic, state, notification_id "
-                f'FROM "{schema}"."{table}" WHERE originator_id = %s '
+                f'FROM "{schema}"."{table}" WHERE originator_id = %s AND notification_id <= %s '
                 f"ORDER BY originator_version",
-                (wallet_id,),
+                (wallet_id, min(until, LAST_POSITION)),
             )
             rows = curs.fetchall()
         for row in rows:

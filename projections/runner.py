@@ -23,6 +23,7 @@ from projections.base import Positioned, Projection, fetch_by
 from projections.chain import ChainProjection
 from projections.challenges import ChallengesProjection
 from projections.journal import JournalProjection
+from projections.position_times import PositionTimesProjection
 from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
 
@@ -36,6 +37,7 @@ def all_projections() -> list[Projection]:
         RevenueProjection(),
         JournalProjection(),
         ChainProjection(),
+        PositionTimesProjection(),
     ]
 
 

@@ -16,22 +16,32 @@ from api.schemas import Balances, LotOut, TransactionPage, WithdrawalIn, Withdra
 from domain import ids
 from domain.aggregate import Cause
 from domain.errors import NotFound, NotRefundable
-from projections.point_in_time import wallet_as_of
+from projections.point_in_time import WalletAsOf, wallet_as_of
+from projections.position_times import IndexBehind, position_at
 
 router = APIRouter(prefix="/wallet", tags=["wallet"])
 
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until read models reach it")]
+AsOf = Annotated[
+    str | None,
+    Query(
+        description="a stream position, or an ISO 8601 time (UTC when it has no offset): the "
+        "stream up to the last position whose event time is at most that time"
+    ),
+]
 
 
 @router.get("", response_model=Balances)
 def get_wallet(
     user: CurrentUser,
     services: ServicesDep,
-    as_of: Annotated[str | None, Query(description="ISO time or a stream position")] = None,
+    as_of: AsOf = None,
     min_position: MinPosition = None,
 ) -> Balances:
     if as_of:
-        return _as_of(services, user, as_of)
+        position, then = _wallet_as_of(services, user, as_of)
+        balances = then.balances if then else dict.fromkeys(_ZERO, 0)
+        return Balances(user_id=user.id, **balances, position=position)
     wait_for_position(services, min_position)
     row = services.reads.wallet(user.id)
     if row is None:
@@ -59,27 +69,76 @@ _ZERO = (
 )
 
 
-def _as_of(services: Any, user: AuthUser, as_of: str) -> Balances:
+def _wallet_as_of(services: Any, user: AuthUser, as_of: str) -> tuple[int, WalletAsOf | None]:
+    """The caller's wallet over the stream up to the position ``as_of`` names (None: it did
+    not exist then), and that position."""
     try:
         if as_of.isdigit():
-            snapshot = wallet_as_of(services.ledger, user.id, position=int(as_of))
+            position = int(as_of)
         else:
             at = datetime.fromisoformat(as_of)
-            at = at if at.tzinfo else at.replace(tzinfo=UTC)
-            snapshot = wallet_as_of(services.ledger, user.id, at=at)
+            position = _position_at(services, at if at.tzinfo else at.replace(tzinfo=UTC))
     except ValueError:
         raise ApiError(422, "invalid_as_of", "as_of is an ISO 8601 time or a position") from None
+    try:
+        return position, wallet_as_of(services.ledger, user.id, position=position)
     except NotFound:
-        return Balances(user_id=user.id, **dict.fromkeys(_ZERO, 0), position=0)
-    return Balances(user_id=user.id, **snapshot.balances, position=snapshot.position)
+        return position, None
+
+
+def _position_at(services: Any, at: datetime) -> int:
+    """The last position whose event time is at most ``at``, through the position index.
+
+    An index behind the stream's head cannot answer (an event it has not seen may be earlier
+    than ``at``): wait for it like ``min_position`` does, then 503 ``read_model_behind``.
+    """
+    with services.reads.pool.connection() as conn:
+        try:
+            return position_at(conn, at)
+        except IndexBehind as behind:
+            head = behind.head
+    if services.projector.wait_for(head, timeout=services.config.read_wait_seconds):
+        with services.reads.pool.connection() as conn:
+            try:
+                return position_at(conn, at, covering=head)
+            except IndexBehind:
+                pass
+    raise ApiError(
+        503,
+        "read_model_behind",
+        "the position index has not caught up with the stream yet",
+        headers={"Retry-After": "1"},
+        position=services.reads.position(),
+    )
 
 
 @router.get("/lots", response_model=list[LotOut])
 def get_lots(
-    user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
+    user: CurrentUser, services: ServicesDep, as_of: AsOf = None, min_position: MinPosition = None
 ) -> list[LotOut]:
+    if as_of:
+        _, then = _wallet_as_of(services, user, as_of)
+        return [_lot_out(lot) for lot in then.lots] if then else []
     wait_for_position(services, min_position)
     return [LotOut(**row) for row in services.reads.lots(user.id)]
+
+
+def _lot_out(lot: Any) -> LotOut:
+    """A replayed lot as the ``wallet_lots`` read model shows it (prices on deposits only)."""
+    deposit = lot.source == "deposit"
+    return LotOut(
+        lot_id=lot.lot_id,
+        seq=lot.seq,
+        source=lot.source,
+        amount=lot.amount,
+        remaining=lot.remaining,
+        created_at=lot.created_at,
+        refundable_until=lot.refundable_until,
+        payment_intent_id=lot.payment_intent_id,
+        token_price=lot.token_price if deposit else None,
+        frozen=lot.frozen,
+        written_off=lot.written_off,
+    )
 
 
 @router.get("/transactions", response_model=TransactionPage)

@@ -1,7 +1,9 @@
 """``audit balance``: a wallet's balances and lots as they were, from the stream alone.
 
 ``--as-of`` is a stream position, or a time: the stream up to the last position whose event
-time is at most that time (SPEC §8), found in the stored events, never in a read model.
+time is at most that time (SPEC §8). The time becomes a position through the
+``position_times`` index, the very lookup the API's ``?as_of=`` makes, so both answer the same;
+the wallet is then replayed from its events in the stream, never read from a read model.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from uuid import UUID
 from adapters.persistence import DatabaseSettings
 from application.ledger import Ledger
 from projections.audit.export import plain
-from projections.audit.stream import position_at, snapshot
+from projections.audit.stream import snapshot
 from projections.point_in_time import wallet_as_of
+from projections.position_times import position_at
 
 LOT_FIELDS = ("seq", "source", "amount", "remaining", "frozen", "written_off", "loss")
 

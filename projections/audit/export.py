@@ -21,7 +21,8 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 
 from adapters.persistence import DatabaseSettings
-from projections.audit.stream import batches, has_table, position_at, snapshot, stream_rows
+from projections.audit.stream import batches, has_table, snapshot, stream_rows
+from projections.position_times import position_at
 
 EVENT_COLUMNS = ("position", "originator_id", "version", "topic", "timestamp", "fields")
 JOURNAL_COLUMNS = (
@@ -95,7 +96,8 @@ def export(
     until: datetime | None = None,
 ) -> int:
     """Write the records to ``out``; returns how many. ``until``: the stream up to the last
-    position whose event time is at most that time (SPEC §8)."""
+    position whose event time is at most that time (SPEC §8), found through the
+    ``position_times`` index like every "as of a time" (:class:`IndexBehind` if it lags)."""
     with snapshot(db) as conn:
         last = position_at(conn, until) if until is not None else None
         if what == "journal":

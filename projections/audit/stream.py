@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any, TextIO, TypeVar
 
 import psycopg
@@ -118,22 +117,6 @@ def head(conn: Conn) -> int:
     return int(
         conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0]
     )  # type: ignore[index]
-
-
-def position_at(conn: Conn, at: datetime) -> int:
-    """The last position whose event time is at most ``at`` (SPEC §8 "as of a time").
-
-    Event times live in the stored JSON (``timestamp``), so one scan in the database finds it
-    whatever the order of business times in the stream.
-    """
-    if at.utcoffset() is None:
-        raise ValueError("the time must be timezone-aware")
-    row = conn.execute(
-        f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE} WHERE "
-        "(convert_from(state, 'UTF8')::jsonb #>> '{timestamp,_data_}')::timestamptz <= %s",
-        (at,),
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def has_table(conn: Conn, name: str) -> bool:

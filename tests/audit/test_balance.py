@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import uuid5
 
+from api.cli import main
 from domain import ids
+from domain.aggregate import Cause
 from projections.audit.balance import balance
-from tests.audit.support import Audited, cli, connect, scenario
+from tests.audit.support import NS, Audited, cli, connect, scenario
 
 LOT = ("seq", "source", "amount", "remaining", "frozen", "written_off")
 BALANCES = (
@@ -105,3 +108,24 @@ def test_the_balance_command_takes_a_user_or_a_wallet_and_a_time_or_a_position(
         audited.db, capsys, monkeypatch, "balance", "--user", str(users["bo"]), "--as-of", "1"
     )
     assert code == 1  # bo's wallet did not exist at position 1 (ada's was being opened)
+
+
+def test_as_of_a_time_the_position_index_has_not_reached_is_refused_until_it_has(
+    audited, capsys, monkeypatch
+):
+    """An event the index has not read may be earlier than the time asked about: the audit
+    says so instead of answering from part of the stream."""
+    ada = uuid5(NS, "ada")
+    audited.ledger.credit_deposit(ada, "pi_ada", 700, Cause.stripe("evt_ada"))
+    at = audited.clock.now().isoformat()
+    monkeypatch.setenv("DATABASE_URL", audited.db.url)
+    monkeypatch.setenv("DB_SCHEMA", audited.db.schema)
+    for args in (["balance", "--user", str(ada), "--as-of", at], ["export", "--until", at]):
+        capsys.readouterr()
+        assert main(["audit", *args]) == 1
+        assert "the position_times index is at position 0" in capsys.readouterr().err
+    audited.projector.catch_up()
+    code, out = cli(
+        audited.db, capsys, monkeypatch, "balance", "--user", str(ada), "--as-of", at, "--json"
+    )
+    assert code == 0 and json.loads(out)["balances"]["available"] == 700

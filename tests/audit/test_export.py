@@ -10,7 +10,8 @@ import uuid
 from collections import defaultdict
 
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
-from projections.audit.stream import position_at, snapshot
+from projections.audit.stream import snapshot
+from projections.position_times import position_at
 from tests.audit.support import (
     Audited,
     bulk,

@@ -17,6 +17,7 @@ from domain import ids
 from domain.aggregate import Cause
 from domain.errors import NotFound
 from projections.point_in_time import WalletAsOf, wallet_as_of
+from projections.position_times import position_at
 from tests.projections.support import ADMIN, Projected, connect
 
 LOT_FIELDS = ("amount", "remaining", "frozen", "written_off", "dispute_loss")
@@ -89,13 +90,15 @@ def test_a_wallet_as_of_a_position_or_a_time_is_what_the_read_model_said_then(
             assert_same_wallet(wallet_as_of(ledger, user, position=position), then)
 
     # As of a time: the stream up to the last position whose event time is at most T.
-    for t in sorted(set(times.values())):
-        last = max(p for p, at in times.items() if at <= t)
-        for user, then in seen[last].items():
-            for at in (t, t + timedelta(seconds=1)):
-                as_of = wallet_as_of(ledger, user, at=at)
-                assert_same_wallet(as_of, then)
+    with connect(projected.db) as conn:
+        for t in sorted(set(times.values())):
+            last = max(p for p, at in times.items() if at <= t)
+            for user, then in seen[last].items():
+                for at in (t, t + timedelta(seconds=1)):
+                    as_of = wallet_as_of(ledger, user, position=position_at(conn, at))
+                    assert_same_wallet(as_of, then)
 
-    first_wallet_at = min(times[p] for p, w in seen.items() if w)
+        first_wallet_at = min(times[p] for p, w in seen.items() if w)
+        before = position_at(conn, first_wallet_at - timedelta(seconds=1))
     with pytest.raises(NotFound):
-        wallet_as_of(ledger, users[0], at=first_wallet_at - timedelta(seconds=1))
+        wallet_as_of(ledger, users[0], position=before)
