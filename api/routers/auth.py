@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord
+from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord, normalise_email
 from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
@@ -26,8 +26,15 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 ERASE_BUCKET = "erase"
 ERASE_LIMIT = (5, 600)
 
+
+def _normalised(value: object) -> object:
+    """NFKC and trimmed before the checks below; control or bidi characters → 422."""
+    return normalise_email(value) if isinstance(value, str) else value
+
+
 Email = Annotated[
     str,
+    BeforeValidator(_normalised),
     StringConstraints(
         strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     ),
@@ -49,7 +56,11 @@ class RegisterIn(Body):
 
 class LoginIn(Body):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[str, Field(min_length=1, max_length=254, examples=["ann@example.com"])]
+    email: Annotated[
+        str,
+        BeforeValidator(_normalised),
+        Field(min_length=1, max_length=254, examples=["ann@example.com"]),
+    ]
     password: Annotated[str, Field(min_length=1, max_length=128, examples=["correct horse"])]
 
 
