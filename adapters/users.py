@@ -183,9 +183,7 @@ class UserStore:
             normalised = normalise_email(email)
         except ValueError:
             return None
-        return self._one(
-            f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(%s)", normalised
-        )
+        return self._one(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(%s)", normalised)
 
     def set_role(self, email: str, role: str) -> UserRecord | None:
         """Make the user with this email a ``user`` or an ``admin``; None if there is none."""

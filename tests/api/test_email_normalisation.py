@@ -52,7 +52,11 @@ def test_an_account_registered_full_width_logs_in_with_plain_ascii(
     ascii_email = f"ada_{tag()}@example.com"
     created = api_client.post(
         "/v1/auth/register",
-        json={"email": f"  {fullwidth(ascii_email)} ", "username": f"a_{tag()}", "password": PASSWORD},
+        json={
+            "email": f"  {fullwidth(ascii_email)} ",
+            "username": f"a_{tag()}",
+            "password": PASSWORD,
+        },
     )
     assert created.status_code == 201, created.text
     assert created.json()["email"] == ascii_email  # stored in its NFKC form, trimmed
