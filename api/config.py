@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.client_address import parse_trusted_proxies
+
 
 @dataclass(frozen=True)
 class ApiConfig:
@@ -25,6 +27,8 @@ class ApiConfig:
     s3_endpoint_url: str = ""
     max_proof_bytes: int = 10 * 1024 * 1024
     rate_limits_enabled: bool = True
+    # Proxies whose X-Forwarded-For is believed (addresses or CIDR blocks); none by default.
+    trusted_proxies: tuple[str, ...] = ()
     run_workers: bool = True
     worker_interval_seconds: float = 1.0
     read_wait_seconds: float = 2.0
@@ -60,8 +64,14 @@ class ApiConfig:
             s3_bucket=env.get("S3_BUCKET", cls.s3_bucket),
             s3_endpoint_url=env.get("S3_ENDPOINT_URL", ""),
             rate_limits_enabled=env.get("RATE_LIMITS", "on") != "off",
+            trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES", "")),
             run_workers=env.get("RUN_WORKERS", "on") != "off",
         )
+
+
+def _trusted_proxies(value: str) -> tuple[str, ...]:
+    """Validated at start-up: a typo in ``TRUSTED_PROXIES`` stops the service, not a request."""
+    return tuple(str(network) for network in parse_trusted_proxies(value))
 
 
 def _development_secret() -> str:

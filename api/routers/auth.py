@@ -1,7 +1,8 @@
 """Accounts and sessions: register, log in, refresh, log out, who am I, erase me (SPEC §7).
 
-Register, login and refresh are rate-limited per client address; every refusal of credentials
-says the same thing whether the email is unknown or the password wrong.
+Register, login and refresh are rate-limited per client address, and failed logins also per
+email (per address and overall); every refusal of credentials says the same thing whether the
+email is unknown or the password wrong.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord, normalise_email
+from adapters.users import (
+    DuplicateUser,
+    InvalidToken,
+    TokenPair,
+    UserRecord,
+    email_key,
+    normalise_email,
+)
+from api.client_address import request_client_address
 from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
@@ -114,9 +123,13 @@ def register(body: RegisterIn, request: Request, services: ServicesDep) -> UserO
 
 @router.post("/login", response_model=TokensOut, responses={401: {}, 429: {}})
 def login(body: LoginIn, request: Request, services: ServicesDep) -> TokensOut:
-    services.limits.check("login", client_address(request))
+    address = client_address(request)
+    services.limits.check("login", address)
+    account = email_key(body.email)
+    services.limits.check_login_failures(account, address)
     user = services.users.authenticate(body.email, body.password)
     if user is None:
+        services.limits.count_login_failure(account, address)
         raise ApiError(401, "invalid_credentials", "wrong email or password", headers=UNAUTHORIZED)
     return tokens_out(services.tokens.issue(user.id, user.role))
 
@@ -179,8 +192,8 @@ def erase_me(body: EraseMeIn, user: CurrentUser, services: ServicesDep) -> Respo
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (behind a proxy, run uvicorn with ``--proxy-headers``)."""
-    return request.client.host if request.client else "unknown"
+    """The caller's address: the peer, or behind ``TRUSTED_PROXIES`` the forwarded client."""
+    return request_client_address(request)
 
 
 def user_out(user: UserRecord) -> UserOut:
