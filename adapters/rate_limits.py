@@ -11,6 +11,7 @@ bucket's limit and ``RATE_LIMIT_<BUCKET>=off`` turns it off.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -36,12 +37,16 @@ class Limit:
             raise ValueError(f"a rate limit needs a positive count and period, not {self}")
 
 
-# SPEC §7. The key is the client address for the anonymous routes and the user for the rest.
+# SPEC §7. The key is the client address for the anonymous routes and the user for the rest;
+# the login_* buckets count failed logins only (see `RateLimiter.check_login_failures`).
 LIMITS: dict[str, Limit] = {
     "login": Limit(5, 60),
+    "login_account": Limit(10, 900),  # per (email, client address)
+    "login_email": Limit(100, 900),  # per email, from every address
     "register": Limit(2, 60),
     "refresh": Limit(10, 60),
     "deposit_checkout": Limit(10, 3600),
+    "join": Limit(30, 60),  # joins by invite code, per user: codes cannot be probed at speed
 }
 
 
@@ -105,6 +110,42 @@ class RateLimiter:
             return None
         return max(1, math.ceil(float(row["left"])))
 
+    def over(self, bucket: str, key: str) -> int | None:
+        """Without counting: the whole seconds to wait if (bucket, key) has used its limit."""
+        rule = self.limit_for(bucket)
+        if not self.enabled or rule is None:
+            return None
+        with self.users.transaction() as cur:
+            row = cur.execute(
+                """SELECT count,
+                    extract(epoch FROM window_start + %(period)s - clock_timestamp()) AS left
+                FROM rate_limit_hits
+                WHERE bucket = %(bucket)s AND key = %(key)s
+                    AND window_start + %(period)s > clock_timestamp()""",
+                {"bucket": bucket, "key": key, "period": _interval(rule.per_seconds)},
+            ).fetchone()
+        if row is None or row["count"] < rule.count:
+            return None
+        return max(1, math.ceil(float(row["left"])))
+
+    def check_login_failures(self, account: str, address: str) -> None:
+        """Refuse a login (`RateLimited`) for an email that failed too often: from this
+        address (``login_account``), or from every address together (``login_email``).
+
+        ``account`` is the normalised email. Per pair, so a rival guessing from one address
+        does not lock the owner out elsewhere; per email, so guessing spread over many
+        addresses still stops.
+        """
+        for bucket, key in _login_keys(account, address):
+            retry_after = self.over(bucket, key)
+            if retry_after is not None:
+                raise RateLimited(bucket, retry_after)
+
+    def count_login_failure(self, account: str, address: str) -> None:
+        """Count one wrong email or password against the ``login_*`` buckets."""
+        for bucket, key in _login_keys(account, address):
+            self.hit(bucket, key)
+
     def limit_for(
         self, bucket: str, limit: int | None = None, per_seconds: int | None = None
     ) -> Limit | None:
@@ -154,6 +195,12 @@ def limits_from_env(env: Mapping[str, str]) -> dict[str, Limit | None]:
         except ValueError:
             raise ValueError(f"{name}={value!r}: expected <count>/<seconds> or off") from None
     return found
+
+
+def _login_keys(account: str, address: str) -> list[tuple[str, str]]:
+    """The emails are hashed: the counts are not a second copy of personal data (erasure)."""
+    digest = hashlib.sha256(account.encode()).hexdigest()
+    return [("login_account", f"{digest}|{address}"), ("login_email", digest)]
 
 
 def _interval(seconds: int) -> timedelta:

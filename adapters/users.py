@@ -9,6 +9,7 @@ importable from here: `TokenService`, `RateLimiter`, `IdempotencyStore`, `AuthUs
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +42,13 @@ __all__ = [
     "TokenService",
     "UserRecord",
     "UserStore",
+    "email_key",
+    "normalise_email",
 ]
+
+# Invisible characters: controls (Cc) and format characters (Cf: bidirectional overrides and
+# marks, zero-width spaces and joiners). None belongs in an address; they only disguise one.
+FORBIDDEN_IN_EMAIL = ("Cc", "Cf")
 
 USERNAME = re.compile(r"[a-z0-9_]{3,20}")
 ROLES = ("user", "admin")
@@ -65,6 +72,24 @@ class UserRecord:
     @property
     def erased(self) -> bool:
         return self.erased_at is not None
+
+
+def normalise_email(email: str) -> str:
+    """An email as stored and compared (SPEC §7): NFKC (full-width look-alikes fold to ASCII),
+    trimmed; `ValueError` if it holds a control or bidirectional-override character.
+
+    The case is kept for display; identity ignores it (``lower(email)``, which is also what the
+    unique index is built on), so ``ＡＤＡ@example.com`` and ``ada@example.com`` are one account.
+    """
+    folded = unicodedata.normalize("NFKC", email)
+    if any(unicodedata.category(c) in FORBIDDEN_IN_EMAIL for c in folded):
+        raise ValueError("an email may not contain control or bidirectional-override characters")
+    return folded.strip()
+
+
+def email_key(email: str) -> str:
+    """The case-free identity of an email (NFKC, trimmed, lower-cased), for keys outside SQL."""
+    return normalise_email(email).lower()
 
 
 class DuplicateUser(Exception):
@@ -112,7 +137,7 @@ class UserStore:
         self, email: str, username: str, password: str, *, role: str = "user"
     ) -> UserRecord:
         """A new account; `DuplicateUser` if the email or username is taken."""
-        email = email.strip()
+        email = normalise_email(email)
         if not USERNAME.fullmatch(username):
             raise ValueError("a username is 3–20 of a–z, 0–9 and _")
         if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
@@ -152,18 +177,26 @@ class UserStore:
         return self._one(f"SELECT {_COLUMNS} FROM users WHERE id = %s", user_id)
 
     def by_email(self, email: str) -> UserRecord | None:
-        return self._one(
-            f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(%s)", email.strip()
-        )
+        """The account an email names in any spelling (NFKC, case); None for none or an
+        email no account can have (one with a control or bidirectional character)."""
+        try:
+            normalised = normalise_email(email)
+        except ValueError:
+            return None
+        return self._one(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower(%s)", normalised)
 
     def set_role(self, email: str, role: str) -> UserRecord | None:
         """Make the user with this email a ``user`` or an ``admin``; None if there is none."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
+        try:
+            normalised = normalise_email(email)
+        except ValueError:
+            return None  # no account can have such an email
         with self.transaction() as cur:
             row = cur.execute(
                 f"UPDATE users SET role = %s WHERE lower(email) = lower(%s) RETURNING {_COLUMNS}",
-                (role, email.strip()),
+                (role, normalised),
             ).fetchone()
         return UserRecord(**row) if row else None
 

@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 port=args.port,
                 workers=args.workers,
                 log_level="info",
+                proxy_headers=False,
             )
         finally:
             if temporary is not None:
@@ -79,7 +80,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     from api.app import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    # The client address is decided by TRUSTED_PROXIES (api.client_address), not by uvicorn,
+    # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", proxy_headers=False)
     return 0
 
 

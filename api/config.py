@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.client_address import parse_trusted_proxies
+
 ENVIRONMENTS = ("development", "production")
 # What production refuses to start without (SPEC §7): a missing DATABASE_URL would give every
 # replica an embedded database, and so a ledger, of its own.
@@ -77,6 +79,8 @@ class ApiConfig:
     # /metrics on the public listener.
     metrics_listen: str = ""
     rate_limits_enabled: bool = True
+    # Proxies whose X-Forwarded-For is believed (addresses or CIDR blocks); none by default.
+    trusted_proxies: tuple[str, ...] = ()
     run_workers: bool = True
     worker_interval_seconds: float = 1.0
     read_wait_seconds: float = 2.0
@@ -132,6 +136,7 @@ class ApiConfig:
             max_body_bytes=_positive_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             metrics_listen=_listen_address(env.get("METRICS_LISTEN", "").strip()),
             rate_limits_enabled=env.get("RATE_LIMITS", "on") != "off",
+            trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES", "")),
             run_workers=env.get("RUN_WORKERS", "on") != "off",
         )
 
@@ -163,6 +168,11 @@ def parse_listen(raw: str) -> tuple[str, int] | None:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         return None
     return host.strip("[]"), int(port)
+
+
+def _trusted_proxies(value: str) -> tuple[str, ...]:
+    """Validated at start-up: a typo in ``TRUSTED_PROXIES`` stops the service, not a request."""
+    return tuple(str(network) for network in parse_trusted_proxies(value))
 
 
 def _development_secret() -> str:

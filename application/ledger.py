@@ -53,6 +53,8 @@ from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
 T = TypeVar("T")
+UNKNOWN_INVITE_CODE = "no challenge has that invite code"
+
 A = TypeVar("A", bound=LedgerAggregate)
 
 LIFECYCLE_TOPICS = (
@@ -299,14 +301,22 @@ class Ledger(Application[UUID]):
         return self._retrying(attempt)
 
     def join(self, invite_code: str, user_id: UUID, timezone: str, cause: Cause) -> Joined:
-        """Join by invite code; the stake is locked in the same save as the join."""
+        """Join by invite code; the stake is locked in the same save as the join.
+
+        A code the user may not use (a draft's, a private challenge's they are not invited to)
+        fails exactly as an unknown code does: `NotFound` with the same message.
+        """
         try:
-            invite = self._get(InviteCode, ids.invite_code_id(invite_code.strip().upper()))
+            invite = self._maybe(InviteCode, ids.invite_code_id(invite_code.strip().upper()))
         except InvalidField:
-            raise NotFound("no challenge has that invite code") from None
+            invite = None
+        if invite is None:
+            raise NotFound(UNKNOWN_INVITE_CODE)
 
         def attempt() -> Joined:
             challenge = self._get(Challenge, invite.challenge_id)
+            if not challenge.invite_reveals_to(user_id):
+                raise NotFound(UNKNOWN_INVITE_CODE)
             wallet = self._wallet(user_id, cause)
             at = self._now()
             joined = challenge.join(user_id, timezone, cause, at)

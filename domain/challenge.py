@@ -232,6 +232,19 @@ class Challenge(LedgerAggregate):
         except KeyError:
             raise NotParticipant("only participants may do this") from None
 
+    def invite_reveals_to(self, user_id: UUID) -> bool:
+        """Whether someone holding the invite code may learn that this challenge exists.
+
+        Its owner and participants may; once published, so may anyone the challenge admits
+        (everyone for a public or unlisted one, the allow-listed for a private one). To anyone
+        else the code must look like no code at all, or codes could be probed for existence.
+        """
+        if user_id == self.owner_id or self.is_participant(user_id):
+            return True
+        if self.status == DRAFT:
+            return False
+        return self.terms.visibility != "private" or user_id in self.terms.allow_list
+
     @property
     def is_open(self) -> bool:
         return self.status in (DRAFT, ACTIVE)

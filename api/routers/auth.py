@@ -1,7 +1,8 @@
 """Accounts and sessions: register, log in, refresh, log out, who am I, erase me (SPEC §7).
 
-Register, login and refresh are rate-limited per client address; every refusal of credentials
-says the same thing whether the email is unknown or the password wrong.
+Register, login and refresh are rate-limited per client address, and failed logins also per
+email (per address and overall); every refusal of credentials says the same thing whether the
+email is unknown or the password wrong.
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from adapters.users import DuplicateUser, InvalidToken, TokenPair, UserRecord
+from adapters.users import (
+    DuplicateUser,
+    InvalidToken,
+    TokenPair,
+    UserRecord,
+    email_key,
+    normalise_email,
+)
+from api.client_address import request_client_address
 from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
@@ -26,8 +35,15 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 ERASE_BUCKET = "erase"
 ERASE_LIMIT = (5, 600)
 
+
+def _normalised(value: object) -> object:
+    """NFKC and trimmed before the checks below; control or bidi characters → 422."""
+    return normalise_email(value) if isinstance(value, str) else value
+
+
 Email = Annotated[
     str,
+    BeforeValidator(_normalised),
     StringConstraints(
         strip_whitespace=True, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
     ),
@@ -49,7 +65,11 @@ class RegisterIn(Body):
 
 class LoginIn(Body):
     model_config = ConfigDict(extra="forbid")
-    email: Annotated[str, Field(min_length=1, max_length=254, examples=["ann@example.com"])]
+    email: Annotated[
+        str,
+        BeforeValidator(_normalised),
+        Field(min_length=1, max_length=254, examples=["ann@example.com"]),
+    ]
     password: Annotated[str, Field(min_length=1, max_length=128, examples=["correct horse"])]
 
 
@@ -103,9 +123,13 @@ def register(body: RegisterIn, request: Request, services: ServicesDep) -> UserO
 
 @router.post("/login", response_model=TokensOut, responses={401: {}, 429: {}})
 def login(body: LoginIn, request: Request, services: ServicesDep) -> TokensOut:
-    services.limits.check("login", client_address(request))
+    address = client_address(request)
+    services.limits.check("login", address)
+    account = email_key(body.email)
+    services.limits.check_login_failures(account, address)
     user = services.users.authenticate(body.email, body.password)
     if user is None:
+        services.limits.count_login_failure(account, address)
         raise ApiError(401, "invalid_credentials", "wrong email or password", headers=UNAUTHORIZED)
     return tokens_out(services.tokens.issue(user.id, user.role))
 
@@ -168,8 +192,8 @@ def erase_me(body: EraseMeIn, user: CurrentUser, services: ServicesDep) -> Respo
 
 
 def client_address(request: Request) -> str:
-    """The caller's address (behind a proxy, run uvicorn with ``--proxy-headers``)."""
-    return request.client.host if request.client else "unknown"
+    """The caller's address: the peer, or behind ``TRUSTED_PROXIES`` the forwarded client."""
+    return request_client_address(request)
 
 
 def user_out(user: UserRecord) -> UserOut:

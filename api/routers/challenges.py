@@ -270,9 +270,12 @@ def publish(
     responses={
         200: {"model": JoinOut, "description": "already a participant: nothing changed"},
         402: {"description": "cannot afford the stake"},
-        403: {"description": "a private challenge you are not invited to"},
-        404: {"description": "no challenge has that invite code"},
+        404: {
+            "description": "no challenge has that invite code, or none you may see: a draft's "
+            "code and a private challenge's you are not invited to answer the same"
+        },
         409: {"description": "full, started, or not open"},
+        429: {"description": "more than 30 join attempts in a minute"},
     },
 )
 def join(
@@ -284,6 +287,7 @@ def join(
 ) -> Any:
     """Join by invite code, locking the stake. Joining again answers 200 with
     ``joined: false`` and the existing participation (no second stake)."""
+    services.limits.check("join", str(user.id))  # 30/min: codes cannot be probed at speed
 
     def act() -> tuple[int, dict[str, Any]]:
         done = services.ledger.join(

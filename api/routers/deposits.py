@@ -25,6 +25,7 @@ from api.bootstrap import Services
 from api.deps import CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.idempotency import run_idempotent
+from api.origins import same_origin
 from api.schemas import Body, Tokens
 from application.ports import CheckoutSession, InvalidWebhook, PaymentRefused, PaymentUnavailable
 from application.stripe_events import DepositLimitExceeded, Deposits, RetryLater, StripeEvents
@@ -39,8 +40,8 @@ ReturnUrl = Annotated[
     Field(
         min_length=8,
         max_length=2000,
-        pattern=r"^https?://[!-~]+$",  # printable ASCII, no spaces or controls
-        description="where Stripe sends the payer back (http or https)",
+        pattern=r"(?i)^https?://[!-~]+$",  # printable ASCII, no spaces or controls
+        description="where Stripe sends the payer back: a URL on the service's public origin",
         examples=["https://app.example.com/wallet?deposit=done"],
     ),
 ]
@@ -64,6 +65,12 @@ class WebhookReceived(BaseModel):
     received: bool
     event_id: str
     outcome: str = Field(description="what the ledger did: credited, ignored, duplicate, …")
+
+
+def on_our_origin(body: DepositIn, field: str, services: Services) -> bool:
+    """Whether a return URL stays on the public base URL's origin (no open redirect)."""
+    url: str = getattr(body, field)
+    return same_origin(url, services.config.base_url)
 
 
 def deposits(services: Services) -> Deposits:
@@ -95,6 +102,14 @@ def create_deposit(
 ) -> Any:
     """Buy tokens: open a Stripe Checkout for ``tokens`` × the token price, to pay at
     ``checkout_url``. The tokens are credited when Stripe confirms the payment."""
+    foreign = [f for f in ("success_url", "cancel_url") if not on_our_origin(body, f, services)]
+    if foreign:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "return URLs must be on the service's public origin",
+            errors=[{"loc": ["body", f], "msg": "not on the public origin"} for f in foreign],
+        )
     services.limits.check("deposit_checkout", str(user.id))  # 10/hour: 429 + Retry-After
     # With a key, a retried request names the same checkout: never a second session.
     seed = f"{user.id}:{idempotency_key}" if idempotency_key else str(uuid4())

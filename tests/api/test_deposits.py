@@ -22,7 +22,11 @@ from tests.api.conftest import Account, api_config
 from tests.fakes.stripe_server import API_KEY, FakeStripe
 
 Register = Callable[..., Account]
-URLS = {"success_url": "https://app.test/paid", "cancel_url": "https://app.test/cancelled"}
+# Return URLs are on the public origin (the default base URL, http://127.0.0.1:8000).
+URLS = {
+    "success_url": "http://127.0.0.1:8000/paid",
+    "cancel_url": "http://127.0.0.1:8000/cancelled",
+}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,11 @@ from api.workers import extra_tasks
 from tests.api.conftest import Account
 
 Register = Callable[..., Account]
-URLS = {"success_url": "https://app.test/paid", "cancel_url": "https://app.test/cancelled"}
+# Return URLs are on the public origin (the default base URL, http://127.0.0.1:8000).
+URLS = {
+    "success_url": "http://127.0.0.1:8000/paid",
+    "cancel_url": "http://127.0.0.1:8000/cancelled",
+}
 
 
 def checkout(client: TestClient, account: Account, tokens: int) -> dict[str, Any]:

@@ -38,7 +38,10 @@ from tests.api.conftest import PASSWORD, api_config
 pytestmark = pytest.mark.timeout(60)
 
 STAKE, PENALTY, FEE_BPS = 1_000, 150, 500
-RETURN_URLS = {"success_url": "https://app.test/paid", "cancel_url": "https://app.test/cancel"}
+RETURN_URLS = {
+    "success_url": "http://127.0.0.1:8000/paid",
+    "cancel_url": "http://127.0.0.1:8000/cancel",
+}
 WAIT_SECONDS = 10.0
 
 

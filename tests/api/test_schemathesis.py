@@ -129,7 +129,7 @@ def known_ids(
     assert submitted.status_code == 201, submitted.text
     withdrawal = api_client.post("/v1/wallet/withdrawals", json={"tokens": 5}, headers=user)
     assert withdrawal.status_code == 202, withdrawal.text
-    urls = {"success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"}
+    urls = {"success_url": "http://127.0.0.1:8000/ok", "cancel_url": "http://127.0.0.1:8000/no"}
     checkout = api_client.post("/v1/wallet/deposits", json={"tokens": 100, **urls}, headers=user)
     assert checkout.status_code == 201, checkout.text
     api_services.projector.catch_up()

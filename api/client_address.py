@@ -1,0 +1,67 @@
+"""The client address a request is counted against (rate limits, SPEC §7).
+
+The TCP peer is the client, unless the peer is one of the operator's ``TRUSTED_PROXIES``
+(addresses or CIDR blocks; none by default). Then ``X-Forwarded-For`` is read from the right,
+skipping the trusted proxies, and the first address that is not one of them is the client:
+everything to its left was written by the client itself and could be anything. Without this,
+a client would choose its own rate-limit bucket by sending the header.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from fastapi import Request
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+UNKNOWN = "unknown"
+
+
+@lru_cache(maxsize=16)
+def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, 192.168.1.1"`` → networks; `ValueError` names a malformed entry."""
+    networks = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR block"
+            ) from None
+    return tuple(networks)
+
+
+def client_address(peer: str | None, forwarded_for: str, trusted: tuple[Network, ...]) -> str:
+    """The right-most address not among ``trusted``, starting from the peer."""
+    if peer is None:
+        return UNKNOWN
+    if not _is_trusted(peer, trusted):
+        return peer
+    last = peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return last  # not an address: the hop that passed it on is the client we know
+        if not _is_trusted(hop, trusted):
+            return hop
+        last = hop
+    return last
+
+
+def request_client_address(request: Request) -> str:
+    """This request's client address under the app's ``TRUSTED_PROXIES``."""
+    trusted = parse_trusted_proxies(",".join(request.app.state.services.config.trusted_proxies))
+    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
+    return client_address(request.client.host if request.client else None, forwarded_for, trusted)
+
+
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
