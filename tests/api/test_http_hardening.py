@@ -26,7 +26,10 @@ from tests.api.conftest import Account
 KiB = 1024
 MiB = 1024 * KiB
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-URLS = {"success_url": "https://example.com/ok", "cancel_url": "https://example.com/cancel"}
+URLS = {
+    "success_url": "http://127.0.0.1:8000/ok",
+    "cancel_url": "http://127.0.0.1:8000/cancel",
+}
 
 
 @pytest.fixture
