@@ -30,8 +30,9 @@ from psycopg.rows import DictRow
 
 from adapters.idempotency_keys import Claim, store_response
 
-# (operation id, last position, aggregates saved) -> (HTTP status, JSON body)
-Responder = Callable[[UUID, int, Sequence[object]], tuple[int, Any]]
+# (operation id, last position, aggregates saved) -> (HTTP status, JSON body), or None when this
+# save is not one the response can be built from (it is then stored after the command).
+Responder = Callable[[UUID, int, Sequence[object]], tuple[int, Any] | None]
 
 # The ``eventsourcing`` environment key that selects this recorder (set by the composition root).
 RECORDER_TOPIC = "adapters.atomic_responses:ResponseStoringRecorder"
@@ -49,9 +50,7 @@ class PendingResponse:
     _candidate: tuple[int, Any] | None = None
 
 
-_PENDING: ContextVar[PendingResponse | None] = ContextVar(
-    "peerpush_pending_response", default=None
-)
+_PENDING: ContextVar[PendingResponse | None] = ContextVar("peerpush_pending_response", default=None)
 
 
 @contextmanager
@@ -106,9 +105,11 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
             return ids
         try:
             saved = kwargs.get("saved_aggregates", ())
-            status, body = pending.respond(pending.operation_id, ids[-1], saved)
-            if store_response(curs, self.datastore.schema, pending.claim, status, body):
-                pending._candidate = (status, body)
+            response = pending.respond(pending.operation_id, ids[-1], saved)
+            if response is not None and store_response(
+                curs, self.datastore.schema, pending.claim, *response
+            ):
+                pending._candidate = response
         except Exception as e:
             raise _Abort(e) from e
         return ids

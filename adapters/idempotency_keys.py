@@ -98,10 +98,8 @@ class IdempotencyStore:
                 params,
             ).fetchone()
             if inserted is not None:
-                return Claim(
-                    Outcome.STARTED, user_id, route, key, token,
-                    operation_id=inserted["operation_id"],
-                )  # fmt: skip
+                operation = inserted["operation_id"]
+                return Claim(Outcome.STARTED, user_id, route, key, token, operation_id=operation)
             row = cur.execute(
                 """SELECT request_hash, state, status, body,
                     claimed_at <= now() - %(abandoned)s AS abandoned
@@ -171,9 +169,7 @@ def store_response(
     False if the claim was taken over. ``schema`` qualifies the table when the cursor's
     connection does not search the users' schema."""
     table = (
-        sql.Identifier(schema, "idempotency_keys")
-        if schema
-        else sql.Identifier("idempotency_keys")
+        sql.Identifier(schema, "idempotency_keys") if schema else sql.Identifier("idempotency_keys")
     )
     cur.execute(
         sql.SQL(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 

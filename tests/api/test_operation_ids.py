@@ -54,9 +54,7 @@ def pending(services: Services, user_id: UUID) -> int:
 
 
 def withdraw(client: TestClient, account: Account, tokens: int, **headers: str) -> Any:
-    return client.post(
-        WITHDRAWALS, json={"tokens": tokens}, headers={**account.headers, **headers}
-    )
+    return client.post(WITHDRAWALS, json={"tokens": tokens}, headers={**account.headers, **headers})
 
 
 # -- 1. ids from the key's record --------------------------------------------------------
