@@ -20,6 +20,7 @@ from api.idempotency import REPLAYED_HEADER, request_hash
 from domain.aggregate import Cause
 from domain.errors import NotFound
 from tests.api.conftest import Account, bearer
+from tests.api.test_challenges import challenge_body, next_midnight
 
 WITHDRAWALS = "/v1/wallet/withdrawals"
 ADJUSTMENTS = "/v1/admin/adjustments"
@@ -162,6 +163,61 @@ def test_a_retry_after_a_failed_withdrawal_names_the_same_withdrawal(
     retry = withdraw(lenient_client, account, 100, **{"Idempotency-Key": key})
     assert retry.status_code == 202, retry.text
     assert pending(api_services, account.id) == 100
+
+
+def test_a_challenge_draft_key_reused_after_it_expired_drafts_a_new_challenge(
+    api_client: TestClient, api_services: Services, register_user: Callable[..., Account]
+) -> None:
+    account = register_user()
+    key = f"draft-{uuid.uuid4().hex[:8]}"
+    headers = {**account.headers, "Idempotency-Key": key}
+    body = challenge_body(next_midnight(api_services.clock.now()))
+    first = api_client.post("/v1/challenges", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    expire(api_services, key)
+    second = api_client.post(
+        "/v1/challenges", json={**body, "name": "Evening runs"}, headers=headers
+    )
+    assert second.status_code == 201, second.text
+    assert second.json()["id"] != first.json()["id"]
+    assert api_services.ledger.challenge(UUID(second.json()["id"])).terms.name == "Evening runs"
+
+
+def test_a_checkout_key_reused_after_it_expired_opens_a_new_checkout(
+    api_client: TestClient, api_services: Services, register_user: Callable[..., Account]
+) -> None:
+    account = register_user()
+    key = f"buy-{uuid.uuid4().hex[:8]}"
+    urls = {"success_url": "https://app.test/paid", "cancel_url": "https://app.test/back"}
+    headers = {**account.headers, "Idempotency-Key": key}
+    first = api_client.post("/v1/wallet/deposits", json={"tokens": 100, **urls}, headers=headers)
+    assert first.status_code == 201, first.text
+    expire(api_services, key)
+    second = api_client.post("/v1/wallet/deposits", json={"tokens": 300, **urls}, headers=headers)
+    assert second.status_code == 201, second.text
+    assert second.json()["deposit_id"] != first.json()["deposit_id"]
+    assert second.json()["tokens"] == 300
+
+
+def test_keys_stored_before_operation_ids_keep_replaying(api_services: Services) -> None:
+    """A record written before this change has no operation id: its response still replays,
+    and a running one that was abandoned gets an id when it is taken over."""
+    user, digest = uuid.uuid4(), request_hash({"tokens": 5})
+    done, running = str(uuid.uuid4()), str(uuid.uuid4())
+    with psycopg.connect(api_services.db.url) as conn:
+        table = f'"{api_services.db.schema}".idempotency_keys'
+        conn.execute(
+            f"INSERT INTO {table} (user_id, route, key, request_hash, state, claim, status, "
+            "body, created_at, claimed_at, completed_at) VALUES "
+            "(%s, 'POST /old', %s, %s, 'done', %s, 201, '{\"old\": true}', now(), now(), now()),"
+            "(%s, 'POST /old', %s, %s, 'running', %s, NULL, NULL, now(), "
+            "now() - interval '2 minutes', NULL)",
+            (user, done, digest, uuid.uuid4(), user, running, digest, uuid.uuid4()),
+        )
+    replay = api_services.idempotency.begin(user, "POST /old", done, digest)
+    assert (replay.outcome.value, replay.status, replay.body) == ("replay", 201, {"old": True})
+    taken = api_services.idempotency.begin(user, "POST /old", running, digest)
+    assert taken.outcome.value == "started" and taken.operation_id is not None
 
 
 # -- 2. the stored response is written with the command's effect ----------------------------
