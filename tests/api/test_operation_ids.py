@@ -307,6 +307,27 @@ def test_a_failure_storing_an_adjustments_response_rolls_it_back(
         api_services.ledger.wallet_of(user.id)
 
 
+def test_a_failure_storing_a_drafts_response_rolls_the_draft_back(
+    lenient_client: TestClient,
+    api_services: Services,
+    register_user: Callable[..., Account],
+    failing_response_writes: None,
+) -> None:
+    account = register_user()
+    key = f"draft-{uuid.uuid4().hex[:8]}"
+    body = challenge_body(next_midnight(api_services.clock.now()))
+    headers = {**account.headers, "Idempotency-Key": key}
+    assert lenient_client.post("/v1/challenges", json=body, headers=headers).status_code == 500
+    with psycopg.connect(api_services.db.url) as conn:
+        row = conn.execute(
+            f'SELECT operation_id FROM "{api_services.db.schema}".idempotency_keys WHERE key = %s',
+            (key,),
+        ).fetchone()
+    assert row is not None and row[0] is not None  # kept, released, for the retry
+    with pytest.raises(NotFound):
+        api_services.ledger.challenge(row[0])
+
+
 # -- 3. request ids ------------------------------------------------------------------------
 
 
