@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.atomic_responses import PendingResponse, responding
 from api.app import create_app
 from api.bootstrap import Services
 from api.idempotency import REPLAYED_HEADER, request_hash
@@ -326,6 +327,28 @@ def test_a_failure_storing_a_drafts_response_rolls_the_draft_back(
     assert row is not None and row[0] is not None  # kept, released, for the retry
     with pytest.raises(NotFound):
         api_services.ledger.challenge(row[0])
+
+
+def test_an_error_building_the_response_rolls_the_events_back(api_services: Services) -> None:
+    """Not only a failed SQL write: a responder's own error undoes the save too, and the
+    ledger's connections stay usable."""
+    user, key = uuid.uuid4(), str(uuid.uuid4())
+    claim = api_services.idempotency.begin(user, "POST /test/ops", key, request_hash({}))
+    assert claim.operation_id is not None
+
+    class Broken(Exception):
+        pass
+
+    def respond(*_: Any) -> tuple[int, Any]:
+        raise Broken
+
+    cause = Cause.admin(uuid.uuid4(), "t")
+    with responding(PendingResponse(claim, claim.operation_id, respond)), pytest.raises(Broken):
+        api_services.ledger.adjust(user, "credit", 10, "x", claim.operation_id, cause)
+    with pytest.raises(NotFound):
+        api_services.ledger.wallet_of(user)
+    api_services.ledger.adjust(user, "credit", 10, "x", claim.operation_id, cause)
+    assert api_services.ledger.wallet_of(user).available == 10
 
 
 # -- 3. request ids ------------------------------------------------------------------------
