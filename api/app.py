@@ -6,6 +6,7 @@ errors become problem+json in ``api.errors``.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -58,7 +59,7 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
     async def request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request.state.request_id = request.headers.get("X-Request-Id") or str(uuid.uuid4())
+        request.state.request_id = accepted_request_id(request.headers.get("X-Request-Id"))
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -77,6 +78,18 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
     for router in found:
         app.include_router(router, prefix="/v1")
     return app
+
+
+# SPEC §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
+# header, so only short, plain ids are kept; anything else is replaced by the server's own.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def accepted_request_id(sent: str | None) -> str:
+    """The client's ``X-Request-Id`` if acceptable, else a new id of the server's."""
+    if sent is not None and REQUEST_ID.fullmatch(sent):
+        return sent
+    return str(uuid.uuid4())
 
 
 def routers() -> list:  # type: ignore[type-arg]

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.migrations import upgrade
 from adapters.payments import build_payment_gateway
 from adapters.persistence import DatabaseSettings, resolve_database_url
@@ -31,6 +32,8 @@ def database_settings(schema: str | None = None) -> DatabaseSettings:
 
 def ledger_env(db: DatabaseSettings, *, create_table: bool = False) -> dict[str, str]:
     env = db.eventsourcing_env(create_table=create_table)
+    # Idempotent responses are stored in the events' own transaction (SPEC §7).
+    env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
     for key in ("POSTGRES_POOL_SIZE", "POSTGRES_MAX_OVERFLOW", "AGGREGATE_CACHE_MAXSIZE"):
         if os.environ.get(key):
             env[key] = os.environ[key]

@@ -527,7 +527,9 @@ class Ledger(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def _save(self, *aggregates: LedgerAggregate) -> Receipt:
-        recordings = self.save(*aggregates)
+        # The recorder receives the saved aggregates too: an HTTP request's idempotent response
+        # is built from them and stored in the same transaction (adapters/atomic_responses.py).
+        recordings = self.save(*aggregates, saved_aggregates=aggregates)
         if not recordings:
             return Receipt(self._head())
         return Receipt(recordings[-1].notification.id)

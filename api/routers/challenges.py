@@ -13,12 +13,14 @@ position).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 
+from adapters.atomic_responses import Responder
 from adapters.users import AuthUser
 from api.bootstrap import Services
 from api.challenge_schemas import (
@@ -42,9 +44,8 @@ from api.challenge_schemas import (
 )
 from api.deps import CurrentUser, ServicesDep, wait_for_position
 from api.errors import ApiError
-from api.idempotency import run_idempotent
+from api.idempotency import run_creating, run_idempotent
 from api.routers.wallet import request_id
-from domain import ids
 from domain.aggregate import Cause
 from domain.challenge import CANCELLED, DRAFT, SETTLED, Challenge
 from domain.errors import NotFound
@@ -183,28 +184,59 @@ def create_challenge(
     idempotency_key: Key = None,
 ) -> Any:
     """Draft a challenge (its invite code is drawn now; publish it to open it)."""
-    # With a key, a retried request names the same challenge: it is drafted once.
-    challenge_id = (
-        uuid5(ids.NAMESPACE, f"challenge:{user.id}:{idempotency_key}")
-        if idempotency_key
-        else uuid4()
-    )
 
-    def act() -> tuple[int, dict[str, Any]]:
+    def answer(challenge_id: UUID, invite_code: str, position: int) -> tuple[int, dict[str, Any]]:
+        out = ChallengeCreatedOut(id=challenge_id, invite_code=invite_code, position=position)
+        return 201, out.model_dump(mode="json")
+
+    def act(challenge_id: UUID) -> tuple[int, dict[str, Any]]:
+        # The id is the Idempotency-Key's (a retry names the same draft), or new.
         made = services.ledger.create_challenge(
             user.id,
             cause_of(user, request),
             challenge_id=challenge_id,
             **terms_of(body.model_dump()),
         )
-        out = ChallengeCreatedOut(
-            id=made.challenge_id, invite_code=made.invite_code, position=made.position
-        )
-        return 201, out.model_dump(mode="json")
+        return answer(made.challenge_id, made.invite_code, made.position)
 
-    return run_idempotent(
-        services, user.id, "POST /challenges", idempotency_key, body.model_dump(mode="json"), act
+    def respond(
+        challenge_id: UUID, position: int, saved: Sequence[object]
+    ) -> tuple[int, dict[str, Any]] | None:
+        challenge = saved_challenge(saved, challenge_id)
+        if challenge is None or challenge.invite_code is None:
+            return None  # not this command's save: the response is stored after it
+        return answer(challenge.id, challenge.invite_code, position)
+
+    return run_creating(
+        services,
+        user.id,
+        "POST /challenges",
+        idempotency_key,
+        body.model_dump(mode="json"),
+        act,
+        respond,
     )
+
+
+def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:
+    """The challenge among the aggregates a command saved (as they are after the command)."""
+    found = [a for a in saved if isinstance(a, Challenge) and a.id == challenge_id]
+    return found[0] if found else None
+
+
+def responder(challenge_id: UUID, user: AuthUser, services: Services) -> Responder:
+    """The challenge's view after a command, built in the command's transaction."""
+    delay = services.ledger.settings.settlement_delay
+
+    def respond(
+        _: UUID, position: int, saved: Sequence[object]
+    ) -> tuple[int, dict[str, Any]] | None:
+        challenge = saved_challenge(saved, challenge_id)
+        if challenge is None:
+            return None  # the challenge did not change: the response is stored after the command
+        return 200, view(challenge, user, delay, position).model_dump(mode="json")
+
+    return respond
 
 
 @router.patch(
@@ -231,8 +263,14 @@ def edit_challenge(
         return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
 
     route = f"PATCH /challenges/{challenge_id}"
-    return run_idempotent(
-        services, user.id, route, idempotency_key, body.model_dump(mode="json"), act
+    return run_creating(
+        services,
+        user.id,
+        route,
+        idempotency_key,
+        body.model_dump(mode="json"),
+        lambda _: act(),
+        responder(challenge_id, user, services),
     )
 
 
@@ -260,7 +298,15 @@ def publish(
         return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
 
     route = f"POST /challenges/{challenge_id}/publish"
-    return run_idempotent(services, user.id, route, idempotency_key, body.model_dump(), act)
+    return run_creating(
+        services,
+        user.id,
+        route,
+        idempotency_key,
+        body.model_dump(),
+        lambda _: act(),
+        responder(challenge_id, user, services),
+    )
 
 
 @router.post(
@@ -338,7 +384,15 @@ def cancel(
         return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
 
     route = f"POST /challenges/{challenge_id}/cancel"
-    return run_idempotent(services, user.id, route, idempotency_key, body.model_dump(), act)
+    return run_creating(
+        services,
+        user.id,
+        route,
+        idempotency_key,
+        body.model_dump(),
+        lambda _: act(),
+        responder(challenge_id, user, services),
+    )
 
 
 @router.post(
@@ -368,7 +422,15 @@ def settle(
         return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
 
     route = f"POST /challenges/{challenge_id}/settle"
-    return run_idempotent(services, user.id, route, idempotency_key, {}, act)
+    return run_creating(
+        services,
+        user.id,
+        route,
+        idempotency_key,
+        {},
+        lambda _: act(),
+        responder(challenge_id, user, services),
+    )
 
 
 # -- queries ----------------------------------------------------------------------------

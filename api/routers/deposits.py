@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 from typing import Annotated, Any
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,12 +24,11 @@ from adapters.simulated_stripe import PAGE_PATH, SimulatedStripe
 from api.bootstrap import Services
 from api.deps import CurrentUser, ServicesDep
 from api.errors import ApiError
-from api.idempotency import run_idempotent
+from api.idempotency import run_creating
 from api.origins import same_origin
 from api.schemas import Body, Tokens
 from application.ports import CheckoutSession, InvalidWebhook, PaymentRefused, PaymentUnavailable
 from application.stripe_events import DepositLimitExceeded, Deposits, RetryLater, StripeEvents
-from domain import ids
 
 router = APIRouter()
 
@@ -111,11 +110,10 @@ def create_deposit(
             errors=[{"loc": ["body", f], "msg": "not on the public origin"} for f in foreign],
         )
     services.limits.check("deposit_checkout", str(user.id))  # 10/hour: 429 + Retry-After
-    # With a key, a retried request names the same checkout: never a second session.
-    seed = f"{user.id}:{idempotency_key}" if idempotency_key else str(uuid4())
-    deposit_id = uuid5(ids.NAMESPACE, f"deposit-checkout:{seed}")
 
-    def act() -> tuple[int, dict[str, Any]]:
+    def act(deposit_id: UUID) -> tuple[int, dict[str, Any]]:
+        # The id is the Idempotency-Key's: a retry finds the same checkout, never a second
+        # session (the response is stored just after; the checkout is found again by its id).
         try:
             opened = deposits(services).open_checkout(
                 user.id, deposit_id, body.tokens, body.success_url, body.cancel_url
@@ -142,7 +140,7 @@ def create_deposit(
         )
         return 201, out.model_dump(mode="json")
 
-    return run_idempotent(
+    return run_creating(
         services, user.id, "POST /wallet/deposits", idempotency_key, body.model_dump(), act
     )
 

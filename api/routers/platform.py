@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4, uuid5
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminUser, ServicesDep, wait_for_position
 from api.errors import ApiError
-from api.idempotency import run_idempotent
+from api.idempotency import run_creating
 from api.routers.wallet import request_id
 from api.schemas import Body, Tokens
 from application.erasure import erase_user
-from domain import ids
 from domain.aggregate import Cause
 
 router = APIRouter(tags=["platform"])
@@ -88,13 +88,9 @@ def adjust(
     """Credit (a new adjustment lot) or debit (FIFO) a user's wallet, with a reason."""
     if services.users.get(body.user_id) is None:
         raise ApiError(404, "not_found", "no such user")
-    adjustment_id = (
-        uuid5(ids.NAMESPACE, f"adjustment:{admin.id}:{idempotency_key}")
-        if idempotency_key
-        else uuid4()
-    )
 
-    def act() -> tuple[int, dict[str, Any]]:
+    def act(adjustment_id: UUID) -> tuple[int, dict[str, Any]]:
+        # The id is the Idempotency-Key's (a retry names the same adjustment), or new.
         receipt = services.ledger.adjust(
             body.user_id,
             body.direction,
@@ -103,15 +99,21 @@ def adjust(
             adjustment_id,
             Cause.admin(admin.id, request_id(request)),
         )
-        return 201, {"adjustment_id": str(adjustment_id), "position": receipt.position}
+        return respond(adjustment_id, receipt.position, ())
 
-    return run_idempotent(
+    def respond(
+        adjustment_id: UUID, position: int, _: Sequence[object]
+    ) -> tuple[int, dict[str, Any]]:
+        return 201, {"adjustment_id": str(adjustment_id), "position": position}
+
+    return run_creating(
         services,
         admin.id,
         "POST /admin/adjustments",
         idempotency_key,
         body.model_dump(mode="json"),
         act,
+        respond,
     )
 
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 
 from adapters.users import AuthUser
 from api.deps import CurrentUser, ServicesDep, wait_for_position
 from api.errors import ApiError
-from api.idempotency import run_idempotent
+from api.idempotency import run_creating
 from api.schemas import Balances, LotOut, TransactionPage, WithdrawalIn, WithdrawalOut
-from domain import ids
 from domain.aggregate import Cause
 from domain.errors import NotFound, NotRefundable
+from domain.wallet import Wallet
 from projections.point_in_time import WalletAsOf, wallet_as_of
 from projections.position_times import IndexBehind, position_at
 
@@ -176,28 +177,41 @@ def request_withdrawal(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Any:
     """Refund tokens to the card that paid for them (oldest refundable lots first)."""
-    # With a key, a retried request names the same withdrawal: it cannot be made twice.
-    seed = f"{user.id}:{idempotency_key}" if idempotency_key else request_id(request)
-    withdrawal_id = uuid5(ids.NAMESPACE, f"withdrawal:{seed}")
 
-    def act() -> tuple[int, dict[str, Any]]:
+    def answer(withdrawal_id: UUID, position: int, lots: Any) -> tuple[int, dict[str, Any]]:
+        out = WithdrawalOut(
+            withdrawal_id=withdrawal_id,
+            status="pending",
+            tokens=body.tokens,
+            lots=[{"lot_id": lot, "tokens": n, "status": "pending"} for lot, n in lots],
+            position=position,
+        )
+        return 202, out.model_dump(mode="json")
+
+    def act(withdrawal_id: UUID) -> tuple[int, dict[str, Any]]:
+        # The id is the Idempotency-Key's (a retry names the same withdrawal), or new.
         try:
             held = services.ledger.request_withdrawal(
                 user.id, withdrawal_id, body.tokens, Cause.user(user.id, request_id(request))
             )
         except NotFound:  # no wallet yet: nothing to refund (one's own wallet is never 404)
             raise NotRefundable(body.tokens, 0) from None
-        out = WithdrawalOut(
-            withdrawal_id=withdrawal_id,
-            status="pending",
-            tokens=body.tokens,
-            lots=[{"lot_id": lot, "tokens": n, "status": "pending"} for lot, n in held.lots],
-            position=held.position,
-        )
-        return 202, out.model_dump(mode="json")
+        return answer(withdrawal_id, held.position, held.lots)
 
-    return run_idempotent(
-        services, user.id, "POST /wallet/withdrawals", idempotency_key, body.model_dump(), act
+    def respond(
+        withdrawal_id: UUID, position: int, saved: Sequence[object]
+    ) -> tuple[int, dict[str, Any]]:
+        [wallet] = [a for a in saved if isinstance(a, Wallet)]
+        return answer(withdrawal_id, position, wallet.withdrawals[str(withdrawal_id)].lots.items())
+
+    return run_creating(
+        services,
+        user.id,
+        "POST /wallet/withdrawals",
+        idempotency_key,
+        body.model_dump(),
+        act,
+        respond,
     )
 
 

@@ -1,0 +1,115 @@
+"""An ``Idempotency-Key``'s response, stored in the same transaction as the command's events.
+
+SPEC §7 asks for the stored response to be written with the command's effect: if the process
+dies after the events commit but before it answers, the retry must find the response and replay
+it, and if storing the response fails, the events must not be committed either.
+
+The HTTP layer puts a `PendingResponse` in a context variable around the command
+(`responding`); the ledger's save reaches `ResponseStoringRecorder.insert_events`, which, once
+the events are inserted and their positions known, asks the pending response for its status
+and body (from the last position and the aggregates just saved, passed down by the ledger as
+``saved_aggregates``) and stores them on the events' own cursor. Only a save that commits
+counts: a save rolled back by a version conflict (and retried by the ledger) leaves nothing.
+
+Without a pending response (no key, workers, the command line) the recorder is the library's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from adapters.idempotency_keys import Claim, store_response
+
+# (operation id, last position, aggregates saved) -> (HTTP status, JSON body), or None when this
+# save is not one the response can be built from (it is then stored after the command).
+Responder = Callable[[UUID, int, Sequence[object]], tuple[int, Any] | None]
+
+# The ``eventsourcing`` environment key that selects this recorder (set by the composition root).
+RECORDER_TOPIC = "adapters.atomic_responses:ResponseStoringRecorder"
+
+
+@dataclass
+class PendingResponse:
+    """The response a claimed request will store with its command's events."""
+
+    claim: Claim
+    operation_id: UUID
+    respond: Responder
+    # The response stored by a save that committed; None if no save stored one.
+    written: tuple[int, Any] | None = None
+    _candidate: tuple[int, Any] | None = None
+
+
+_PENDING: ContextVar[PendingResponse | None] = ContextVar("peerpush_pending_response", default=None)
+
+
+@contextmanager
+def responding(pending: PendingResponse | None) -> Iterator[PendingResponse | None]:
+    """Saves made inside this block store ``pending``'s response with their events."""
+    token = _PENDING.set(pending)
+    try:
+        yield pending
+    finally:
+        _PENDING.reset(token)
+
+
+class _Abort(BaseException):
+    """Raised on the events' cursor to roll their transaction back.
+
+    The library catches ``Exception`` around the insert and then leaves its transaction block
+    normally (a failed SQL statement has already doomed the transaction, so that commits
+    nothing); an error of ours in Python would not have, so it travels as a BaseException
+    through that block, which rolls back, and is unwrapped in `insert_events`.
+    """
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+class ResponseStoringRecorder(PostgresApplicationRecorder):
+    """The library's application recorder, storing a pending idempotent response in the
+    events' transaction (see the module's docstring)."""
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        pending = _PENDING.get()
+        if pending is None:
+            return super().insert_events(stored_events, **kwargs)
+        pending._candidate = None
+        try:
+            ids = super().insert_events(stored_events, **kwargs)
+        except _Abort as abort:
+            raise abort.cause from None
+        if pending._candidate is not None:
+            pending.written, pending._candidate = pending._candidate, None
+        return ids
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        pending = _PENDING.get()
+        if pending is None or not ids:
+            return ids
+        try:
+            saved = kwargs.get("saved_aggregates", ())
+            response = pending.respond(pending.operation_id, ids[-1], saved)
+            if response is not None and store_response(
+                curs, self.datastore.schema, pending.claim, *response
+            ):
+                pending._candidate = response
+        except Exception as e:
+            raise _Abort(e) from e
+        return ids
