@@ -189,7 +189,10 @@ def test_a_checkout_key_reused_after_it_expired_opens_a_new_checkout(
 ) -> None:
     account = register_user()
     key = f"buy-{uuid.uuid4().hex[:8]}"
-    urls = {"success_url": "https://app.test/paid", "cancel_url": "https://app.test/back"}
+    urls = {
+        "success_url": "http://127.0.0.1:8000/paid",
+        "cancel_url": "http://127.0.0.1:8000/back",
+    }
     headers = {**account.headers, "Idempotency-Key": key}
     first = api_client.post("/v1/wallet/deposits", json={"tokens": 100, **urls}, headers=headers)
     assert first.status_code == 201, first.text
