@@ -1,0 +1,31 @@
+"""Closed wallets and unclaimed tokens in the wallet read model (SPEC §7, §8).
+
+A wallet is closed when its owner is erased; tokens that reach it later and that no refund
+returns move to the platform's ``unclaimed`` account. ``wallet_balances`` shows both, so the
+read models' conservation sums match the event stream's.
+
+Revision ID: 0008
+Revises: 0005
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0008"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        "ALTER TABLE wallet_balances "
+        "ADD COLUMN unclaimed bigint NOT NULL DEFAULT 0 CHECK (unclaimed >= 0), "
+        "ADD COLUMN closed boolean NOT NULL DEFAULT false"
+    )
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE wallet_balances DROP COLUMN unclaimed, DROP COLUMN closed")
