@@ -11,7 +11,7 @@ from domain.aggregate import Cause
 from domain.errors import WalletClosed
 from domain.wallet import Wallet
 from projections.audit.invariants import problems, totals
-from tests.unit.test_wallet import A, CHALLENGE, STRIPE, T0, WINDOW, WITHDRAWAL, wallet
+from tests.unit.test_wallet import CHALLENGE, STRIPE, T0, WINDOW, WITHDRAWAL, A, wallet
 
 ERASURE = Cause.worker("erasure")
 ADMIN = Cause.admin("00000000-0000-4000-8000-0000000000ad")
