@@ -20,6 +20,7 @@ from api.cli import main as peerpush
 from application.erasure import Remaining, WalletNotEmpty, check_erasable, remaining_in
 from domain import ids
 from domain.aggregate import Cause
+from domain.errors import WalletClosed
 from domain.wallet import Wallet
 from tests.api.conftest import PASSWORD, Account, bearer
 from tests.api.test_challenges import challenge_body, next_midnight
@@ -387,3 +388,34 @@ def test_any_token_or_hold_refuses_erasure(
     with pytest.raises(WalletNotEmpty) as refused:
         check_erasable(wallet)
     assert refused.value.remaining == expected and refused.value.code == "wallet_not_empty"
+
+
+def test_refused_while_taking_part_in_an_open_challenge_even_without_a_stake(
+    api_client: TestClient, api_services: Services, register_user: Callable[..., Account]
+) -> None:
+    """A free challenge holds no token, but a payout could still reach the participant."""
+    account = register_user()
+    body = challenge_body(next_midnight(api_services.clock.now()), entry_stake=0)
+    created = api_client.post("/v1/challenges", json=body, headers=account.headers)
+    assert created.status_code == 201, created.text
+    published = api_client.post(
+        f"/v1/challenges/{created.json()['id']}/publish", headers=account.headers
+    )
+    assert published.status_code == 200, published.text
+
+    refused = assert_problem(erase_me(api_client, account), 409, "wallet_not_empty")
+    assert (refused["staked"], refused["challenges"]) == (0, 1)
+    assert_intact(api_client, api_services, account)
+
+
+def test_an_erased_users_wallet_is_closed_to_its_owners_commands(
+    api_client: TestClient, api_services: Services, register_user: Callable[..., Account]
+) -> None:
+    """Tokens reaching the wallet after the erasure are not the user's to stake or withdraw."""
+    account = register_user()
+    assert erase_me(api_client, account).status_code == 204
+    fund(api_services, account.id)  # a late payment
+    ledger = api_services.ledger
+    with pytest.raises(WalletClosed):
+        ledger.request_withdrawal(account.id, uuid4(), 1, Cause.user(account.id))
+    assert ledger.wallet_of(account.id).closed
