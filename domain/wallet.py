@@ -54,6 +54,19 @@ class Wallet(LedgerAggregate):
     """A user's tokens: lots, holds for stakes, penalties and withdrawals, and totals."""
 
     TOPIC = "peerpush:Wallet"
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before wallets could be closed: open, nothing unclaimed, and no
+        external refund to reverse (a failure of one written off before is not reversed)."""
+        state.update(
+            closed=False,
+            unclaimed=0,
+            erasure_tried={},
+            write_offs={},
+            reversed_write_offs={},
+        )
 
     class Opened(LedgerCreated):
         TOPIC = "peerpush:Wallet.Opened"
@@ -181,7 +194,7 @@ class Wallet(LedgerAggregate):
             )
             wallet.withdrawal_pending += self.tokens
             if wallet.closed:  # the one refund to the card a closed wallet's lot gets
-                wallet.erasure_tried.update(str(lot) for lot, _ in self.taken)
+                wallet.erasure_tried.update((str(lot), True) for lot, _ in self.taken)
 
     class LotRefunded(LedgerEvent):
         """Stripe refunded one lot of a withdrawal: its tokens left the ledger."""
@@ -415,7 +428,7 @@ class Wallet(LedgerAggregate):
             if self.reopened:
                 wallet.lot(self.lot_id).written_off = False
             wallet.write_offs.pop(self.reference, None)
-            wallet.reversed_write_offs.add(self.reference)
+            wallet.reversed_write_offs[self.reference] = self.written_off
 
     def __init__(self, user_id: UUID) -> None:
         self.user_id = user_id
@@ -444,9 +457,9 @@ class Wallet(LedgerAggregate):
         self.adjusted_out = 0
         self.closed = False
         self.unclaimed = 0
-        self.erasure_tried: set[str] = set()
-        self.write_offs: dict[str, list[Any]] = {}
-        self.reversed_write_offs: set[str] = set()
+        self.erasure_tried: dict[str, bool] = {}  # lots held for their one refund since closing
+        self.write_offs: dict[str, list[Any]] = {}  # reference → [lot id, w, reason]
+        self.reversed_write_offs: dict[str, int] = {}  # reference → w given back
 
     @classmethod
     def open(cls, user_id: UUID, cause: Cause, at: datetime) -> Wallet:
