@@ -183,8 +183,8 @@ def accounts(wallets: dict[UUID, Wallet], challenges: dict[UUID, Challenge]) -> 
 
     Users' available, frozen and pending tokens; open challenges' stakes and penalties;
     platform revenue (fees and forfeits), dispute losses (what lots still owe), adjustments
-    and unclaimed tokens of erased users; Stripe's side: tokens bought (negative), refunded, taken by disputes and
-    transferred.
+    and unclaimed tokens of erased users; Stripe's side: tokens bought (negative), refunded,
+    taken by disputes and transferred.
     """
     out: defaultdict[str, int] = defaultdict(int)
     for w in wallets.values():
