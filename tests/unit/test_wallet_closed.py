@@ -121,3 +121,34 @@ def test_a_lost_dispute_is_not_reversed_as_a_refund() -> None:
     w.open_dispute("pi_a", "dp_1", STRIPE, T0)
     w.lose_dispute("dp_1", 100, STRIPE, T0)
     assert w.reverse_write_off("dp_1", STRIPE, T0) is False
+
+
+def test_a_snapshot_taken_before_wallets_could_close_still_loads() -> None:
+    w = wallet(("pi_a", 100))
+    snapshot = Wallet.Snapshot.take(w)
+    state = {
+        k: v
+        for k, v in snapshot.state.items()
+        if k
+        not in (
+            "class_version",
+            "closed",
+            "unclaimed",
+            "erasure_tried",
+            "write_offs",
+            "reversed_write_offs",
+        )
+    }
+    old = Wallet.Snapshot(
+        originator_id=snapshot.originator_id,
+        originator_version=snapshot.originator_version,
+        timestamp=snapshot.timestamp,
+        topic=snapshot.topic,
+        state=state,
+    )
+
+    restored = old.mutate(None)
+    assert isinstance(restored, Wallet)
+    assert (restored.available, restored.closed, restored.unclaimed) == (100, False, 0)
+    restored.close(ADMIN, T0)
+    assert restored.move_unclaimed(ERASURE, T0 + WINDOW) == ((A, 100),)
