@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -40,7 +41,7 @@ from application.ledger import Ledger
 from application.ports import Locks, PaymentGateway, PaymentRefused, PaymentUnavailable, Refund
 from domain import ids
 from domain.aggregate import Cause
-from domain.errors import OutcomeAlreadyRecorded
+from domain.errors import DomainError, OutcomeAlreadyRecorded
 from domain.tokens import Lot
 from domain.wallet import Wallet, WithdrawalHold
 
@@ -76,6 +77,16 @@ class WithdrawalPass:
     unclaimed: list[tuple[UUID, int]] = field(default_factory=list)  # (wallet, tokens)
 
 
+@contextlib.contextmanager
+def _logged(what: str, wallet_id: UUID) -> Iterator[None]:
+    """A refused command for one closed wallet (a concurrent change) waits for the next pass
+    instead of stopping the refunds of every other wallet."""
+    try:
+        yield
+    except DomainError as e:
+        log.warning("%s closed wallet %s retried next pass: %s", what, wallet_id, e)
+
+
 class WithdrawalWorker:
     """Makes and records the refunds of requested withdrawals; resumable and idempotent."""
 
@@ -93,13 +104,15 @@ class WithdrawalWorker:
             self._discover()
             done = WithdrawalPass()
             for wallet_id in sorted(self._to_clear):
-                self._request_erasure_refund(wallet_id)
+                with _logged("erasure refund of", wallet_id):
+                    self._request_erasure_refund(wallet_id)
             for wallet_id in sorted(self._wallets):
                 if self._work_wallet(wallet_id, done):
                     self._wallets.discard(wallet_id)
             for wallet_id in sorted(self._to_clear):
-                if self._move_unclaimed(wallet_id, done):
-                    self._to_clear.discard(wallet_id)
+                with _logged("unclaimed move of", wallet_id):
+                    if self._move_unclaimed(wallet_id, done):
+                        self._to_clear.discard(wallet_id)
             return done
 
     def __call__(self) -> WithdrawalPass:
