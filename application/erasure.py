@@ -4,7 +4,15 @@ Personal data lives in the users table, never in events, so erasure changes no e
 ledger stays intact and auditable, its events naming an id that no longer leads to a person.
 It is refused while the wallet holds any token (available, frozen by a dispute) or any hold
 (a stake, a penalty held in a running challenge's pool, a withdrawal or cash-out awaiting its
-outcome): those tokens are still the user's, and someone must be able to claim them.
+outcome): those tokens are still the user's, and someone must be able to claim them. It is
+also refused while the user takes part in an open challenge (even with no stake: a payout
+could still reach them) and while a checkout session of theirs is open (a payment is coming).
+
+An erasure closes the wallet (``Wallet.Closed``, opened first if the user never had one):
+tokens that reach it later (a late payment, a refund that fails) are no longer the user's to
+spend; the withdrawal worker refunds them to the card once or moves them to the platform's
+``unclaimed`` account. The wallet is closed before the personal data goes, so there is no
+moment at which an erased user could still move its tokens.
 
 The decision is made on the wallet aggregate loaded from the event store, never on a read
 model, so a lagging projection cannot let an erasure through.
@@ -13,10 +21,13 @@ model, so a lagging projection cannot let an erasure through.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Protocol
 from uuid import UUID
 
 from application.ledger import Ledger
+from application.ports import CheckoutSessions
+from domain.aggregate import Cause
 from domain.errors import Conflict, NotFound
 from domain.tokens import total
 from domain.wallet import Wallet
@@ -31,6 +42,8 @@ class Remaining:
     staked: int = 0
     penalties: int = 0  # charged into running challenges' pools, not yet settled
     pending: int = 0  # withdrawals and cash-outs awaiting their outcome
+    challenges: int = 0  # open challenges the user takes part in
+    checkouts: int = 0  # tokens of checkout sessions still open
 
     @property
     def empty(self) -> bool:
@@ -77,14 +90,45 @@ class Accounts(Protocol):
     def erase(self, user_id: UUID) -> object | None: ...
 
 
-def erase_user(ledger: Ledger, accounts: Accounts, user_id: UUID) -> None:
-    """Erase the user's personal data and end their sessions, if their wallet is empty.
+CHECKOUT_LIFETIME = timedelta(hours=24)
+"""Stripe expires a Checkout Session within 24 h: older sessions cannot be paid any more."""
+
+
+def erase_user(
+    ledger: Ledger,
+    accounts: Accounts,
+    user_id: UUID,
+    sessions: CheckoutSessions | None = None,
+    cause: Cause | None = None,
+) -> None:
+    """Erase the user's personal data and end their sessions, if their wallet is empty,
+    they take part in no open challenge and no checkout of theirs is open.
 
     Raises `WalletNotEmpty` (nothing changed) otherwise. The caller checks the user exists.
+    The user's checkout book is held throughout, so no checkout opens in between.
     """
+    cause = cause or Cause("erasure", "")
+    if sessions is None:
+        _erase(ledger, accounts, user_id, cause, checkouts=0)
+        return
+    with sessions.exclusive(str(user_id)) as book:
+        since = ledger.clock.now() - CHECKOUT_LIFETIME
+        _erase(ledger, accounts, user_id, cause, checkouts=book.open_tokens(since))
+
+
+def _erase(
+    ledger: Ledger, accounts: Accounts, user_id: UUID, cause: Cause, *, checkouts: int
+) -> None:
     try:
         wallet: Wallet | None = ledger.wallet_of(user_id)
     except NotFound:
         wallet = None
+    remaining = remaining_in(wallet)
+    challenges = len(ledger.challenges_joined_by(user_id))
+    if challenges or checkouts:
+        raise WalletNotEmpty(
+            Remaining(**{**remaining.as_dict(), "challenges": challenges, "checkouts": checkouts})
+        )
     check_erasable(wallet)
+    ledger.close_wallet(user_id, cause)
     accounts.erase(user_id)

@@ -254,6 +254,35 @@ class Ledger(Application[UUID]):
 
         return self._wallet_command(user_id, decide)
 
+    def reverse_external_refund(self, user_id: UUID, refund_id: str, cause: Cause) -> bool:
+        """An external refund, written off, ended failed or canceled: its tokens come back."""
+        done: list[bool] = []
+        self._wallet_command(
+            user_id, lambda w, at: done.append(w.reverse_write_off(refund_id, cause, at))
+        )
+        return done[-1]
+
+    # -- an erased owner's wallet (SPEC §7) ---------------------------------------------
+
+    def close_wallet(self, user_id: UUID, cause: Cause) -> Receipt:
+        """Close the wallet of a user being erased (opened first if they never had one, so
+        a payment arriving later still finds it closed)."""
+
+        def attempt() -> Receipt:
+            wallet = self._wallet(user_id, cause)
+            wallet.close(cause, self._now())
+            return self._save(wallet)
+
+        return self._retrying(attempt)
+
+    def request_erasure_refund(self, user_id: UUID, withdrawal_id: UUID, cause: Cause) -> Receipt:
+        return self._wallet_command(
+            user_id, lambda w, at: w.request_erasure_refund(withdrawal_id, cause, at)
+        )
+
+    def move_unclaimed(self, user_id: UUID, cause: Cause) -> Receipt:
+        return self._wallet_command(user_id, lambda w, at: w.move_unclaimed(cause, at))
+
     # -- challenges ---------------------------------------------------------------------
 
     def create_challenge(
@@ -478,6 +507,14 @@ class Ledger(Application[UUID]):
         return Swept(self._head(), tuple(settled), tuple(cancelled))
 
     # -- reading the store ----------------------------------------------------------------
+
+    def challenges_joined_by(self, user_id: UUID) -> list[UUID]:
+        """Open challenges the user takes part in (from the aggregates, not a read model)."""
+        return [
+            challenge_id
+            for challenge_id in self.open_challenges()
+            if self._get(Challenge, challenge_id).is_participant(user_id)
+        ]
 
     def open_challenges(self) -> list[UUID]:
         """Published challenges not yet settled or cancelled, from the stream itself.

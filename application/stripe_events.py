@@ -8,7 +8,8 @@ become ledger commands, each caused by ``stripe`` and the event id:
 - ``charge.dispute.created`` freezes the paid lot, ``charge.dispute.closed`` unfreezes it (won)
   or writes it off (lost);
 - ``charge.refunded`` writes off refunds made outside our flow;
-- ``refund.updated`` / ``refund.failed`` with status failed returns a refunded lot's tokens.
+- ``refund.updated`` / ``refund.failed`` with status failed or canceled returns what the
+  refund took: a refunded lot's tokens, or an external refund's write-off.
 
 Anything not ours (no ``user_id`` in the metadata, a payment we do not know) is acknowledged
 and ignored. An event that refers to something not recorded yet (a refund's failure before
@@ -28,7 +29,7 @@ from application.ledger import Ledger
 from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentGateway
 from domain import ids
 from domain.aggregate import Cause
-from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound
+from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound, WalletClosed
 from domain.tokens import positive_tokens
 from domain.wallet import Wallet
 
@@ -85,6 +86,8 @@ class Deposits:
             existing = book.find(str(deposit_id))
             if existing is not None:
                 return _opened(existing)
+            if self._closed(user_id):
+                raise WalletClosed("this account was erased: no deposit can be made")
             now = self.ledger.clock.now()
             since = now - DEPOSIT_WINDOW
             used = self._credited_since(user_id, since) + book.open_tokens(since)
@@ -112,6 +115,12 @@ class Deposits:
             )
             book.record(session)
         return _opened(session)
+
+    def _closed(self, user_id: UUID) -> bool:
+        try:
+            return self.ledger.wallet_of(user_id).closed
+        except NotFound:
+            return False
 
     def _credited_since(self, user_id: UUID, since: datetime) -> int:
         try:
@@ -274,16 +283,17 @@ class StripeEvents:
         return "written_off" if written_off else "ours"
 
     def refund_updated(self, refund: Mapping[str, Any], cause: Cause) -> str:
-        if refund.get("status") != "failed":
+        """A refund that ends ``failed`` or ``canceled`` returns what it took (SPEC §6)."""
+        if refund.get("status") not in ("failed", "canceled"):
             return "ignored"
         metadata = refund.get("metadata")
         if not isinstance(metadata, Mapping):
-            return "ignored"
+            metadata = {}
         user_id = _user_of(metadata)
         withdrawal_id = _uuid(metadata.get("withdrawal_id"))
         lot_id = _uuid(metadata.get("lot_id"))
         if user_id is None or withdrawal_id is None or lot_id is None:
-            return "ignored"
+            return self._external_refund_failed(refund, cause)
         wallet = self._wallet(user_id)
         hold = wallet.withdrawals.get(str(withdrawal_id)) if wallet else None
         if hold is None or str(lot_id) not in hold.lots:
@@ -295,6 +305,21 @@ class StripeEvents:
             return "duplicate"
         self.ledger.fail_refund(user_id, withdrawal_id, lot_id, cause)
         return "refund_failed"
+
+    def _external_refund_failed(self, refund: Mapping[str, Any], cause: Cause) -> str:
+        """A refund made outside our flow, written off, failed: reverse its write-off."""
+        refund_id = _id_of(refund.get("id"))
+        user_id = self._owner(_id_of(refund.get("payment_intent")))
+        if user_id is None or not refund_id:
+            return "ignored"
+        with self.locks.hold(f"stripe:{refund_id}"):
+            wallet = self._wallet(user_id)
+            if wallet is None or refund_id in wallet.reversed_write_offs:
+                return "duplicate"
+            if refund_id not in wallet.write_offs:
+                return "ignored"  # never written off: charge.refunded skips failed refunds
+            self.ledger.reverse_external_refund(user_id, refund_id, cause)
+        return "write_off_reversed"
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -19,6 +19,12 @@ lagging, broken or rebuilding projection never delays or misleads a refund, and 
 only ever attempted after the event that authorises it is committed (the stream's order of
 commits is its order of positions: the event store serialises inserts).
 
+Closed wallets (SPEC §7, an erased owner): the worker also follows ``Wallet.Closed`` and the
+events that put tokens into a wallet. Each pass, a closed wallet holding tokens gets, as actor
+``worker:erasure``, one refund-withdrawal of its refundable deposit lots (each lot is refunded
+to the card at most once after the closing), and whatever no refund returns (not refundable,
+refused, failed later) moves to the platform's ``unclaimed`` account.
+
 Several copies may run: a PostgreSQL advisory lock lets one work per pass while the others
 skip, and recording an outcome twice is refused by the wallet (``OutcomeAlreadyRecorded``).
 """
@@ -27,13 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from uuid import UUID
 
 from application.ledger import Ledger
 from application.ports import Locks, PaymentGateway, PaymentRefused, PaymentUnavailable, Refund
+from domain import ids
 from domain.aggregate import Cause
-from domain.errors import OutcomeAlreadyRecorded
+from domain.errors import DomainError, OutcomeAlreadyRecorded
 from domain.tokens import Lot
 from domain.wallet import Wallet, WithdrawalHold
 
@@ -41,6 +49,21 @@ log = logging.getLogger("peerpush.withdrawals")
 
 LOCK_NAME = "withdrawal-worker"
 PAGE = 1000
+ERASURE = Cause.worker("erasure")
+
+# Events after which a closed wallet may hold tokens that are nobody's to spend.
+TOKENS_ARRIVE = (
+    Wallet.Closed.TOPIC,
+    Wallet.DepositCredited.TOPIC,
+    Wallet.AdjustmentCredited.TOPIC,
+    Wallet.LotRefundRefused.TOPIC,
+    Wallet.RefundFailed.TOPIC,
+    Wallet.LotUnfrozen.TOPIC,
+    Wallet.LotWrittenOff.TOPIC,
+    Wallet.WriteOffReversed.TOPIC,
+    Wallet.HoldsReturned.TOPIC,
+    Wallet.StakeSettled.TOPIC,
+)
 
 
 @dataclass
@@ -51,6 +74,17 @@ class WithdrawalPass:
     refunded: list[tuple[UUID, UUID]] = field(default_factory=list)
     refused: list[tuple[UUID, UUID]] = field(default_factory=list)
     unresolved: list[tuple[UUID, UUID]] = field(default_factory=list)
+    unclaimed: list[tuple[UUID, int]] = field(default_factory=list)  # (wallet, tokens)
+
+
+@contextlib.contextmanager
+def _logged(what: str, wallet_id: UUID) -> Iterator[None]:
+    """A refused command for one closed wallet (a concurrent change) waits for the next pass
+    instead of stopping the refunds of every other wallet."""
+    try:
+        yield
+    except DomainError as e:
+        log.warning("%s closed wallet %s retried next pass: %s", what, wallet_id, e)
 
 
 class WithdrawalWorker:
@@ -60,6 +94,8 @@ class WithdrawalWorker:
         self.ledger, self.gateway, self.locks = ledger, gateway, locks
         self._position = 0  # the last stream position read
         self._wallets: set[UUID] = set()  # wallets with (possibly) unsettled withdrawals
+        self._closed: set[UUID] = set()  # wallets of erased users
+        self._to_clear: set[UUID] = set()  # closed wallets that may hold tokens
 
     def run_pass(self) -> WithdrawalPass:
         with self.locks.try_hold(LOCK_NAME) as mine:
@@ -67,30 +103,66 @@ class WithdrawalWorker:
                 return WithdrawalPass(worked=False)
             self._discover()
             done = WithdrawalPass()
+            for wallet_id in sorted(self._to_clear):
+                with _logged("erasure refund of", wallet_id):
+                    self._request_erasure_refund(wallet_id)
             for wallet_id in sorted(self._wallets):
                 if self._work_wallet(wallet_id, done):
                     self._wallets.discard(wallet_id)
+            for wallet_id in sorted(self._to_clear):
+                with _logged("unclaimed move of", wallet_id):
+                    if self._move_unclaimed(wallet_id, done):
+                        self._to_clear.discard(wallet_id)
             return done
 
     def __call__(self) -> WithdrawalPass:
         return self.run_pass()
 
     def _discover(self) -> None:
-        topics = (Wallet.WithdrawalRequested.TOPIC,)
+        topics = (Wallet.WithdrawalRequested.TOPIC, *TOKENS_ARRIVE)
         while True:
             batch = self.ledger.recorder.select_notifications(
                 self._position + 1, PAGE, topics=topics
             )
             for notification in batch:
-                self._wallets.add(UUID(str(notification.originator_id)))
+                wallet_id = UUID(str(notification.originator_id))
+                if notification.topic == Wallet.WithdrawalRequested.TOPIC:
+                    self._wallets.add(wallet_id)
+                if notification.topic == Wallet.Closed.TOPIC:
+                    self._closed.add(wallet_id)
+                if wallet_id in self._closed:
+                    self._to_clear.add(wallet_id)
                 self._position = notification.id
             if len(batch) < PAGE:
                 return
 
-    def _work_wallet(self, wallet_id: UUID, done: WithdrawalPass) -> bool:
-        """Settle what can be settled; True when nothing is left pending in this wallet."""
+    def _wallet(self, wallet_id: UUID) -> Wallet:
         wallet: object = self.ledger.repository.get(wallet_id)
         assert isinstance(wallet, Wallet), f"{wallet_id} is not a wallet"
+        return wallet
+
+    def _request_erasure_refund(self, wallet_id: UUID) -> None:
+        """Hold a closed wallet's still refundable deposit lots for their one refund."""
+        wallet = self._wallet(wallet_id)
+        if wallet.erasure_refundable(self.ledger.clock.now()):
+            withdrawal_id = ids.erasure_withdrawal_id(wallet_id, wallet.version)
+            self.ledger.request_erasure_refund(wallet.user_id, withdrawal_id, ERASURE)
+            self._wallets.add(wallet_id)
+
+    def _move_unclaimed(self, wallet_id: UUID, done: WithdrawalPass) -> bool:
+        """Move what no refund returns to ``unclaimed``; True when nothing is left to watch."""
+        wallet = self._wallet(wallet_id)
+        before = wallet.unclaimed
+        self.ledger.move_unclaimed(wallet.user_id, ERASURE)
+        wallet = self._wallet(wallet_id)
+        if wallet.unclaimed > before:
+            done.unclaimed.append((wallet_id, wallet.unclaimed - before))
+        # A dispute's outcome or a refund's failure brings the wallet back through _discover.
+        return not wallet.withdrawal_pending
+
+    def _work_wallet(self, wallet_id: UUID, done: WithdrawalPass) -> bool:
+        """Settle what can be settled; True when nothing is left pending in this wallet."""
+        wallet = self._wallet(wallet_id)
         settled = True
         for hold in list(wallet.withdrawals.values()):
             if hold.settled:

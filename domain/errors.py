@@ -135,3 +135,9 @@ class ConcurrencyConflict(Conflict):
     """Version conflicts persisted past the bounded retries (409)."""
 
     code = "version_conflict"
+
+
+class WalletClosed(Conflict):
+    """The wallet's owner was erased: nobody may move its tokens any more (SPEC §7)."""
+
+    code = "wallet_closed"

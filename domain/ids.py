@@ -34,3 +34,9 @@ def submission_id(challenge_id: UUID, user_id: UUID, slot: str) -> UUID:
 
 def invite_code_id(code: str) -> UUID:
     return uuid5(NAMESPACE, f"invite:{code}")
+
+
+def erasure_withdrawal_id(wallet_id: UUID, version: int) -> UUID:
+    """The refund of a closed wallet's lots requested at this wallet version: two copies of
+    the worker acting on the same state choose the same id (and only one save succeeds)."""
+    return uuid5(NAMESPACE, f"erasure:{wallet_id}:{version}")

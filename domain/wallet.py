@@ -19,6 +19,7 @@ from domain.errors import (
     OutcomeAlreadyRecorded,
     UnknownLot,
     UnknownWithdrawal,
+    WalletClosed,
 )
 from domain.tokens import (
     Lot,
@@ -53,6 +54,19 @@ class Wallet(LedgerAggregate):
     """A user's tokens: lots, holds for stakes, penalties and withdrawals, and totals."""
 
     TOPIC = "peerpush:Wallet"
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot taken before wallets could be closed: open, nothing unclaimed, and no
+        external refund to reverse (a failure of one written off before is not reversed)."""
+        state.update(
+            closed=False,
+            unclaimed=0,
+            erasure_tried={},
+            write_offs={},
+            reversed_write_offs={},
+        )
 
     class Opened(LedgerCreated):
         TOPIC = "peerpush:Wallet.Opened"
@@ -179,6 +193,8 @@ class Wallet(LedgerAggregate):
                 lots={str(lot): n for lot, n in self.taken},
             )
             wallet.withdrawal_pending += self.tokens
+            if wallet.closed:  # the one refund to the card a closed wallet's lot gets
+                wallet.erasure_tried.update((str(lot), True) for lot, _ in self.taken)
 
     class LotRefunded(LedgerEvent):
         """Stripe refunded one lot of a withdrawal: its tokens left the ledger."""
@@ -367,6 +383,52 @@ class Wallet(LedgerAggregate):
             lot.written_off = self.lot_closed
             wallet.written_off_total += self.written_off
             wallet.disputes.pop(self.reference, None)
+            wallet.write_offs[self.reference] = [str(self.lot_id), self.written_off, self.reason]
+
+    class Closed(LedgerEvent):
+        """The owner was erased (SPEC §7): the tokens here are no longer anyone's to spend.
+
+        Carries no personal data, only who closed it (``actor``) and when (``timestamp``).
+        Tokens that reach the wallet later are refunded to the card once or moved to the
+        platform's ``unclaimed`` account.
+        """
+
+        TOPIC = "peerpush:Wallet.Closed"
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet.closed = True
+
+    class TokensUnclaimed(LedgerEvent):
+        """Tokens of a closed wallet that no refund returns moved to the platform's
+        ``unclaimed`` account: ``moved`` says which lots they left. Never revenue."""
+
+        TOPIC = "peerpush:Wallet.TokensUnclaimed"
+        tokens: int
+        moved: Taken
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._take(self.moved)
+            wallet.unclaimed += self.tokens
+
+    class WriteOffReversed(LedgerEvent):
+        """A refund made outside our flow, written off, ended ``failed`` or ``canceled``:
+        its ``written_off`` tokens come back (``returned``: refills first reduce the lot's
+        booked loss) and the lot reopens unless another write-off still closes it."""
+
+        TOPIC = "peerpush:Wallet.WriteOffReversed"
+        reference: str
+        lot_id: UUID
+        written_off: int
+        returned: Returned
+        reopened: bool
+
+        def apply(self, wallet: Wallet) -> None:
+            wallet._give_back(self.returned)
+            wallet.written_off_total -= self.written_off
+            if self.reopened:
+                wallet.lot(self.lot_id).written_off = False
+            wallet.write_offs.pop(self.reference, None)
+            wallet.reversed_write_offs[self.reference] = self.written_off
 
     def __init__(self, user_id: UUID) -> None:
         self.user_id = user_id
@@ -393,6 +455,11 @@ class Wallet(LedgerAggregate):
         self.written_off_total = 0
         self.adjusted_in = 0
         self.adjusted_out = 0
+        self.closed = False
+        self.unclaimed = 0
+        self.erasure_tried: dict[str, bool] = {}  # lots held for their one refund since closing
+        self.write_offs: dict[str, list[Any]] = {}  # reference → [lot id, w, reason]
+        self.reversed_write_offs: dict[str, int] = {}  # reference → w given back
 
     @classmethod
     def open(cls, user_id: UUID, cause: Cause, at: datetime) -> Wallet:
@@ -476,6 +543,7 @@ class Wallet(LedgerAggregate):
 
     def lock_stake(self, challenge_id: UUID, tokens: int, cause: Cause, at: datetime) -> None:
         """Move a challenge's entry stake from available to staked (FIFO); 0 moves nothing."""
+        self._refuse_if_closed()
         if tokens == 0 or str(challenge_id) in self.stakes:
             return
         taken = take_fifo(self.lots.values(), tokens, available=self.available)
@@ -548,6 +616,7 @@ class Wallet(LedgerAggregate):
     ) -> Taken:
         """Hold refundable deposit lots, oldest first, for a refund to the card."""
         positive_tokens(tokens)
+        self._refuse_if_closed()
         if str(withdrawal_id) in self.withdrawals:
             return tuple(
                 (UUID(lot), n) for lot, n in self.withdrawals[str(withdrawal_id)].lots.items()
@@ -769,6 +838,91 @@ class Wallet(LedgerAggregate):
             stays_frozen=stays_frozen and not closed,
         )
         return w
+
+    # -- an erased owner (SPEC §7) ---------------------------------------------------------
+
+    def close(self, cause: Cause, at: datetime) -> None:
+        """Close the wallet of an erased user; closing twice changes nothing."""
+        if not self.closed:
+            self._record(self.Closed, cause, at)
+
+    def erasure_refundable(self, at: datetime) -> Taken:
+        """What a closed wallet still refunds to the card: usable deposit lots in their
+        refund window that no refund to the card was tried for since the closing."""
+        if not self.closed:
+            return ()
+        return tuple(
+            (lot.lot_id, lot.remaining)
+            for lot in self.lots.values()
+            if lot.remaining > 0
+            and lot.refundable_at(at)
+            and str(lot.lot_id) not in self.erasure_tried
+        )
+
+    def request_erasure_refund(self, withdrawal_id: UUID, cause: Cause, at: datetime) -> Taken:
+        """Hold every lot a closed wallet still refunds to the card, for one refund each.
+
+        The same ``WithdrawalRequested`` a user's withdrawal records, so the withdrawal
+        worker makes and records the refunds; its lots are never refunded a second time.
+        """
+        taken = self.erasure_refundable(at)
+        if taken:
+            self._record(
+                self.WithdrawalRequested,
+                cause,
+                at,
+                withdrawal_id=withdrawal_id,
+                tokens=total(taken),
+                taken=taken,
+            )
+        return taken
+
+    def move_unclaimed(self, cause: Cause, at: datetime) -> Taken:
+        """Move a closed wallet's usable tokens that no refund will return to ``unclaimed``.
+
+        Lots still waiting for their one refund to the card stay; frozen lots wait for their
+        dispute's outcome.
+        """
+        if not self.closed:
+            return ()
+        waiting = {str(lot) for lot, _ in self.erasure_refundable(at)}
+        moved = tuple(
+            (lot.lot_id, lot.remaining)
+            for lot in self.lots.values()
+            if lot.usable and lot.remaining > 0 and str(lot.lot_id) not in waiting
+        )
+        if moved:
+            self._record(self.TokensUnclaimed, cause, at, tokens=total(moved), moved=moved)
+        return moved
+
+    def reverse_write_off(self, reference: str, cause: Cause, at: datetime) -> bool:
+        """An external refund that was written off ended failed or canceled: give its
+        tokens back. Unknown or already reversed references change nothing."""
+        found = self.write_offs.get(reference)
+        if found is None or found[2] != "external_refund":
+            return False
+        lot_id, written_off = str(found[0]), int(found[1])
+        lot = self.lot(lot_id)
+        still_closed = any(
+            str(other[0]) == lot_id and int(other[1]) == lot.amount
+            for ref, other in self.write_offs.items()
+            if ref != reference
+        )
+        self._record(
+            self.WriteOffReversed,
+            cause,
+            at,
+            reference=reference,
+            lot_id=lot.lot_id,
+            written_off=written_off,
+            returned=returning(self.lots, [(lot.lot_id, written_off)]),
+            reopened=lot.written_off and not still_closed,
+        )
+        return True
+
+    def _refuse_if_closed(self) -> None:
+        if self.closed:
+            raise WalletClosed("this wallet's owner was erased: its tokens cannot be moved")
 
     # -- state changes shared by several events -----------------------------------------
 

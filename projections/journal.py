@@ -6,7 +6,8 @@ one account at a time. Accounts:
 - ``user:{id}:available``, ``user:{id}:frozen``, ``user:{id}:withdrawal_pending``,
   ``user:{id}:cashout_pending``
 - ``challenge:{id}:stake:{user_id}``, ``challenge:{id}:penalties``
-- ``platform:revenue``, ``platform:dispute_losses``, ``platform:adjustments``
+- ``platform:revenue``, ``platform:dispute_losses``, ``platform:adjustments``,
+  ``platform:unclaimed`` (tokens of erased users' wallets no refund returned; never revenue)
 - ``stripe:clearing`` (tokens bought), ``stripe:refunds``, ``stripe:transfers``,
   ``stripe:disputes``
 
@@ -46,6 +47,8 @@ MONEY_EVENTS = (
     W.LotFrozen,
     W.LotUnfrozen,
     W.LotWrittenOff,
+    W.TokensUnclaimed,
+    W.WriteOffReversed,
     C.Settled,
 )
 # What the journal does with an event class: note a wallet's owner, post an entry, or (None)
@@ -151,4 +154,8 @@ def _postings(e: Any, originator: UUID, user: UUID | None) -> list[tuple[str, in
         move(frozen if e.from_frozen else avail, "stripe:disputes", e.taken)
         move(losses, "stripe:disputes", e.loss)
         move(frozen, avail, e.released)
+    elif isinstance(e, W.TokensUnclaimed):
+        move(avail, "platform:unclaimed", e.tokens)
+    elif isinstance(e, W.WriteOffReversed):
+        give_back("stripe:disputes", e.returned)
     return sorted((account, amount) for account, amount in lines.items() if amount)

@@ -21,6 +21,7 @@ RETURNING = (
     Wallet.StakeSettled,
     Wallet.LotRefundRefused,
     Wallet.RefundFailed,
+    Wallet.WriteOffReversed,  # a reversed external refund repays the lot's loss first
 )
 COLUMNS = ("position", "line", "kind", "challenge_id", "tokens", "day", "event_time")
 # The only event classes that can make revenue lines; every other event is skipped at once.

@@ -40,6 +40,7 @@ BALANCE_FIELDS = (
     "written_off",
     "adjusted_in",
     "adjusted_out",
+    "unclaimed",
 )
 TX_COLUMNS = (
     "position",
@@ -101,6 +102,7 @@ class _Batch:
                 "user_id": e.user_id,
                 **dict.fromkeys(BALANCE_FIELDS, 0),
                 "lot_count": 0,
+                "closed": False,
                 "opened_at": p.at,
                 "updated_at": p.at,
                 "last_position": p.position,
@@ -270,6 +272,26 @@ class _Batch:
         w["written_off"] += e.written_off
         return "write_off", e.written_off, {"lot_id": e.lot_id, "reference": e.reference}
 
+    def _closed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["closed"] = True
+        return None, 0, {}
+
+    def _tokens_unclaimed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._take(w, e.moved, p)
+        w["unclaimed"] += e.tokens
+        return "unclaimed", e.tokens, {}
+
+    def _write_off_reversed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._give_back(w, e.returned, p)
+        if e.reopened:
+            self._lot(e.lot_id, p)["written_off"] = False
+        w["written_off"] -= e.written_off
+        return (
+            "write_off_reversed",
+            e.written_off,
+            {"lot_id": e.lot_id, "reference": e.reference},
+        )
+
     def _lot(self, lot_id: Any, p: Positioned) -> dict[str, Any]:
         lot = self.lots[_uuid(lot_id)]
         lot["last_position"] = p.position
@@ -353,6 +375,9 @@ CHANGES: dict[type[Any], Callable[[_Batch, dict[str, Any], Positioned, Any], Out
     W.LotFrozen: _Batch._lot_frozen,
     W.LotUnfrozen: _Batch._lot_unfrozen,
     W.LotWrittenOff: _Batch._lot_written_off,
+    W.Closed: _Batch._closed,
+    W.TokensUnclaimed: _Batch._tokens_unclaimed,
+    W.WriteOffReversed: _Batch._write_off_reversed,
 }
 
 
@@ -385,6 +410,8 @@ LOT_REFERENCES: dict[type[Any], Callable[[Any], Iterable[Any]] | None] = {
     W.LotFrozen: _the_lot,
     W.LotUnfrozen: _the_lot,
     W.LotWrittenOff: _the_lot,  # its ``taken`` is a token count, not lot pairs
+    W.TokensUnclaimed: lambda e: [pair[0] for pair in e.moved],
+    W.WriteOffReversed: _returned_lots,
 }
 
 

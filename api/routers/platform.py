@@ -10,6 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.payments import PgCheckoutSessions
 from api.deps import AdminUser, ServicesDep, wait_for_position
 from api.errors import ApiError
 from api.idempotency import run_creating
@@ -130,7 +131,7 @@ class ErasedOut(BaseModel):
         409: {"description": "the wallet still holds tokens or holds (`wallet_not_empty`)"},
     },
 )
-def erase(user_id: UUID, _: AdminUser, services: ServicesDep) -> ErasedOut:
+def erase(user_id: UUID, admin: AdminUser, services: ServicesDep) -> ErasedOut:
     """Erase a user's personal data and end their sessions (SPEC §7); the ledger is untouched.
 
     Refused (409 ``wallet_not_empty``, with what remains) while the wallet holds tokens or
@@ -140,7 +141,13 @@ def erase(user_id: UUID, _: AdminUser, services: ServicesDep) -> ErasedOut:
     if record is None:
         raise ApiError(404, "not_found", "no such user")
     if not record.erased:
-        erase_user(services.ledger, services.users, user_id)
+        erase_user(
+            services.ledger,
+            services.users,
+            user_id,
+            PgCheckoutSessions(services.db),
+            Cause.admin(admin.id),
+        )
         record = services.users.get(user_id)
     assert record is not None and record.erased_at is not None
     return ErasedOut(id=record.id, erased_at=record.erased_at)

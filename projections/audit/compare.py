@@ -39,6 +39,8 @@ WALLET_FIELDS: tuple[tuple[str, Callable[[Wallet], Any]], ...] = (
             "penalised",
             "adjusted_in",
             "adjusted_out",
+            "unclaimed",
+            "closed",
         )
     ),
     ("written_off", lambda w: w.written_off_total),

@@ -18,7 +18,11 @@ from domain.wallet import Wallet
 
 @dataclass(frozen=True)
 class LedgerTotals:
-    """SPEC §8 conservation: every token credited is in exactly one of these places."""
+    """SPEC §8 conservation: every token credited is in exactly one of these places.
+
+    ``unclaimed`` holds tokens that reached an erased user's wallet and no refund returned
+    (SPEC §7); it is never revenue.
+    """
 
     deposited: int
     adjusted_in: int
@@ -32,6 +36,7 @@ class LedgerTotals:
     written_off: int
     adjusted_out: int
     revenue: int
+    unclaimed: int = 0
 
     @property
     def credited(self) -> int:
@@ -49,6 +54,7 @@ class LedgerTotals:
             + self.cashed_out
             + self.written_off
             + self.adjusted_out
+            + self.unclaimed
             + self.revenue
         )
 
@@ -136,6 +142,7 @@ def totals(wallets: Sequence[Wallet], challenges: Iterable[Challenge]) -> Ledger
         written_off=sum(w.written_off_total for w in wallets),
         adjusted_out=sum(w.adjusted_out for w in wallets),
         revenue=settled_revenue - dispute_losses,
+        unclaimed=sum(w.unclaimed for w in wallets),
     )
 
 

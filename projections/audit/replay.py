@@ -41,6 +41,8 @@ MONEY_TOPICS = frozenset(
         W.LotFrozen,
         W.LotUnfrozen,
         W.LotWrittenOff,
+        W.TokensUnclaimed,
+        W.WriteOffReversed,
         Challenge.Settled,
     )
 )
@@ -180,9 +182,9 @@ def accounts(wallets: dict[UUID, Wallet], challenges: dict[UUID, Challenge]) -> 
     """The journal's account balances implied by the aggregates (non-zero ones).
 
     Users' available, frozen and pending tokens; open challenges' stakes and penalties;
-    platform revenue (fees and forfeits), dispute losses (what lots still owe) and
-    adjustments; Stripe's side: tokens bought (negative), refunded, taken by disputes and
-    transferred.
+    platform revenue (fees and forfeits), dispute losses (what lots still owe), adjustments
+    and unclaimed tokens of erased users; Stripe's side: tokens bought (negative), refunded,
+    taken by disputes and transferred.
     """
     out: defaultdict[str, int] = defaultdict(int)
     for w in wallets.values():
@@ -197,6 +199,7 @@ def accounts(wallets: dict[UUID, Wallet], challenges: dict[UUID, Challenge]) -> 
         out["stripe:refunds"] += w.refunded
         out["stripe:disputes"] += w.written_off_total
         out["stripe:transfers"] += w.cashed_out
+        out["platform:unclaimed"] += w.unclaimed
     for c in challenges.values():
         if c.status == SETTLED:
             out["platform:revenue"] += c.fee + c.forfeited

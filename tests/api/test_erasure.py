@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 from api.bootstrap import Services
 from api.cli import main as peerpush
 from application.erasure import Remaining, WalletNotEmpty, check_erasable, remaining_in
+from domain import ids
 from domain.aggregate import Cause
+from domain.errors import WalletClosed
 from domain.wallet import Wallet
 from tests.api.conftest import PASSWORD, Account, bearer
 from tests.api.test_challenges import challenge_body, next_midnight
@@ -43,18 +45,44 @@ def fund(services: Services, user_id: UUID, cents: int = 1_000) -> int:
     return int(services.ledger.wallet_of(user_id).available)
 
 
-def stream(services: Services) -> tuple[int, str]:
-    """The ledger's head and a digest of every stored event's bytes."""
+def stream(services: Services, upto: int | None = None) -> tuple[int, str]:
+    """The ledger's head and a digest of every stored event's bytes (up to ``upto``)."""
     db = services.db
+    upto = services.ledger.head() if upto is None else upto
     with psycopg.connect(db.url, autocommit=True) as conn:
         conn.execute(f'SET search_path TO "{db.schema}"')
         row = conn.execute(
             "SELECT count(*), md5(string_agg(notification_id::text || ':' || "
             "originator_id::text || ':' || originator_version::text || ':' || topic || ':' || "
-            "encode(state, 'hex'), ',' ORDER BY notification_id)) FROM ledger_events"
+            "encode(state, 'hex'), ',' ORDER BY notification_id)) FROM ledger_events "
+            "WHERE notification_id <= %s",
+            (upto,),
         ).fetchone()
     assert row is not None
-    return services.ledger.head(), f"{row[0]}:{row[1]}"
+    return upto, f"{row[0]}:{row[1]}"
+
+
+def assert_only_closed(
+    services: Services, before: tuple[int, str], account: Account, actor: str
+) -> None:
+    """Every event before the erasure is unchanged; the erasure added only the wallet's
+    ``Wallet.Closed`` (after ``Wallet.Opened`` if the user never had a wallet), which names
+    no personal data."""
+    assert stream(services, before[0]) == before
+    db = services.db
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{db.schema}"')
+        rows = conn.execute(
+            "SELECT originator_id, topic, convert_from(state, 'UTF8') FROM ledger_events "
+            "WHERE notification_id > %s ORDER BY notification_id",
+            (before[0],),
+        ).fetchall()
+    assert rows and rows[-1][1] == Wallet.Closed.TOPIC
+    assert [topic for _, topic, _ in rows[:-1]] in ([], [Wallet.Opened.TOPIC])
+    assert {originator for originator, _, _ in rows} == {ids.wallet_id(account.id)}
+    closed = rows[-1][2]
+    assert actor in closed
+    assert account.email not in closed and account.username not in closed
 
 
 def audit_verify(services: Services, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -191,7 +219,7 @@ def test_refused_while_a_withdrawal_is_in_flight_then_allowed_once_refunded(
     assert erased.status_code == 204, erased.text
     assert erased.content == b""
     assert_erased(api_client, api_services, account)
-    assert stream(api_services) == before
+    assert_only_closed(api_services, before, account, f"user:{account.id}")
     assert audit_verify(api_services, monkeypatch) == 0
     # The ledger still answers for the wallet, by id.
     assert ledger.wallet_of(account.id).refunded == tokens
@@ -211,7 +239,7 @@ def test_a_user_who_never_deposited_erases_themselves(
     r = erase_me(api_client, account)
     assert r.status_code == 204, r.text
     assert_erased(api_client, api_services, account)
-    assert stream(api_services) == before
+    assert_only_closed(api_services, before, account, f"user:{account.id}")
     assert audit_verify(api_services, monkeypatch) == 0
     # The email and username are free again: a new account, under a new id.
     again = api_client.post(
@@ -294,7 +322,7 @@ def test_an_admin_erases_a_user(
     # Again: the same answer, nothing changed.
     again = admin_erase(api_client, account.id, bearer(admin_token))
     assert again.status_code == 200 and again.json() == r.json()
-    assert stream(api_services) == before
+    assert_only_closed(api_services, before, account, "admin:")
     assert audit_verify(api_services, monkeypatch) == 0
 
 
@@ -360,3 +388,34 @@ def test_any_token_or_hold_refuses_erasure(
     with pytest.raises(WalletNotEmpty) as refused:
         check_erasable(wallet)
     assert refused.value.remaining == expected and refused.value.code == "wallet_not_empty"
+
+
+def test_refused_while_taking_part_in_an_open_challenge_even_without_a_stake(
+    api_client: TestClient, api_services: Services, register_user: Callable[..., Account]
+) -> None:
+    """A free challenge holds no token, but a payout could still reach the participant."""
+    account = register_user()
+    body = challenge_body(next_midnight(api_services.clock.now()), entry_stake=0)
+    created = api_client.post("/v1/challenges", json=body, headers=account.headers)
+    assert created.status_code == 201, created.text
+    published = api_client.post(
+        f"/v1/challenges/{created.json()['id']}/publish", headers=account.headers
+    )
+    assert published.status_code == 200, published.text
+
+    refused = assert_problem(erase_me(api_client, account), 409, "wallet_not_empty")
+    assert (refused["staked"], refused["challenges"]) == (0, 1)
+    assert_intact(api_client, api_services, account)
+
+
+def test_an_erased_users_wallet_is_closed_to_its_owners_commands(
+    api_client: TestClient, api_services: Services, register_user: Callable[..., Account]
+) -> None:
+    """Tokens reaching the wallet after the erasure are not the user's to stake or withdraw."""
+    account = register_user()
+    assert erase_me(api_client, account).status_code == 204
+    fund(api_services, account.id)  # a late payment
+    ledger = api_services.ledger
+    with pytest.raises(WalletClosed):
+        ledger.request_withdrawal(account.id, uuid4(), 1, Cause.user(account.id))
+    assert ledger.wallet_of(account.id).closed

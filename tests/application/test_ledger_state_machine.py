@@ -4,7 +4,9 @@ A hypothesis state machine plays four users, an admin, Stripe and the workers ag
 :class:`~application.ledger.Ledger`: deposits (some delivered twice, some disputed before they
 arrive), challenges created, edited, published, joined, proven, voted on, settled and
 cancelled, withdrawals refunded, refused and failing later, disputes won and lost, refunds made
-outside our flow, and admin adjustments, with business time moving forward in between.
+outside our flow (some failing later), admin adjustments, and users erased: their wallets
+closed, payments arriving late, a closed wallet's tokens refunded to the card once and the rest
+moved to ``unclaimed``, with business time moving forward in between.
 
 A refusal (a :class:`~domain.errors.DomainError`) is an expected outcome, and a refused
 command must change nothing: the stream head stays where it was. After every step the whole
@@ -41,6 +43,7 @@ from adapters.persistence import (
     ensure_schema,
     resolve_database_url,
 )
+from application.erasure import erase_user
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
@@ -55,6 +58,7 @@ from domain.errors import (
     OutcomeAlreadyRecorded,
     OwnSubmission,
     VoteRefused,
+    WalletClosed,
 )
 from domain.invite import InviteCode
 from domain.verification import PENDING, REJECTED, ProofFacts, Verification
@@ -71,6 +75,7 @@ TIMEZONES = ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo")
 WINDOWS = (("00:00", "00:00"), ("06:00", "22:00"), ("20:00", "04:00"))
 PHOTO_HASHES = tuple(c * 64 for c in "abc")
 REFUND_WORKER = Cause.worker("refunds")
+ERASURE_WORKER = Cause.worker("erasure")
 SETTLEMENT_DELAY = timedelta(hours=24)
 
 user_index = st.integers(0, len(USERS) - 1)
@@ -118,6 +123,13 @@ class ChallengeModel:
     photo_hashes: set[str] = field(default_factory=set)
 
 
+class NoAccounts:
+    """The users table, which this machine does not have: erasing changes no row."""
+
+    def erase(self, user_id: UUID) -> None:
+        return None
+
+
 class ReplayingLedger(Ledger):
     """The ledger with a snapshot every few events and (in :func:`replaying_ledger`) no
     aggregate cache, so that every command and every check rebuilds its aggregates from
@@ -148,6 +160,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.withdrawn: list[tuple[UUID, UUID, UUID]] = []
         self.outcomes: dict[tuple[UUID, UUID, UUID], str] = {}
         self.disputes: list[tuple[str, str]] = []  # (dispute id, payment intent id)
+        self.external_refunds: list[tuple[UUID, str]] = []  # (user, refund id) written off
+        self.erased: set[UUID] = set()
 
     def make_app(self, clock: AdjustableClock) -> Ledger:
         return replaying_ledger(clock)
@@ -276,11 +290,31 @@ class LedgerMachine(RuleBasedStateMachine):
         pi = credited[i % len(credited)]
         intent = self.intents[pi]
         cents = max(1, intent.cents * part // 4)
-        self.attempt(
+        refund_id = f"re_ext_{uuid4().hex[:8]}"
+        done = self.attempt(
             lambda: self.app.write_off_external_refund(
-                intent.user, pi, f"re_ext_{uuid4().hex[:8]}", cents, Cause.stripe("evt_refund")
+                intent.user, pi, refund_id, cents, Cause.stripe("evt_refund")
             )
         )
+        if done is not None:
+            self.external_refunds.append((intent.user, refund_id))
+
+    @precondition(lambda self: self.external_refunds)
+    @rule(i=pick)
+    def external_refund_fails_later(self, i: int) -> None:
+        """``refund.updated`` → failed or canceled for a refund made outside our flow: the
+        write-off is reversed once, and the lifetime written off falls by its w."""
+        user, refund_id = self.external_refunds[i % len(self.external_refunds)]
+        before = self.app.wallet_of(user)
+        head = self.app.head()
+        reversed_ = self.app.reverse_external_refund(user, refund_id, Cause.stripe("evt_fail"))
+        after = self.app.wallet_of(user)
+        if refund_id in before.write_offs:
+            assert reversed_ and self.app.head() > head
+            w = int(before.write_offs[refund_id][1])
+            assert after.written_off_total == before.written_off_total - w
+        else:
+            assert not reversed_ and self.app.head() == head, "reversed twice"
 
     # -- wallets: withdrawals and adjustments -------------------------------------------------
 
@@ -299,6 +333,9 @@ class LedgerMachine(RuleBasedStateMachine):
         command = partial(
             self.app.request_withdrawal, user_id, withdrawal_id, tokens, Cause.user(user_id)
         )
+        if user_id in self.erased:
+            self.refused(command, WalletClosed)
+            return
         if wallet is not None and tokens > refundable:
             self.refused(command, NotRefundable)
             return
@@ -392,6 +429,61 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         command()
         assert self.available(user_id) == before + (tokens if credit else -tokens)
+
+    # -- erasure (SPEC §7) ----------------------------------------------------------------------
+
+    @rule(user=user_index, empty_first=st.booleans())
+    def erase(self, user: int, empty_first: bool) -> None:
+        """Refused while the wallet holds anything or the user takes part in an open
+        challenge; otherwise the wallet is closed to its owner. ``empty_first``: an admin
+        debits what is available first, so that erasures are reached often."""
+        user_id = USERS[user]
+        available = self.available(user_id)
+        if empty_first and available and user_id not in self.erased:
+            self.adjust(user, False, available)
+        erased = self.attempt(lambda: erase_user(self.app, NoAccounts(), user_id) or True)
+        if erased is None:
+            assert user_id in self.erased or not self.app.wallet_of(user_id).closed
+            return
+        assert self.app.wallet_of(user_id).closed
+        assert not self.app.challenges_joined_by(user_id)
+        self.erased.add(user_id)
+
+    @precondition(lambda self: self.erased)
+    @rule(i=pick, cents=st.sampled_from([100, 1_000]))
+    def late_payment(self, i: int, cents: int) -> None:
+        """A payment credited to an erased user's wallet: the tokens are not theirs to move."""
+        user_id = sorted(self.erased)[i % len(self.erased)]
+        pi = f"pi_{len(self.intents)}"
+        self.intents[pi] = Intent(user_id, cents)
+        self.deliver(pi)
+        self.refused(
+            partial(self.app.request_withdrawal, user_id, uuid4(), 1, Cause.user(user_id)),
+            WalletClosed,
+        )
+
+    @precondition(lambda self: self.erased)
+    @rule(i=pick)
+    def erasure_worker(self, i: int) -> None:
+        """The worker's pass over a closed wallet: one refund-withdrawal of the lots still
+        refundable to the card (their outcomes come from the refund rules), and the rest to
+        ``unclaimed``; a lot is never held for a second refund after the closing."""
+        user_id = sorted(self.erased)[i % len(self.erased)]
+        withdrawal_id = uuid4()
+        before = self.app.wallet_of(user_id)
+        tried = set(before.erasure_tried)
+        self.app.request_erasure_refund(user_id, withdrawal_id, ERASURE_WORKER)
+        wallet = self.app.wallet_of(user_id)
+        hold = wallet.withdrawals.get(str(withdrawal_id))
+        for lot in hold.lots if hold else ():
+            assert lot not in tried, "a lot refunded twice after the closing"
+            key = (user_id, withdrawal_id, UUID(lot))
+            self.withdrawn.append(key)
+            self.outcomes[key] = "pending"
+        self.app.move_unclaimed(user_id, ERASURE_WORKER)
+        after = self.app.wallet_of(user_id)
+        assert after.available == 0, "a closed wallet kept usable tokens"
+        assert after.unclaimed >= before.unclaimed
 
     # -- challenges ---------------------------------------------------------------------------
 
@@ -985,6 +1077,23 @@ def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> N
         every_step_checked(m)
 
         m.time_reaches_a_challenge(i=0, hours=0, after_settlement=True, worker_runs=True)
+        every_step_checked(m)
+
+        # An external refund failing later; the poor user erased, paid late, refunded once,
+        # the refund failing: those tokens end unclaimed.
+        m.external_refund_fails_later(i=len(m.external_refunds) - 1)
+        m.external_refund_fails_later(i=len(m.external_refunds) - 1)
+        if m.available(poor):
+            m.adjust(user=1, credit=False, tokens=m.available(poor))
+        m.erase(user=1, empty_first=False)
+        assert poor in m.erased
+        m.late_payment(i=0, cents=1_000)
+        m.adjust(user=1, credit=True, tokens=7)
+        m.erasure_worker(i=0)
+        m.refund_worker_records_outcome(i=len(m.withdrawn) - 1, stray=1, refund=True)
+        m.refund_fails_later(i=len(m.withdrawn) - 1, stray=1)
+        m.erasure_worker(i=0)
+        assert m.app.wallet_of(poor).unclaimed == 1_007
         every_step_checked(m)
         settled = m.app.challenge(main.challenge_id)
         assert settled.status == SETTLED and settled.pool == 0

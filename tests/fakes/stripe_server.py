@@ -220,7 +220,9 @@ class FakeStripe:
             raise StripeError(400, "charge_disputed", "This charge is disputed.")
         amount = int(p.get("amount", intent["amount_received"]))
         left = intent["amount_received"] - sum(
-            r["amount"] for r in self._refunds_of(intent["id"]) if r["status"] != "failed"
+            r["amount"]
+            for r in self._refunds_of(intent["id"])
+            if r["status"] not in ("failed", "canceled")
         )
         if left <= 0:
             raise StripeError(400, "charge_already_refunded", "Charge has already been refunded.")
@@ -340,11 +342,12 @@ class FakeStripe:
             }
             return self.event("charge.refunded", charge)
 
-    def fail_refund(self, refund_id: str) -> dict[str, Any]:
-        """The card's bank sends the money back: ``refund.updated`` with status failed."""
+    def fail_refund(self, refund_id: str, status: str = "failed") -> dict[str, Any]:
+        """The card's bank sends the money back (``failed``), or the refund is ``canceled``:
+        ``refund.updated`` with that status."""
         with self.lock:
             refund = self.refunds[refund_id]
-            refund.update(status="failed", failure_reason="expired_or_canceled_card")
+            refund.update(status=status, failure_reason="expired_or_canceled_card")
             return self.event("refund.updated", dict(refund))
 
     def refunds_for(self, metadata: dict[str, str]) -> list[dict[str, Any]]:

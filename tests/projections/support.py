@@ -155,6 +155,8 @@ BALANCES = (
     "penalised",
     "adjusted_in",
     "adjusted_out",
+    "unclaimed",
+    "closed",
 )
 
 
@@ -324,6 +326,7 @@ def _journal_matches(ws: dict[UUID, Wallet], cs: dict[UUID, Any], accounts: dict
         "platform:adjustments": sum(w.adjusted_out - w.adjusted_in for w in wallets_),
         "platform:dispute_losses": -sum(lot.loss for w in wallets_ for lot in w.lots.values()),
         "platform:revenue": sum(c.fee + c.forfeited for c in settled),
+        "platform:unclaimed": sum(w.unclaimed for w in wallets_),
     }
     got = {k: balance(k) for k in platform}
     assert got == platform, f"journal platform accounts: {got} != {platform}"
