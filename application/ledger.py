@@ -37,7 +37,7 @@ from application.settings import LedgerSettings
 from application.transcodings import snapshot_transcodings
 from domain import ids
 from domain.aggregate import Cause, LedgerAggregate
-from domain.challenge import ACTIVE, Challenge
+from domain.challenge import ACTIVE, Cancellation, Challenge
 from domain.errors import (
     ConcurrencyConflict,
     Forbidden,
@@ -430,6 +430,12 @@ class Ledger(Application[UUID]):
             if outcome is None:
                 return Receipt(self._head())
             changed: list[LedgerAggregate] = [challenge]
+            if isinstance(outcome, Cancellation):
+                for participant in outcome.participants:
+                    wallet = self._wallet(participant.user_id, cause)
+                    wallet.return_holds(challenge_id, cause, at)
+                    changed.append(wallet)
+                return self._save(*changed)
             for result in outcome.results:
                 wallet = self._wallet(result.user_id, cause)
                 wallet.settle_stake(challenge_id, result.share, cause, at)
