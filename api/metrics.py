@@ -22,3 +22,8 @@ PROJECTION_LAG = Gauge(
     "Events the read models are behind the stream",
     registry=REGISTRY,
 )
+SETTLEMENT_FAILURES = Counter(
+    "peerpush_settlement_failures_total",
+    "Challenges whose settlement failed in a worker pass (each is retried on the next pass)",
+    registry=REGISTRY,
+)

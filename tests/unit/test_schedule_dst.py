@@ -55,8 +55,7 @@ def test_an_overnight_window_on_the_spring_forward_night_leaves_both_slots_filla
 
     expected = expected_slots(starts, ends, "daily", w, NEW_YORK)
     filled = {
-        slot_of(starts + timedelta(minutes=m), "daily", w, NEW_YORK)
-        for m in range(0, 24 * 60, 5)
+        slot_of(starts + timedelta(minutes=m), "daily", w, NEW_YORK) for m in range(0, 24 * 60, 5)
     }
 
     assert all(slot in filled for slot in expected), (expected, filled)
