@@ -20,6 +20,7 @@ from application.ports import AdjustableClock
 from application.withdrawals import WithdrawalWorker
 from tests.api.conftest import Account, api_config
 from tests.fakes.stripe_server import API_KEY, FakeStripe
+from tests.invariants import check_wallet
 
 Register = Callable[..., Account]
 URLS = {"success_url": "https://app.test/paid", "cancel_url": "https://app.test/cancelled"}
@@ -490,4 +491,5 @@ def test_a_lost_dispute_on_a_lot_refunded_outside_our_flow_is_a_platform_loss(
     assert (after["available"], after["frozen"], after["written_off"]) == (0, 0, 1400)
     lot = next(iter(api_services.ledger.wallet_of(account.id).lots.values()))
     assert lot.loss == 700
+    check_wallet(api_services.ledger.wallet_of(account.id))
     assert _dispute_losses(api_client, api_services, admin_token) == losses_before + 700

@@ -16,6 +16,7 @@ from domain.errors import (
     OutcomeAlreadyRecorded,
 )
 from domain.wallet import Wallet
+from tests.invariants import check_wallet
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 WINDOW = timedelta(days=90)
@@ -436,6 +437,7 @@ def test_a_lost_dispute_on_a_lot_refunded_outside_our_flow_is_wholly_a_platform_
     assert (w.lot(A).remaining, w.lot(A).loss, w.lot(A).written_off) == (0, 1_000, True)
     assert (w.available, w.frozen, w.written_off_total) == (300, 0, 2_000)
     assert not w.lot(A).frozen and not w.disputes
+    check_wallet(w)
 
 
 def test_a_won_dispute_on_a_lot_refunded_outside_our_flow_changes_no_balance() -> None:
