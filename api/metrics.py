@@ -84,3 +84,10 @@ def serve_internal(listen: str) -> WSGIServer:
     host, port = address
     server, _ = start_http_server(port, addr=host, registry=exposed_registry())
     return server
+
+
+SETTLEMENT_FAILURES = Counter(
+    "peerpush_settlement_failures_total",
+    "Challenges whose settlement failed in a worker pass (each is retried on the next pass)",
+    registry=REGISTRY,
+)

@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 from adapters.payments import PgLocks
 from api.bootstrap import Services
+from api.metrics import SETTLEMENT_FAILURES
+from application.ledger import Ledger
+from application.receipts import Swept
 from application.withdrawals import WithdrawalWorker
 
 log = logging.getLogger("peerpush.workers")
@@ -26,7 +29,7 @@ class Workers:
 
     def start(self) -> None:
         self._spawn("projections", lambda: self.services.projector.run_forever(self.stop))
-        self._spawn("settlement", self._every(self.services.ledger.settle_due))
+        self._spawn("settlement", self._every(lambda: settlement_pass(self.services.ledger)))
         for name, task in extra_tasks(self.services):
             self._spawn(name, self._every(task))
 
@@ -59,6 +62,15 @@ class Workers:
         thread = threading.Thread(target=guarded, name=f"peerpush-{name}", daemon=True)
         thread.start()
         self.threads.append(thread)
+
+
+def settlement_pass(ledger: Ledger) -> Swept:
+    """One settlement pass; challenges that failed are counted (they are retried next pass)."""
+    swept = ledger.settle_due()
+    if swept.failed:
+        SETTLEMENT_FAILURES.inc(len(swept.failed))
+        log.warning("%d challenge(s) failed to settle: %s", len(swept.failed), swept.failed)
+    return swept
 
 
 def extra_tasks(services: Services) -> list[tuple[str, Callable[[], object]]]:

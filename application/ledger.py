@@ -10,6 +10,7 @@ commands can later share one transaction (group commit).
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import string
@@ -23,6 +24,7 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import IntegrityError, Transcoder
 
+from application.due import DueIndex
 from application.ports import Clock, SystemClock
 from application.receipts import (
     ChallengeCreated,
@@ -37,7 +39,7 @@ from application.settings import LedgerSettings
 from application.transcodings import snapshot_transcodings
 from domain import ids
 from domain.aggregate import Cause, LedgerAggregate
-from domain.challenge import ACTIVE, Challenge
+from domain.challenge import ACTIVE, Cancellation, Challenge
 from domain.errors import (
     ConcurrencyConflict,
     Forbidden,
@@ -52,16 +54,12 @@ from domain.tokens import positive_tokens
 from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
+log = logging.getLogger("peerpush.settlement")
 T = TypeVar("T")
 UNKNOWN_INVITE_CODE = "no challenge has that invite code"
 
 A = TypeVar("A", bound=LedgerAggregate)
 
-LIFECYCLE_TOPICS = (
-    Challenge.Published.TOPIC,
-    Challenge.Settled.TOPIC,
-    Challenge.Cancelled.TOPIC,
-)
 INVITE_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -111,9 +109,8 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.from_env(env or {})
-        self._open: dict[UUID, None] = {}
-        self._lifecycle_seen = 0
-        self._open_lock = threading.Lock()
+        self._due = DueIndex(self.settings.settlement_delay)
+        self._due_lock = threading.Lock()
 
     def construct_repository(self) -> Repository[UUID]:
         library = super().construct_repository()
@@ -289,7 +286,7 @@ class Ledger(Application[UUID]):
         self, owner_id: UUID, cause: Cause, challenge_id: UUID | None = None, **terms: Any
     ) -> ChallengeCreated:
         """Draft a challenge and claim a fresh invite code for it."""
-        checked = make_terms(self.settings.challenge_limits, **terms)
+        checked = make_terms(self.settings.challenge_limits, now=self._now(), **terms)
         challenge_id = challenge_id or uuid4()
 
         def attempt() -> ChallengeCreated:
@@ -308,7 +305,7 @@ class Ledger(Application[UUID]):
         def attempt() -> Receipt:
             challenge = self._get(Challenge, challenge_id)
             merged = {**challenge.terms.as_fields(), **changes}
-            terms = make_terms(self.settings.challenge_limits, **merged)
+            terms = make_terms(self.settings.challenge_limits, now=self._now(), **merged)
             challenge.edit(by, terms, cause, self._now())
             return self._save(challenge)
 
@@ -456,9 +453,16 @@ class Ledger(Application[UUID]):
     ) -> Receipt:
         """Divide the pool; saves the challenge, every participant's wallet and every
         still-pending verification together, so a racing join or vote lands before it or
-        not at all. Settling twice is a no-op."""
+        not at all. Settling twice is a no-op. A challenge that started with fewer than two
+        participants is cancelled instead, its stakes returned in the same save."""
+        return self._settle(challenge_id, by, cause, is_admin=is_admin)[0]
 
-        def attempt() -> Receipt:
+    def _settle(
+        self, challenge_id: UUID, by: UUID | None, cause: Cause, *, is_admin: bool = False
+    ) -> tuple[Receipt, str]:
+        """The settle command; also says what it did: ``settled``, ``cancelled`` or ``none``."""
+
+        def attempt() -> tuple[Receipt, str]:
             challenge = self._get(Challenge, challenge_id)
             if by is not None and not is_admin and by != challenge.owner_id:
                 raise Forbidden("only the owner or an admin may settle")
@@ -467,8 +471,14 @@ class Ledger(Application[UUID]):
                 self.settings.platform_fee_bps, self.settings.settlement_delay, cause, at
             )
             if outcome is None:
-                return Receipt(self._head())
+                return Receipt(self._head()), "none"
             changed: list[LedgerAggregate] = [challenge]
+            if isinstance(outcome, Cancellation):
+                for participant in outcome.participants:
+                    wallet = self._wallet(participant.user_id, cause)
+                    wallet.return_holds(challenge_id, cause, at)
+                    changed.append(wallet)
+                return self._save(*changed), "cancelled"
             for result in outcome.results:
                 wallet = self._wallet(result.user_id, cause)
                 wallet.settle_stake(challenge_id, result.share, cause, at)
@@ -477,34 +487,47 @@ class Ledger(Application[UUID]):
                 verification = self._get(Verification, submission_id)
                 verification.close(cause, at)
                 changed.append(verification)
-            return self._save(*changed)
+            return self._save(*changed), "settled"
 
         return self._retrying(attempt)
 
     def settle_due(self, now: datetime | None = None) -> Swept:
         """The settlement worker's pass: settle what is due, cancel what cannot run.
 
-        Idempotent and resumable: each challenge is its own command, so a crash leaves the
-        rest for the next pass, and a challenge already settled or cancelled is skipped.
+        Only challenges whose due time has passed are loaded (see :class:`DueIndex`), so a
+        pass costs what is due, not what is open. Each challenge is its own command: one
+        that fails, with any error, is logged, reported in ``failed`` and retried on the
+        next pass, and does not hold up the others.
         """
         now = now or self._now()
         settled: list[UUID] = []
         cancelled: list[UUID] = []
+        failed: list[UUID] = []
+        retry: list[tuple[datetime, UUID]] = []
         cause = Cause.worker("settlement", f"sweep:{now.isoformat()}")
-        for challenge_id in self.open_challenges():
-            challenge = self._get(Challenge, challenge_id)
-            if challenge.status != ACTIVE:
-                continue
+        with self._due_lock:
+            self._due.refresh(self._notifications, self.mapper.to_domain_event)
+            due = self._due.pop_due(now)
+        for when, challenge_id in due:
             try:
-                if now >= challenge.terms.starts_at and len(challenge.participants) < 2:
-                    self.cancel(challenge_id, None, cause, reason="fewer than 2 participants")
-                    cancelled.append(challenge_id)
-                elif now >= challenge.settles_at(self.settings.settlement_delay):
-                    self.settle(challenge_id, None, cause)
-                    settled.append(challenge_id)
+                _, done = self._settle(challenge_id, None, cause)
             except NotSettleable:
+                # Closed meanwhile (then the index drops it), or not due by the ledger's own
+                # clock yet: look again next pass.
+                retry.append((when, challenge_id))
                 continue
-        return Swept(self._head(), tuple(settled), tuple(cancelled))
+            except Exception:
+                log.exception("settling challenge %s failed; retried next pass", challenge_id)
+                failed.append(challenge_id)
+                retry.append((when, challenge_id))
+                continue
+            if done == "settled":
+                settled.append(challenge_id)
+            elif done == "cancelled":
+                cancelled.append(challenge_id)
+        with self._due_lock:
+            self._due.push_back(retry)
+        return Swept(self._head(), tuple(settled), tuple(cancelled), tuple(failed))
 
     # -- reading the store ----------------------------------------------------------------
 
@@ -519,19 +542,12 @@ class Ledger(Application[UUID]):
     def open_challenges(self) -> list[UUID]:
         """Published challenges not yet settled or cancelled, from the stream itself.
 
-        Read incrementally: each call reads only lifecycle events after the last one it saw.
-        The set is a cache of the stream, rebuilt from scratch by a new process, so no other
-        process depends on it.
+        Read incrementally, like the due index it comes from: a cache of the stream,
+        rebuilt from scratch by a new process, so no other process depends on it.
         """
-        with self._open_lock:
-            start = self._lifecycle_seen + 1
-            for notification in self._notifications(LIFECYCLE_TOPICS, start=start):
-                if notification.topic == Challenge.Published.TOPIC:
-                    self._open[notification.originator_id] = None
-                else:
-                    self._open.pop(notification.originator_id, None)
-                self._lifecycle_seen = notification.id
-            return list(self._open)
+        with self._due_lock:
+            self._due.refresh(self._notifications, self.mapper.to_domain_event)
+            return self._due.open_ids()
 
     def wallet_of(self, user_id: UUID) -> Wallet:
         return self._existing_wallet(user_id)

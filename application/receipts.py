@@ -51,7 +51,8 @@ class VoteCounted(Receipt):
 
 @dataclass(frozen=True)
 class Swept(Receipt):
-    """What one pass of the settlement worker did."""
+    """What one pass of the settlement worker did; ``failed`` are retried on the next."""
 
     settled: tuple[UUID, ...]
     cancelled: tuple[UUID, ...]
+    failed: tuple[UUID, ...] = ()

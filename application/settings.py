@@ -21,6 +21,8 @@ class LedgerSettings:
     max_participants: int = 500
     max_deposit_tokens_day: int = 100_000
     command_retries: int = 12
+    max_start_ahead_days: int = 365
+    max_duration_days: int = 366
 
     @property
     def refund_window(self) -> timedelta:
@@ -32,7 +34,12 @@ class LedgerSettings:
 
     @property
     def challenge_limits(self) -> ChallengeLimits:
-        return ChallengeLimits(self.max_entry_stake, self.max_participants)
+        return ChallengeLimits(
+            self.max_entry_stake,
+            self.max_participants,
+            self.max_start_ahead_days,
+            self.max_duration_days,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LedgerSettings:
@@ -47,9 +54,15 @@ class LedgerSettings:
             "max_participants": "MAX_PARTICIPANTS",
             "max_deposit_tokens_day": "MAX_DEPOSIT_TOKENS_DAY",
             "command_retries": "COMMAND_RETRIES",
+            "max_start_ahead_days": "MAX_START_AHEAD_DAYS",
+            "max_duration_days": "MAX_DURATION_DAYS",
         }
         given = {field: int(env[var]) for field, var in names.items() if env.get(var)}
         settings = cls(**given)
         if settings.token_price_usd_cents <= 0 or not 0 <= settings.platform_fee_bps <= 10_000:
             raise ValueError("TOKEN_PRICE_USD_CENTS must be > 0, PLATFORM_FEE_BPS 0..10000")
+        if not (
+            0 < settings.max_start_ahead_days <= 3_660 and 0 < settings.max_duration_days <= 3_660
+        ):
+            raise ValueError("MAX_START_AHEAD_DAYS and MAX_DURATION_DAYS must be 1..3660")
         return settings

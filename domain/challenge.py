@@ -80,6 +80,13 @@ class Outcome:
     pending_submissions: tuple[UUID, ...]
 
 
+@dataclass(frozen=True)
+class Cancellation:
+    """A settle that cancelled instead: these participants' stakes and penalties go back."""
+
+    participants: tuple[Participant, ...]
+
+
 class Challenge(LedgerAggregate):
     TOPIC = "peerpush:Challenge"
 
@@ -368,12 +375,23 @@ class Challenge(LedgerAggregate):
             penalty=penalty,
         )
 
-    def settle(self, fee_bps: int, delay: timedelta, cause: Cause, at: datetime) -> Outcome | None:
-        """Divide the pool once the settlement time has passed; settling twice is a no-op."""
+    def settle(
+        self, fee_bps: int, delay: timedelta, cause: Cause, at: datetime
+    ) -> Outcome | Cancellation | None:
+        """Divide the pool once the settlement time has passed; settling twice is a no-op.
+
+        A challenge that started with fewer than two participants has nobody to compete
+        with: whoever asks for the settle (owner, admin or worker), it is cancelled and every
+        stake goes back, so a lone stake can never become revenue.
+        """
         if self.status == SETTLED:
             return None
         if self.status != ACTIVE:
             raise NotSettleable(f"the challenge is {self.status}")
+        if len(self.participants) < 2 and at >= self.terms.starts_at:
+            return Cancellation(
+                tuple(self.cancel(None, False, "fewer than 2 participants", cause, at))
+            )
         if at < self.settles_at(delay):
             raise NotSettleable(f"the challenge settles at {self.settles_at(delay).isoformat()}")
         accepted: dict[str, set[str]] = {}

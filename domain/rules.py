@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -30,6 +30,10 @@ class ChallengeLimits:
 
     max_entry_stake: int = 100_000
     max_participants: int = 500
+    # Dates bounded so that every derived instant (settlement time, slot days) stays well
+    # inside what a datetime can hold, and a challenge cannot sit unsettled for ever.
+    max_start_ahead_days: int = 365
+    max_duration_days: int = 366
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,15 @@ class ChallengeTerms:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-def make_terms(limits: ChallengeLimits = ChallengeLimits(), **given: Any) -> ChallengeTerms:
-    """Validate the owner's choices; the first rule broken is named in the error."""
+def make_terms(
+    limits: ChallengeLimits = ChallengeLimits(), *, now: datetime | None = None, **given: Any
+) -> ChallengeTerms:
+    """Validate the owner's choices; the first rule broken is named in the error.
+
+    ``now`` is the application clock: ``starts_at`` may be at most
+    ``limits.max_start_ahead_days`` after it (a far-future date would otherwise overflow the
+    settlement time and stop the worker). Without it only the duration is bounded.
+    """
     name = _text(given.get("name"), "name", 3, 120)
     description = _text(given.get("description", ""), "description", 0, 2_000)
     visibility = _choice(given.get("visibility", "public"), "visibility", VISIBILITIES)
@@ -78,6 +89,10 @@ def make_terms(limits: ChallengeLimits = ChallengeLimits(), **given: Any) -> Cha
     ends_at = _aware(given.get("ends_at"), "ends_at")
     if not starts_at < ends_at:
         raise InvalidField("starts_at must be before ends_at")
+    if ends_at - starts_at > timedelta(days=limits.max_duration_days):
+        raise InvalidField(f"a challenge may last at most {limits.max_duration_days} days")
+    if now is not None and starts_at - now > timedelta(days=limits.max_start_ahead_days):
+        raise InvalidField(f"starts_at may be at most {limits.max_start_ahead_days} days from now")
     entry_stake = non_negative_tokens(
         given.get("entry_stake", 0), what="entry_stake", limit=limits.max_entry_stake
     )

@@ -28,6 +28,8 @@ _FREQUENCIES: frozenset[str] = frozenset(get_args(Frequency))
 _HOST_DEPENDENT_KEYS: frozenset[str] = frozenset({"localtime", "posixrules"})
 _ONE_DAY = timedelta(days=1)
 _FRIDAY = 4
+# How many local dates before an instant's own a window containing it can have opened on.
+_LOOKBACK_DAYS = 2
 
 
 @dataclass(frozen=True)
@@ -104,21 +106,42 @@ def window_bounds(day: date, window: TimeWindow, tz: ZoneInfo) -> tuple[datetime
 def slot_of(at: datetime, frequency: Frequency, window: TimeWindow, tz: ZoneInfo) -> date | None:
     """The slot a proof submitted at ``at`` counts for, or None when no counting window is open.
 
-    Only windows opening on the local date of ``at`` or the day before can contain it (an
-    overnight window reaches at most into the next date). Around a DST gap two consecutive
-    windows can overlap (a 03:00-02:30 window's end is pushed past the next start); the
-    window that opened last wins, because that is the one the wall clock says is running.
+    Windows never overlap (see :func:`counting_bounds`), so at most one contains ``at``. Only
+    windows opening on the local date of ``at`` or the two days before can contain it: an
+    overnight window reaches into the next date, and a skipped calendar day (Pacific/Apia,
+    30 December 2011) can push its close one date further.
     """
     _require_aware(at, "at")
     _require_frequency(frequency)
     local_day = at.astimezone(tz).date()
-    for day in (local_day, local_day - _ONE_DAY):
+    for back in range(_LOOKBACK_DAYS + 1):
+        day = local_day - back * _ONE_DAY
         if not _counts(day, frequency):
             continue
-        opens, closes = window_bounds(day, window, tz)
+        opens, closes = counting_bounds(day, frequency, window, tz)
         if opens <= at < closes:
             return _slot_for_opening(day, frequency)
     return None
+
+
+def counting_bounds(
+    day: date, frequency: Frequency, window: TimeWindow, tz: ZoneInfo
+) -> tuple[datetime, datetime]:
+    """``[open, close)`` in UTC of the window opening on ``day``, as submissions see it.
+
+    Windows never overlap: a window closes at the earlier of its own close and the opening
+    of the next slot's window. Around a DST change (a 03:00-02:30 window on the night the
+    clocks spring forward) the wall-clock close can otherwise fall after the next opening,
+    and the two windows would share an instant that only one slot can get: the other slot
+    would be expected yet impossible to fill. :func:`slot_of` and :func:`expected_slots`
+    both use these bounds, so every expected slot has an instant that counts for it.
+    """
+    opens, closes = window_bounds(day, window, tz)
+    following = day + _ONE_DAY
+    while not _counts(following, frequency):
+        following += _ONE_DAY
+    next_opens = local_instant(following, window.start, tz)
+    return opens, max(opens, min(closes, next_opens))
 
 
 def expected_slots(
@@ -130,11 +153,12 @@ def expected_slots(
 ) -> tuple[date, ...]:
     """Sorted distinct slots a participant must fill between ``starts_at`` and ``ends_at``.
 
-    A slot is expected when its (non-empty) window overlaps ``[starts_at, ends_at)``: a
-    window closing at or before the start, or opening at or after the end, is not. A weekly
-    slot (its Monday) is expected when any day's window in that week overlaps. Only local
-    dates from the day before ``starts_at`` to the day of ``ends_at`` can qualify, so the
-    cost is one step per day of the challenge. An empty range expects nothing.
+    A slot is expected when its (non-empty) window, as :func:`counting_bounds` gives it,
+    overlaps ``[starts_at, ends_at)``: a window closing at or before the start, or opening at
+    or after the end, is not. A weekly slot (its Monday) is expected when any day's window in
+    that week overlaps. Only local dates from two days before ``starts_at`` to the day of
+    ``ends_at`` can qualify, so the cost is one step per day of the challenge. An empty
+    range expects nothing.
     """
     _require_aware(starts_at, "starts_at")
     _require_aware(ends_at, "ends_at")
@@ -142,11 +166,11 @@ def expected_slots(
     if ends_at <= starts_at:
         return ()
     slots: list[date] = []
-    day = starts_at.astimezone(tz).date() - _ONE_DAY
+    day = starts_at.astimezone(tz).date() - _LOOKBACK_DAYS * _ONE_DAY
     last_day = ends_at.astimezone(tz).date()
     while day <= last_day:
         if _counts(day, frequency):
-            opens, closes = window_bounds(day, window, tz)
+            opens, closes = counting_bounds(day, frequency, window, tz)
             if opens < closes and opens < ends_at and closes > starts_at:
                 slot = _slot_for_opening(day, frequency)
                 # Days are visited in order, so a repeat can only be the last weekly Monday.

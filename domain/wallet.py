@@ -751,8 +751,17 @@ class Wallet(LedgerAggregate):
         self.freeze_lot(UUID(lot_id), dispute_id, cause, at)
 
     def freeze_lot(self, lot_id: UUID, dispute_id: str, cause: Cause, at: datetime) -> None:
+        """Freeze the lot for this dispute.
+
+        A lot already wholly written off (refunded outside our flow) has nothing left to
+        freeze, but the dispute is recorded all the same (``tokens=0``): if it is lost, the
+        card money goes a second time and its whole w must be booked as the platform's loss.
+        """
         lot = self.lot(lot_id)
-        if lot.frozen or lot.written_off:
+        if lot.frozen and not lot.written_off:
+            return
+        if lot.written_off:
+            self._record(self.LotFrozen, cause, at, dispute_id=dispute_id, lot_id=lot_id, tokens=0)
             return
         self._record(
             self.LotFrozen, cause, at, dispute_id=dispute_id, lot_id=lot_id, tokens=lot.remaining

@@ -362,3 +362,21 @@ def test_bad_challenges_are_refused_with_problem_details(stack: Stack) -> None:
     assert r.status_code == 402 and r.json()["code"] == "insufficient_funds"
     assert owner.get(f"/challenges/{uuid.uuid4()}").status_code == 404
     assert stack.client.get(f"/v1/challenges/{cid}").status_code == 401
+
+
+def test_challenge_dates_too_far_ahead_or_too_long_are_refused_before_anything_is_recorded(
+    stack: Stack,
+) -> None:
+    owner = stack.user(50)
+    starts_at = next_midnight(stack.now())
+    cases = [
+        challenge_body(datetime(9999, 12, 29, tzinfo=UTC)),
+        challenge_body(next_midnight(stack.now(), days=400)),
+        challenge_body(starts_at, ends_at=(starts_at + timedelta(days=367)).isoformat()),
+    ]
+    head = stack.services.ledger.head()
+    for body in cases:
+        r = owner.post("/challenges", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    assert stack.services.ledger.head() == head

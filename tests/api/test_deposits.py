@@ -20,6 +20,7 @@ from application.ports import AdjustableClock
 from application.withdrawals import WithdrawalWorker
 from tests.api.conftest import Account, api_config
 from tests.fakes.stripe_server import API_KEY, FakeStripe
+from tests.invariants import check_wallet
 
 Register = Callable[..., Account]
 # Return URLs are on the public origin (the default base URL, http://127.0.0.1:8000).
@@ -460,3 +461,39 @@ def test_event_ids_are_kept_as_the_cause_of_every_ledger_event(
     )
 
     assert (credit.actor, credit.request_id) == ("stripe", completed["id"])
+
+
+def _dispute_losses(client: TestClient, services: Services, admin_token: str) -> int:
+    services.projector.catch_up()
+    got = client.get("/v1/platform/revenue", headers={"Authorization": f"Bearer {admin_token}"})
+    assert got.status_code == 200, got.text
+    return sum(int(row["dispute_losses"]) for row in got.json()["items"])
+
+
+def test_a_lost_dispute_on_a_lot_refunded_outside_our_flow_is_a_platform_loss(
+    api_client: TestClient,
+    api_services: Services,
+    fake_stripe: FakeStripe,
+    register_user: Register,
+    admin_token: str,
+) -> None:
+    account = register_user()
+    price = api_services.ledger.settings.token_price_usd_cents
+    intent, (completed, _) = paid_deposit(api_client, fake_stripe, account, 700)
+    deliver(api_client, fake_stripe, completed)
+    refunded = fake_stripe.refund_outside(intent, 700 * price)
+    assert deliver(api_client, fake_stripe, refunded).json()["outcome"] == "written_off"
+    losses_before = _dispute_losses(api_client, api_services, admin_token)
+
+    created = fake_stripe.dispute(intent)
+    assert deliver(api_client, fake_stripe, created).json()["outcome"] == "dispute_opened"
+    closed = fake_stripe.close_dispute(created["data"]["object"]["id"], "lost")
+    assert deliver(api_client, fake_stripe, closed).json()["outcome"] == "dispute_lost"
+    assert deliver(api_client, fake_stripe, closed).json()["outcome"] == "duplicate"
+
+    after = wallet(api_client, api_services, account)
+    assert (after["available"], after["frozen"], after["written_off"]) == (0, 0, 1400)
+    lot = next(iter(api_services.ledger.wallet_of(account.id).lots.values()))
+    assert lot.loss == 700
+    check_wallet(api_services.ledger.wallet_of(account.id))
+    assert _dispute_losses(api_client, api_services, admin_token) == losses_before + 700

@@ -786,7 +786,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 lambda: self.app.settle(c.challenge_id, other, Cause.user(other)), Forbidden
             )
             return
-        was = self.app.challenge(c.challenge_id).status
+        before = self.app.challenge(c.challenge_id)
+        was, lone = before.status, len(before.participants) < 2
         head = self.app.head()
         by, cause = (
             (c.owner, Cause.user(c.owner)) if who == "owner" else (ADMIN, Cause.admin(ADMIN))
@@ -797,7 +798,11 @@ class LedgerMachine(RuleBasedStateMachine):
         challenge = self.app.challenge(c.challenge_id)
         if was == SETTLED:
             assert done is not None and self.app.head() == head, "settling twice recorded events"
-        if done is not None:
+        if done is not None and was != SETTLED and lone:
+            # A lone stake is never forfeited: the settle cancels instead, whoever asks.
+            assert challenge.status == CANCELLED and challenge.forfeited == 0
+            assert self.now() >= challenge.terms.starts_at
+        elif done is not None:
             assert challenge.status == SETTLED and challenge.pool == 0
             assert self.now() >= challenge.settles_at(SETTLEMENT_DELAY)
 

@@ -9,7 +9,7 @@ from uuid import UUID
 import pytest
 
 from domain.aggregate import Cause
-from domain.challenge import ACTIVE, CANCELLED, Challenge
+from domain.challenge import ACTIVE, CANCELLED, Cancellation, Challenge
 from domain.errors import (
     ChallengeFull,
     ChallengeNotEditable,
@@ -353,3 +353,40 @@ def test_a_name_with_a_nul_or_control_character_is_refused():
                 starts_at=datetime(2026, 3, 2, tzinfo=UTC),
                 ends_at=datetime(2026, 3, 5, tzinfo=UTC),
             )
+
+
+@pytest.mark.parametrize("by", ["owner", "admin", "worker"])
+def test_a_settle_of_a_started_challenge_with_one_participant_cancels_it(by: str) -> None:
+    c = active()
+    who = {"owner": cause(OWNER), "admin": Cause.admin(UUID(int=99)), "worker": Cause.worker("s")}
+
+    outcome = c.settle(0, timedelta(hours=24), who[by], END + timedelta(days=2))
+
+    assert isinstance(outcome, Cancellation)
+    assert [p.user_id for p in outcome.participants] == [OWNER]
+    assert (c.status, c.forfeited, c.fee, c.pool) == (CANCELLED, 0, 0, 0)
+    assert c.returned == c.terms.entry_stake
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "ends_at"),
+    [
+        (T0 + timedelta(days=366), T0 + timedelta(days=367)),
+        (datetime(9999, 12, 30, tzinfo=UTC), datetime(9999, 12, 31, 23, tzinfo=UTC)),
+        (START, START + timedelta(days=367)),
+    ],
+)
+def test_a_start_too_far_ahead_or_a_run_too_long_is_an_invalid_field(
+    starts_at: datetime, ends_at: datetime
+) -> None:
+    with pytest.raises(InvalidField):
+        make_terms(now=T0, **{**BASE, "starts_at": starts_at, "ends_at": ends_at})
+
+
+def test_dates_at_their_bounds_are_accepted() -> None:
+    starts_at = T0 + timedelta(days=365)
+    terms = make_terms(
+        now=T0, **{**BASE, "starts_at": starts_at, "ends_at": starts_at + timedelta(days=366)}
+    )
+
+    assert terms.ends_at - terms.starts_at == timedelta(days=366)

@@ -16,6 +16,7 @@ from domain.errors import (
     OutcomeAlreadyRecorded,
 )
 from domain.wallet import Wallet
+from tests.invariants import check_wallet
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 WINDOW = timedelta(days=90)
@@ -419,3 +420,32 @@ def test_an_adjustment_repeated_with_the_same_id_is_applied_once():
         wallet.debit_adjustment(debit, 200, "correction", Cause.admin("a"), T0)
     assert (wallet.available, wallet.adjusted_in, wallet.adjusted_out) == (300, 500, 200)
     assert len(wallet.lots) == 1
+
+
+def test_a_lost_dispute_on_a_lot_refunded_outside_our_flow_is_wholly_a_platform_loss() -> None:
+    w = wallet(("pi_a", 1_000), ("pi_b", 300))
+    w.write_off(A, "re_1", "external_refund", 1_000, STRIPE, T0)
+    w.collect_events()
+
+    w.open_dispute("pi_a", "dp_1", STRIPE, T0)
+    w.lose_dispute("dp_1", 1_000, STRIPE, T0)
+
+    [frozen, written_off] = w.collect_events()
+    assert isinstance(frozen, Wallet.LotFrozen) and frozen.tokens == 0
+    assert isinstance(written_off, Wallet.LotWrittenOff)
+    assert (written_off.written_off, written_off.taken, written_off.loss) == (1_000, 0, 1_000)
+    assert (w.lot(A).remaining, w.lot(A).loss, w.lot(A).written_off) == (0, 1_000, True)
+    assert (w.available, w.frozen, w.written_off_total) == (300, 0, 2_000)
+    assert not w.lot(A).frozen and not w.disputes
+    check_wallet(w)
+
+
+def test_a_won_dispute_on_a_lot_refunded_outside_our_flow_changes_no_balance() -> None:
+    w = wallet(("pi_a", 1_000))
+    w.write_off(A, "re_1", "external_refund", 1_000, STRIPE, T0)
+    w.open_dispute("pi_a", "dp_1", STRIPE, T0)
+
+    w.win_dispute("dp_1", STRIPE, T0)
+
+    assert (w.available, w.frozen, w.lot(A).remaining, w.lot(A).loss) == (0, 0, 0, 0)
+    assert not w.lot(A).frozen and not w.disputes

@@ -1,0 +1,31 @@
+"""The in-process settlement worker counts failed settlements for Prometheus."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+from uuid import UUID
+
+from api.metrics import REGISTRY
+from api.workers import settlement_pass
+from application.receipts import Swept
+
+
+class _Ledger:
+    def __init__(self, failed: tuple[UUID, ...]) -> None:
+        self.failed = failed
+
+    def settle_due(self) -> Swept:
+        return Swept(7, (UUID(int=1),), (), self.failed)
+
+
+def _failures() -> float:
+    return REGISTRY.get_sample_value("peerpush_settlement_failures_total") or 0.0
+
+
+def test_each_failed_settlement_of_a_pass_is_counted() -> None:
+    before = _failures()
+
+    settlement_pass(cast(Any, _Ledger((UUID(int=2), UUID(int=3)))))
+    settlement_pass(cast(Any, _Ledger(())))
+
+    assert _failures() == before + 2
