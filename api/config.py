@@ -28,6 +28,7 @@ class ApiConfig:
     run_workers: bool = True
     worker_interval_seconds: float = 1.0
     read_wait_seconds: float = 2.0
+    read_max_waiters: int = 64
 
     @property
     def production(self) -> bool:
@@ -61,6 +62,7 @@ class ApiConfig:
             s3_endpoint_url=env.get("S3_ENDPOINT_URL", ""),
             rate_limits_enabled=env.get("RATE_LIMITS", "on") != "off",
             run_workers=env.get("RUN_WORKERS", "on") != "off",
+            read_max_waiters=int(env.get("READ_MAX_WAITERS", cls.read_max_waiters)),
         )
 
 
