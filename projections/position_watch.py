@@ -31,6 +31,28 @@ LISTEN_SLICE_SECONDS = 1.0
 RECONNECT_PAUSE_SECONDS = 0.5
 
 
+# A worker's session must not outlive its process. A SIGKILLed client's backend normally
+# sees the closed socket at its next read, but one that is running a statement or waiting for
+# a lock when the client dies keeps its transaction (and the projections' lock) until that
+# wait ends; PostgreSQL 14+ checks the client every CLIENT_CHECK while a statement runs. TCP
+# keepalives do the same for a peer that vanished without closing (a crashed host).
+CLIENT_CHECK = "2s"
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def open_session(url: str) -> psycopg.Connection[Any]:
+    """An autocommit connection for a projection worker or listener (see CLIENT_CHECK)."""
+    conn = psycopg.connect(url, autocommit=True, **KEEPALIVES)
+    if conn.info.server_version >= 140000:
+        conn.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK}'")
+    return conn
+
+
 # The position every named projection has reached (a projection without a row is at 0).
 LOWEST_POSITION = (
     "SELECT CASE WHEN count(*) = cardinality(%(names)s::text[]) "
@@ -129,7 +151,7 @@ class PositionWatch:
                 self._stop.wait(RECONNECT_PAUSE_SECONDS)
 
     def _listen_once(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        with open_session(self.url) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
             # Read after LISTEN: a batch committed in between is in the read or the queue.
             conn.execute(f'SET search_path TO "{self.schema}"')

@@ -22,7 +22,7 @@ from projections.base import Positioned, Projection, fetch_by
 from projections.chain import ChainProjection
 from projections.challenges import ChallengesProjection
 from projections.journal import JournalProjection
-from projections.position_watch import PositionWatch, announce_position
+from projections.position_watch import PositionWatch, announce_position, open_session
 from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
 
@@ -175,7 +175,7 @@ class Projector:
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.db.url, autocommit=True)
+            conn = open_session(self.db.url)
             conn.execute(f'SET search_path TO "{self.db.schema}"')
             self._local.conn = conn
             with self._conns_lock:
