@@ -59,8 +59,8 @@ def build_ledger(
     return Ledger(env, clock=clock, settings=settings or LedgerSettings.from_env())
 
 
-def build_projector(db: DatabaseSettings, ledger: Ledger) -> Projector:
-    return Projector(db, ledger)
+def build_projector(db: DatabaseSettings, ledger: Ledger, *, max_waiters: int = 64) -> Projector:
+    return Projector(db, ledger, max_waiters=max_waiters)
 
 
 @dataclass
@@ -103,7 +103,7 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
         db=db,
         clock=clock,
         ledger=ledger,
-        projector=build_projector(db, ledger),
+        projector=build_projector(db, ledger, max_waiters=config.read_max_waiters),
         reads=ReadModels(db),
         users=users,
         tokens=TokenService(config, users),

@@ -84,6 +84,7 @@ class ApiConfig:
     run_workers: bool = True
     worker_interval_seconds: float = 1.0
     read_wait_seconds: float = 2.0
+    read_max_waiters: int = 64
 
     @property
     def production(self) -> bool:
@@ -138,6 +139,7 @@ class ApiConfig:
             rate_limits_enabled=env.get("RATE_LIMITS", "on") != "off",
             trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES", "")),
             run_workers=env.get("RUN_WORKERS", "on") != "off",
+            read_max_waiters=int(env.get("READ_MAX_WAITERS", cls.read_max_waiters)),
         )
 
 

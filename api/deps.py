@@ -11,6 +11,7 @@ from adapters.users import AuthUser, InvalidToken
 from api.bootstrap import Services
 from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
+from projections.position_watch import TooManyWaiters
 
 bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
 
@@ -80,10 +81,20 @@ AdminUser = Annotated[AuthUser, Depends(admin_user)]
 
 
 def wait_for_position(services: Services, min_position: int | None) -> None:
-    """Read your writes: wait (bounded) until the read models have applied a position."""
-    if min_position and not services.projector.wait_for(
-        min_position, timeout=services.config.read_wait_seconds
-    ):
+    """Read your writes: wait (bounded) until the read models have applied a position.
+
+    Bounded twice: in time (``read_wait_seconds``) and in how many requests may wait at once
+    (``read_max_waiters``); a request beyond that bound is answered 503 at once.
+    """
+    if not min_position:
+        return
+    try:
+        caught_up = services.projector.wait_for(
+            min_position, timeout=services.config.read_wait_seconds
+        )
+    except TooManyWaiters:
+        caught_up = False
+    if not caught_up:
         raise ApiError(
             503,
             "read_model_behind",

@@ -10,7 +10,6 @@ the committed positions, so any number of copies may run (SPEC §9).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from projections.chain import ChainProjection
 from projections.challenges import ChallengesProjection
 from projections.journal import JournalProjection
 from projections.position_times import PositionTimesProjection
+from projections.position_watch import PositionWatch, announce_position, open_session
 from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
 
@@ -62,6 +62,7 @@ class Projector:
         projections: Sequence[Projection] | None = None,
         *,
         batch_size: int = 5_000,
+        max_waiters: int = 64,
     ) -> None:
         self.db = db
         self.ledger = ledger
@@ -72,6 +73,13 @@ class Projector:
         self._local = threading.local()
         self._conns: list[psycopg.Connection[Any]] = []
         self._conns_lock = threading.Lock()
+        # Read-your-writes waiters share one listener; it connects on the first wait.
+        self._watch = PositionWatch(
+            db.url,
+            db.schema,
+            lambda: [p.name for p in self.projections],
+            max_waiters=max_waiters,
+        )
 
     # -- running ------------------------------------------------------------------------
 
@@ -145,16 +153,20 @@ class Projector:
         return {r["user_id"]: r for r in rows}
 
     def wait_for(self, position: int, timeout: float = 2.0) -> bool:
-        """Block until every projection has applied ``position`` (read your writes)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if min(self.positions().values(), default=0) >= position:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
+        """Block until every projection has applied ``position`` (read your writes).
+
+        Woken by the batch's NOTIFY (see ``projections.position_watch``), not by polling;
+        raises ``TooManyWaiters`` at once when ``max_waiters`` requests already wait.
+        """
+        return self._watch.wait(position, timeout)
+
+    @property
+    def waiters(self) -> int:
+        """How many read-your-writes waits are in progress in this process."""
+        return self._watch.waiters
 
     def close(self) -> None:
+        self._watch.close()
         with self._conns_lock:
             conns, self._conns = self._conns, []
         for conn in conns:
@@ -165,7 +177,7 @@ class Projector:
     def _connection(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or conn.closed:
-            conn = psycopg.connect(self.db.url, autocommit=True)
+            conn = open_session(self.db.url)
             conn.execute(f'SET search_path TO "{self.db.schema}"')
             self._local.conn = conn
             with self._conns_lock:
@@ -226,4 +238,5 @@ class Projector:
             "WHERE name = ANY(%s) AND position < %s",
             (last, [p.name for p in projections], last),
         )
+        announce_position(cur, self.db.schema, [p.name for p in self.projections])
         return len(events)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from uuid import uuid4
 
 from adapters.persistence import DatabaseSettings
 from projections.runner import Projector
@@ -28,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER_DEADLINE_SECONDS = 60
 
 
-def start_worker(db: DatabaseSettings) -> subprocess.Popen[bytes]:
-    """``python -m projections run`` against the test's schema."""
+def start_worker(db: DatabaseSettings, name: str = "") -> subprocess.Popen[bytes]:
+    """``python -m projections run`` against the test's schema (its sessions named ``name``)."""
     env = {**os.environ, "DATABASE_URL": db.url, "DB_SCHEMA": db.schema}
+    if name:
+        env["PGAPPNAME"] = name
     return subprocess.Popen(
         [sys.executable, "-m", "projections", "run"],
         cwd=ROOT,
@@ -44,6 +47,14 @@ def lowest_position(db: DatabaseSettings) -> int:
     with connect(db) as conn:
         row = conn.execute("SELECT min(position) AS p FROM projection_positions").fetchone()
     return int(row["p"] or 0) if row else 0
+
+
+def sessions_named(db: DatabaseSettings, name: str) -> int:
+    with connect(db) as conn:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchone()
+    return int(row["n"]) if row else 0
 
 
 def wait_until(condition: Callable[[], bool], worker: subprocess.Popen[bytes], what: str) -> None:
@@ -64,13 +75,19 @@ def test_a_worker_killed_mid_catch_up_and_restarted_applies_every_event_exactly_
     head = ledger.head()
     assert head > 9_000  # 91 × 99: a batch of 5,000, then one of 4,009 to be killed in
 
-    worker = start_worker(db)
+    killed = f"killed-{uuid4().hex[:12]}"
+    worker = start_worker(db, killed)
     try:
         wait_until(lambda: lowest_position(db) > 0, worker, "the first batch")
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
         worker.kill()
+    # The killed worker's sessions end (with their transaction) before anyone goes on.
+    deadline = time.monotonic() + WORKER_DEADLINE_SECONDS
+    while sessions_named(db, killed):
+        assert time.monotonic() < deadline, "the killed worker's sessions outlived it"
+        time.sleep(0.05)
     reached = lowest_position(db)
     assert 0 < reached < head, f"the worker was not killed mid catch-up ({reached}/{head})"
 
