@@ -144,7 +144,10 @@ def world(api_client: TestClient, api_services: Services) -> World:
         "time_window": {"scope": "challenge_tz"},
         "verification": {"mode": "quorum", "quorum_pct": 60},
     }
-    settleable, _ = w.challenge(starts_at, 1, visibility="private", entry_stake=0)
+    # Two participants (the owner and ``peer``): with fewer, a settle cancels (rules §3).
+    settleable, settleable_code = w.challenge(
+        starts_at, 1, visibility="private", allow_list=[str(peer.id)], entry_stake=0
+    )
     private, private_code = w.challenge(
         starts_at, 30, visibility="private", allow_list=[str(peer.id)], rules=quorum
     )
@@ -152,7 +155,7 @@ def world(api_client: TestClient, api_services: Services) -> World:
     for cid in (settleable, private, public):
         r = api_client.post(f"/v1/challenges/{cid}/publish", headers=user.headers)
         assert r.status_code == 200, r.text
-    for code in (private_code, public_code):
+    for code in (settleable_code, private_code, public_code):
         body = {"invite_code": code, "timezone": "UTC"}
         r = api_client.post("/v1/challenges/join", json=body, headers=peer.headers)
         assert r.status_code == 201, r.text
