@@ -9,7 +9,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas import Body
-from domain.challenge import Challenge
+from application.receipts import Joined
+from domain.challenge import Challenge, Participant
 
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["07:00"])]
 Whole = Annotated[int, Field(strict=True, ge=0)]
@@ -198,6 +199,16 @@ class JoinOut(BaseModel):
     stake: int
     timezone: str
     position: int
+
+    @classmethod
+    def of(cls, done: Joined, me: Participant) -> JoinOut:
+        return cls(
+            challenge_id=done.challenge_id,
+            joined=done.joined,
+            stake=me.stake,
+            timezone=me.timezone,
+            position=done.position,
+        )
 
 
 class ChallengeSummaryOut(BaseModel):

@@ -19,8 +19,6 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 
-from adapters.atomic_responses import Responder
-from adapters.users import AuthUser
 from api.bootstrap import Services
 from api.challenge_schemas import (
     CancelIn,
@@ -41,21 +39,38 @@ from api.challenge_schemas import (
 from api.deps import CurrentUser, ServicesDep, cause_of, wait_for_position
 from api.errors import ApiError
 from api.idempotency import run_creating, run_idempotent
-from application.access import participant_challenge, visible_challenge
+from application.access import Caller, participant_challenge, visible_challenge
 from domain.challenge import Challenge
 from projections import challenge_queries as queries
 
 router = APIRouter(prefix="/challenges", tags=["challenges"])
+
+Answer = tuple[int, dict[str, Any]]
+Responder = Callable[[UUID, int, Sequence[object]], Answer | None]
+"""Builds a command's response from what its save stored (see ``api.idempotency``)."""
 
 Key = Annotated[str | None, Header(max_length=200, description="replays the first response")]
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until read models reach it")]
 
 
 def view(
-    challenge: Challenge, user: AuthUser, services: Services, position: int | None = None
+    challenge: Challenge, user: Caller, services: Services, position: int | None = None
 ) -> ChallengeOut:
     delay = services.ledger.settings.settlement_delay
     return challenge_view(challenge, user.id, user.is_admin, delay, position)
+
+
+def created(challenge_id: UUID, invite_code: str, position: int) -> Answer:
+    out = ChallengeCreatedOut(id=challenge_id, invite_code=invite_code, position=position)
+    return 201, out.model_dump(mode="json")
+
+
+def respond_created(challenge_id: UUID, position: int, saved: Sequence[object]) -> Answer | None:
+    """The draft's answer, built in the save that created it."""
+    challenge = saved_challenge(saved, challenge_id)
+    if challenge is None or challenge.invite_code is None:
+        return None  # not this command's save: the response is stored after it
+    return created(challenge.id, challenge.invite_code, position)
 
 
 def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:
@@ -64,7 +79,7 @@ def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | 
     return found[0] if found else None
 
 
-def responder(challenge_id: UUID, user: AuthUser, services: Services) -> Responder:
+def responder(challenge_id: UUID, user: Caller, services: Services) -> Responder:
     """The challenge's view after a command, built in the command's transaction."""
 
     def respond(
@@ -80,7 +95,7 @@ def responder(challenge_id: UUID, user: AuthUser, services: Services) -> Respond
 
 def run_on_challenge(
     services: Services,
-    user: AuthUser,
+    user: Caller,
     challenge_id: UUID,
     route: str,
     key: str | None,
@@ -118,29 +133,15 @@ def create_challenge(
 ) -> Any:
     """Draft a challenge (its invite code is drawn now; publish it to open it)."""
 
-    def answer(challenge_id: UUID, invite_code: str, position: int) -> tuple[int, dict[str, Any]]:
-        out = ChallengeCreatedOut(id=challenge_id, invite_code=invite_code, position=position)
-        return 201, out.model_dump(mode="json")
-
-    def act(challenge_id: UUID) -> tuple[int, dict[str, Any]]:
+    def act(challenge_id: UUID) -> Answer:
         # The id is the Idempotency-Key's (a retry names the same draft), or new.
-        terms = terms_of(body.model_dump())
-        made = services.ledger.create_challenge(
-            user.id, cause_of(user, request), challenge_id=challenge_id, **terms
-        )
-        return answer(made.challenge_id, made.invite_code, made.position)
-
-    def respond(
-        challenge_id: UUID, position: int, saved: Sequence[object]
-    ) -> tuple[int, dict[str, Any]] | None:
-        challenge = saved_challenge(saved, challenge_id)
-        if challenge is None or challenge.invite_code is None:
-            return None  # not this command's save: the response is stored after it
-        return answer(challenge.id, challenge.invite_code, position)
+        terms, cause = terms_of(body.model_dump()), cause_of(user, request)
+        made = services.ledger.create_challenge(user.id, cause, challenge_id=challenge_id, **terms)
+        return created(made.challenge_id, made.invite_code, made.position)
 
     fingerprint = body.model_dump(mode="json")
     return run_creating(
-        services, user.id, "POST /challenges", idempotency_key, fingerprint, act, respond
+        services, user.id, "POST /challenges", idempotency_key, fingerprint, act, respond_created
     )
 
 
@@ -224,19 +225,11 @@ def join(
     ``joined: false`` and the existing participation (no second stake)."""
     services.limits.check("join", str(user.id))  # 30/min: codes cannot be probed at speed
 
-    def act() -> tuple[int, dict[str, Any]]:
-        done = services.ledger.join(
-            body.invite_code, user.id, body.timezone, cause_of(user, request)
-        )
+    def act() -> Answer:
+        cause = cause_of(user, request)
+        done = services.ledger.join(body.invite_code, user.id, body.timezone, cause)
         me = services.ledger.challenge(done.challenge_id).participant(user.id)
-        out = JoinOut(
-            challenge_id=done.challenge_id,
-            joined=done.joined,
-            stake=me.stake,
-            timezone=me.timezone,
-            position=done.position,
-        )
-        return (201 if done.joined else 200), out.model_dump(mode="json")
+        return (201 if done.joined else 200), JoinOut.of(done, me).model_dump(mode="json")
 
     return run_idempotent(
         services, user.id, "POST /challenges/join", idempotency_key, body.model_dump(), act
