@@ -6,8 +6,9 @@ never replaced: ``put`` refuses an existing key with :class:`ProofExists` (an ex
 hard link locally, ``If-None-Match: *`` on S3). Two racing uploads for one slot therefore
 cannot overwrite each other, and the loser never deletes the winner's object.
 
-Both stores also offer ``delete`` (to remove the object of a refused submission) and
-``uploaded_at`` (to recognise an orphan left by a crash), beyond the application's port.
+Both stores implement the whole :class:`~application.ports.ProofStore` port, including
+``delete`` (to remove the object of a refused submission) and ``uploaded_at`` (to recognise
+an orphan left by a crash).
 """
 
 from __future__ import annotations
@@ -19,31 +20,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from application.ports import ProofStore
-from domain.errors import Conflict, NotFound
+from application.ports import ProofExists, ProofMissing, ProofStore
+
+__all__ = [
+    "LocalProofStore",
+    "ProofExists",
+    "ProofMissing",
+    "S3ProofStore",
+    "build_proof_store",
+    "check_key",
+]
 
 SAFE_KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 PRESIGNED_SECONDS_MAX = 3600
-
-
-class ProofExists(Conflict):
-    """An object is already stored under that key (proofs are never replaced)."""
-
-    code = "proof_exists"
-
-
-class ProofMissing(NotFound):
-    """No object is stored under that key."""
-
-    code = "proof_missing"
-
-
-class ProofObjects(ProofStore, Protocol):
-    """The proof store as the HTTP layer uses it: the port plus clean-up."""
-
-    def delete(self, key: str) -> None: ...
-
-    def uploaded_at(self, key: str) -> datetime | None: ...
 
 
 def check_key(key: str) -> str:
@@ -225,3 +214,9 @@ def build_proof_store(config: StorageSettings) -> LocalProofStore | S3ProofStore
     if config.storage == "s3":
         return S3ProofStore.connect(config.s3_bucket, endpoint_url=config.s3_endpoint_url)
     raise RuntimeError(f"unknown STORAGE {config.storage!r}: use local or s3")
+
+
+# Both stores are the whole port (checked by mypy): the application never needs to know
+# which one it holds.
+_LOCAL_IS_A_PROOF_STORE: type[ProofStore] = LocalProofStore
+_S3_IS_A_PROOF_STORE: type[ProofStore] = S3ProofStore

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.migrations import upgrade
@@ -20,6 +21,8 @@ from api.config import ApiConfig
 from application.ledger import Ledger
 from application.ports import AdjustableClock, Clock, PaymentGateway, ProofStore, SystemClock
 from application.settings import LedgerSettings
+from application.submissions import Submissions
+from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
 
@@ -83,6 +86,7 @@ class Services:
     idempotency: IdempotencyStore
     payments: PaymentGateway
     proofs: ProofStore
+    submissions: Submissions
 
     def close(self) -> None:
         self.projector.close()
@@ -98,17 +102,19 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
     clock: Clock = AdjustableClock() if config.test_clock_enabled else SystemClock()
     ledger = build_ledger(db, clock=clock, run_migrations=False)
     users = UserStore(db)
+    reads, proofs = ReadModels(db), build_proof_store(config)
     return Services(
         config=config,
         db=db,
         clock=clock,
         ledger=ledger,
         projector=build_projector(db, ledger, max_waiters=config.read_max_waiters),
-        reads=ReadModels(db),
+        reads=reads,
         users=users,
         tokens=TokenService(config, users),
         limits=RateLimiter(users, enabled=config.rate_limits_enabled),
         idempotency=IdempotencyStore(users),
         payments=build_payment_gateway(config, users),
-        proofs=build_proof_store(config),
+        proofs=proofs,
+        submissions=Submissions(ledger, proofs, partial(active_challenges_of, reads)),
     )

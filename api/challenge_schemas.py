@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas import Body
+from application.receipts import Joined
+from domain.challenge import Challenge, Participant
 
 ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["07:00"])]
 Whole = Annotated[int, Field(strict=True, ge=0)]
@@ -198,6 +200,16 @@ class JoinOut(BaseModel):
     timezone: str
     position: int
 
+    @classmethod
+    def of(cls, done: Joined, me: Participant) -> JoinOut:
+        return cls(
+            challenge_id=done.challenge_id,
+            joined=done.joined,
+            stake=me.stake,
+            timezone=me.timezone,
+            position=done.position,
+        )
+
 
 class ChallengeSummaryOut(BaseModel):
     id: UUID = Field(validation_alias="challenge_id")
@@ -264,3 +276,90 @@ class ChallengeLedgerOut(BaseModel):
 
 
 # -- access -----------------------------------------------------------------------------
+
+
+# -- mapping ----------------------------------------------------------------------------
+
+
+def terms_of(given: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP shape (nested rules) as the ledger's flat terms; ``None`` means not given."""
+    rules = given.pop("rules", None) or {}
+    window = rules.pop("time_window", None) or {}
+    verification = rules.pop("verification", None) or {}
+    flat = {
+        **given,
+        **rules,
+        "window_start": window.get("start"),
+        "window_end": window.get("end"),
+        "timezone": window.get("timezone"),
+        "scope": window.get("scope"),
+        "verification_mode": verification.get("mode"),
+        "quorum_pct": verification.get("quorum_pct"),
+    }
+    return {k: v for k, v in flat.items() if v is not None}
+
+
+def challenge_view(
+    challenge: Challenge,
+    reader_id: UUID,
+    reader_is_admin: bool,
+    delay: timedelta,
+    position: int | None = None,
+) -> ChallengeOut:
+    """The challenge as one reader sees it: the allow-list only for its owner and admins,
+    and the reader's own participation."""
+    t = challenge.terms
+    me = challenge.participants.get(str(reader_id))
+    is_owner = reader_id == challenge.owner_id
+    result = challenge.outcome
+    outcome = None
+    if result is not None:
+        outcome = OutcomeOut.model_validate(
+            {
+                "result": result,
+                "finishers": [UUID(u) for u in challenge.finishers],
+                "fee": challenge.fee,
+                "forfeited": challenge.forfeited,
+                "returned": challenge.returned,
+                "paid_out": challenge.paid_out,
+            }
+        )
+    return ChallengeOut.model_validate(
+        {
+            "id": challenge.id,
+            "owner_id": challenge.owner_id,
+            "name": t.name,
+            "description": t.description,
+            "visibility": t.visibility,
+            "allow_list": list(t.allow_list) if reader_is_admin or is_owner else None,
+            "invite_code": challenge.invite_code,
+            "status": challenge.status,
+            "starts_at": t.starts_at,
+            "ends_at": t.ends_at,
+            "settles_at": challenge.settles_at(delay),
+            "entry_stake": t.entry_stake,
+            "max_participants": t.max_participants,
+            "rules": RulesOut(
+                frequency=t.frequency,
+                time_window=TimeWindowOut(
+                    start=t.window_start, end=t.window_end, timezone=t.timezone, scope=t.scope
+                ),
+                proof_types=list(t.proof_types),
+                verification=VerificationOut(mode=t.verification_mode, quorum_pct=t.quorum_pct),
+                grace=t.grace,
+                penalty_tokens=t.penalty_tokens,
+            ),
+            "participants": len(challenge.participants),
+            "pool": challenge.pool,
+            "outcome": outcome,
+            "me": MeOut(
+                participant=me is not None,
+                owner=is_owner,
+                timezone=me.timezone if me else None,
+                stake=me.stake if me else 0,
+                penalties=me.penalties if me else 0,
+            ),
+            "version": challenge.version,
+            "position": position,
+        }
+    )

@@ -11,6 +11,8 @@ from adapters.users import AuthUser, InvalidToken
 from api.bootstrap import Services
 from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
+from application.submissions import Submissions
+from domain.aggregate import Cause
 from projections.position_watch import TooManyWaiters
 
 bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
@@ -102,3 +104,16 @@ def wait_for_position(services: Services, min_position: int | None) -> None:
             headers={"Retry-After": "1"},
             position=services.reads.position(),
         )
+
+
+def get_submissions(services: ServicesDep) -> Submissions:
+    return services.submissions
+
+
+SubmissionsDep = Annotated[Submissions, Depends(get_submissions)]
+
+
+def cause_of(user: AuthUser, request: Request, *, as_admin: bool = False) -> Cause:
+    """Who acted (the user, or an admin intervening) and the request that caused it."""
+    rid = str(getattr(request.state, "request_id", "") or "")
+    return Cause.admin(user.id, rid) if as_admin else Cause.user(user.id, rid)

@@ -39,14 +39,12 @@ from application.settings import LedgerSettings
 from application.transcodings import snapshot_transcodings
 from domain import ids
 from domain.aggregate import Cause, LedgerAggregate
-from domain.challenge import ACTIVE, Cancellation, Challenge
+from domain.challenge import Cancellation, Challenge
 from domain.errors import (
     ConcurrencyConflict,
-    Forbidden,
     InvalidField,
     NotFound,
     NotSettleable,
-    VoteRefused,
 )
 from domain.invite import InviteCode
 from domain.rules import make_terms
@@ -417,10 +415,7 @@ class Ledger(Application[UUID]):
             verification = self._get(Verification, submission_id)
             challenge = self._get(Challenge, verification.challenge_id)
             at = self._now()
-            if challenge.status != ACTIVE:
-                raise VoteRefused(f"the challenge is {challenge.status}")
-            if at >= challenge.settles_at(self.settings.settlement_delay):
-                raise VoteRefused("voting has closed")
+            challenge.check_votes_accepted(at, self.settings.settlement_delay)
             verdict = verification.vote(
                 voter_id, approve, challenge.is_participant(voter_id), cause, at
             )
@@ -464,11 +459,14 @@ class Ledger(Application[UUID]):
 
         def attempt() -> tuple[Receipt, str]:
             challenge = self._get(Challenge, challenge_id)
-            if by is not None and not is_admin and by != challenge.owner_id:
-                raise Forbidden("only the owner or an admin may settle")
             at = self._now()
             outcome = challenge.settle(
-                self.settings.platform_fee_bps, self.settings.settlement_delay, cause, at
+                self.settings.platform_fee_bps,
+                self.settings.settlement_delay,
+                cause,
+                at,
+                by=by,
+                is_admin=is_admin,
             )
             if outcome is None:
                 return Receipt(self._head()), "none"

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from threading import Lock
 from typing import Any, Protocol
 
+from domain.errors import Conflict, NotFound
+
 
 class Clock(Protocol):
     """Business time (SPEC §7): slots, windows, settlement, refund windows, lot times."""
@@ -110,12 +112,40 @@ class PaymentGateway(Protocol):
         ...
 
 
+class ProofExists(Conflict):
+    """An object is already stored under that key (proofs are never replaced)."""
+
+    code = "proof_exists"
+
+
+class ProofMissing(NotFound):
+    """No object is stored under that key."""
+
+    code = "proof_missing"
+
+
 class ProofStore(Protocol):
-    """Object storage for proofs (S3, or a local directory in the embedded default)."""
+    """Object storage for proofs (S3, or a local directory in the embedded default).
 
-    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    Objects are write-once: a key names one submission and its event records the object's
+    SHA-256, so nothing may silently replace it.
+    """
 
-    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        """Store the object if the key is free; raises :class:`ProofExists` otherwise."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raises :class:`ProofMissing` when there is none."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object (a refused submission's, or an old orphan); none is fine."""
+        ...
+
+    def uploaded_at(self, key: str) -> datetime | None:
+        """When the object was stored (wall clock), or None when there is none."""
+        ...
 
     def url_for(self, key: str, expires_seconds: int = 300) -> str | None:
         """A short-lived URL to the object, or None when the bytes must be served directly."""

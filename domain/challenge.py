@@ -27,6 +27,7 @@ from domain.errors import (
     NotSettleable,
     ProofTypeNotAllowed,
     SubmissionRefused,
+    VoteRefused,
 )
 from domain.rules import ChallengeTerms, check_invite_code
 from domain.schedule import expected_slots, governing_timezone, slot_of, validate_timezone
@@ -50,6 +51,11 @@ class SubmissionRecord:
     slot: str
     status: str
     sha256: str = ""
+
+    @property
+    def proof_type(self) -> str:
+        """Only photo proofs are fingerprinted in the challenge (for the duplicate flag)."""
+        return "photo" if self.sha256 else "text"
 
 
 @dataclass(frozen=True)
@@ -246,11 +252,54 @@ class Challenge(LedgerAggregate):
         (everyone for a public or unlisted one, the allow-listed for a private one). To anyone
         else the code must look like no code at all, or codes could be probed for existence.
         """
-        if user_id == self.owner_id or self.is_participant(user_id):
+        return self.is_visible_to(user_id, is_admin=False)
+
+    def is_visible_to(self, user_id: UUID, is_admin: bool) -> bool:
+        """Whether the user may see the challenge at all (rules §7); to anyone else it does
+        not exist. Admins, the owner and participants always may; a draft nobody else; a
+        private challenge only the allow-listed; a public or unlisted one everyone."""
+        if is_admin or user_id == self.owner_id or self.is_participant(user_id):
             return True
         if self.status == DRAFT:
             return False
         return self.terms.visibility != "private" or user_id in self.terms.allow_list
+
+    def acts_as_admin(self, user_id: UUID, is_admin: bool) -> bool:
+        """Whether a command by this user is an admin's intervention (recorded as such)
+        rather than the owner managing their own challenge."""
+        return is_admin and user_id != self.owner_id
+
+    @property
+    def outcome(self) -> str | None:
+        """How the challenge ended, as shown to users: ``cancelled``, ``paid_out`` (someone
+        finished) or ``forfeited`` (nobody did); ``None`` while it has not ended."""
+        if self.status == CANCELLED:
+            return "cancelled"
+        if self.status == SETTLED:
+            return "paid_out" if self.finishers else "forfeited"
+        return None
+
+    def photo_flags(self, sha256: str, submission_id: UUID | None = None) -> tuple[str, ...]:
+        """``("duplicate",)`` when another submission of this challenge already carried the
+        same photo (by SHA-256); the first submission with a photo is never the duplicate.
+        Text proofs (no hash) are never flagged."""
+        first = self.photo_hashes.get(sha256) if sha256 else None
+        return ("duplicate",) if first is not None and first != str(submission_id) else ()
+
+    def accepts_votes(self, at: datetime, delay: timedelta) -> bool:
+        """Peer review runs while the challenge is active and until it settles."""
+        return self.status == ACTIVE and at < self.settles_at(delay)
+
+    def check_votes_accepted(self, at: datetime, delay: timedelta) -> None:
+        """Refuse a vote once the challenge is no longer active or voting has closed."""
+        if self.status != ACTIVE:
+            raise VoteRefused(f"the challenge is {self.status}")
+        if at >= self.settles_at(delay):
+            raise VoteRefused("voting has closed")
+
+    def may_settle(self, by: UUID | None, is_admin: bool) -> bool:
+        """The owner, an admin, or the settlement worker (``by=None``) may ask for a settle."""
+        return by is None or is_admin or by == self.owner_id
 
     @property
     def is_open(self) -> bool:
@@ -346,7 +395,7 @@ class Challenge(LedgerAggregate):
         submission_id = ids.submission_id(self.id, user_id, slot.isoformat())
         if str(submission_id) in self.submissions:
             raise DuplicateSubmission("one submission per participant per slot")
-        flags = ("duplicate",) if sha256 and sha256 in self.photo_hashes else ()
+        flags = self.photo_flags(sha256, submission_id)
         eligible = len(self.participants) - 1
         review = self.terms.verification_mode == "quorum" or bool(flags)
         status = "pending" if review and eligible > 0 else "accepted"
@@ -376,14 +425,25 @@ class Challenge(LedgerAggregate):
         )
 
     def settle(
-        self, fee_bps: int, delay: timedelta, cause: Cause, at: datetime
+        self,
+        fee_bps: int,
+        delay: timedelta,
+        cause: Cause,
+        at: datetime,
+        *,
+        by: UUID | None = None,
+        is_admin: bool = False,
     ) -> Outcome | Cancellation | None:
         """Divide the pool once the settlement time has passed; settling twice is a no-op.
 
-        A challenge that started with fewer than two participants has nobody to compete
-        with: whoever asks for the settle (owner, admin or worker), it is cancelled and every
-        stake goes back, so a lone stake can never become revenue.
+        Only the owner, an admin or the settlement worker (``by=None``) may ask (checked
+        before anything else, so a stranger learns nothing from the answer). A challenge
+        that started with fewer than two participants has nobody to compete with: whoever
+        asks for the settle (owner, admin or worker), it is cancelled and every stake goes
+        back, so a lone stake can never become revenue.
         """
+        if not self.may_settle(by, is_admin):
+            raise Forbidden("only the owner or an admin may settle")
         if self.status == SETTLED:
             return None
         if self.status != ACTIVE:

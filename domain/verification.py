@@ -11,7 +11,13 @@ from datetime import datetime
 from uuid import UUID
 
 from domain.aggregate import Cause, LedgerAggregate, LedgerCreated, LedgerEvent
-from domain.errors import DuplicateVote, NotParticipant, OwnSubmission, VoteRefused
+from domain.errors import (
+    DomainError,
+    DuplicateVote,
+    NotParticipant,
+    OwnSubmission,
+    VoteRefused,
+)
 
 PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
 
@@ -138,19 +144,39 @@ class Verification(LedgerAggregate):
         self, voter_id: UUID, approve: bool, is_participant: bool, cause: Cause, at: datetime
     ) -> str | None:
         """Record a vote; returns the verdict when this vote decides the submission."""
-        if voter_id == self.user_id:
-            raise OwnSubmission("you cannot vote on your own submission")
-        if not is_participant:
-            raise NotParticipant("only participants may vote")
-        if self.status != PENDING:
-            raise VoteRefused(f"the submission is {self.status}")
-        if str(voter_id) in self.approvals or str(voter_id) in self.rejections:
-            raise DuplicateVote("you have already voted on this submission")
+        refusal = self._vote_refusal(voter_id, is_participant)
+        if refusal is not None:
+            raise refusal
         self._record(self.VoteCast, cause, at, voter_id=voter_id, approve=approve)
         if len(self.approvals) >= self.needed:
             return ACCEPTED
         if len(self.rejections) > self.eligible - self.needed:
             return REJECTED
+        return None
+
+    def may_vote(self, voter_id: UUID, is_participant: bool) -> bool:
+        """Whether this user can still vote on the submission: another participant than
+        its author, who has not voted yet, while it is pending (rules §4). This is what a
+        user's review queue lists; :meth:`vote` refuses exactly the others."""
+        return self._vote_refusal(voter_id, is_participant) is None
+
+    def vote_of(self, user_id: UUID) -> str | None:
+        """The user's vote on this submission: ``approve``, ``reject`` or ``None``."""
+        if str(user_id) in self.approvals:
+            return "approve"
+        if str(user_id) in self.rejections:
+            return "reject"
+        return None
+
+    def _vote_refusal(self, voter_id: UUID, is_participant: bool) -> DomainError | None:
+        if voter_id == self.user_id:
+            return OwnSubmission("you cannot vote on your own submission")
+        if not is_participant:
+            return NotParticipant("only participants may vote")
+        if self.status != PENDING:
+            return VoteRefused(f"the submission is {self.status}")
+        if self.vote_of(voter_id) is not None:
+            return DuplicateVote("you have already voted on this submission")
         return None
 
     def decide(self, status: str, penalty: int, cause: Cause, at: datetime) -> None:

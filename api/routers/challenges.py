@@ -1,6 +1,6 @@
-"""Challenges: draft, edit, publish, join, cancel, settle, and the views of them (SPEC §3, §5).
+"""Challenges: draft, edit, publish, join, cancel, settle, and the views of them (rules §3, §5).
 
-Who sees what (SPEC §7): a draft only its owner; a private challenge only its owner,
+Who sees what (rules §7): a draft only its owner; a private challenge only its owner,
 allow-listed users and participants; admins everything. For anyone else such a challenge
 does not exist (404). Public and unlisted challenges are visible to every signed-in user;
 the challenge's ledger is for participants only (403).
@@ -13,15 +13,12 @@ position).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, Request
 
-from adapters.atomic_responses import Responder
-from adapters.users import AuthUser
 from api.bootstrap import Services
 from api.challenge_schemas import (
     CancelIn,
@@ -34,137 +31,88 @@ from api.challenge_schemas import (
     ChallengeSummaryOut,
     JoinIn,
     JoinOut,
-    MeOut,
-    OutcomeOut,
     ParticipantOut,
     PublishIn,
-    RulesOut,
-    TimeWindowOut,
-    VerificationOut,
+    challenge_view,
+    terms_of,
 )
-from api.deps import CurrentUser, ServicesDep, wait_for_position
+from api.deps import CurrentUser, ServicesDep, cause_of, wait_for_position
 from api.errors import ApiError
 from api.idempotency import run_creating, run_idempotent
-from api.routers.wallet import request_id
-from domain.aggregate import Cause
-from domain.challenge import CANCELLED, DRAFT, SETTLED, Challenge
-from domain.errors import NotFound
+from application.access import Caller, participant_challenge, visible_challenge
+from domain.challenge import Challenge
 from projections import challenge_queries as queries
 
 router = APIRouter(prefix="/challenges", tags=["challenges"])
+
+Answer = tuple[int, dict[str, Any]]
+Responder = Callable[[UUID, int, Sequence[object]], Answer | None]
+"""Builds a command's response from what its save stored (see ``api.idempotency``)."""
 
 Key = Annotated[str | None, Header(max_length=200, description="replays the first response")]
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until read models reach it")]
 
 
-def can_see(challenge: Challenge, user: AuthUser) -> bool:
-    if user.is_admin or challenge.owner_id == user.id or challenge.is_participant(user.id):
-        return True
-    if challenge.status == DRAFT:
-        return False
-    if challenge.terms.visibility == "private":
-        return user.id in challenge.terms.allow_list
-    return True
-
-
-def visible_challenge(services: Services, challenge_id: UUID, user: AuthUser) -> Challenge:
-    """The challenge, or 404 exactly as if it did not exist."""
-    challenge = services.ledger.challenge(challenge_id)
-    if not can_see(challenge, user):
-        raise NotFound(f"no challenge {challenge_id}")
-    return challenge
-
-
-def participant_challenge(services: Services, challenge_id: UUID, user: AuthUser) -> Challenge:
-    """The challenge, for a participant only (404 if invisible, else 403)."""
-    challenge = visible_challenge(services, challenge_id, user)
-    challenge.participant(user.id)
-    return challenge
-
-
-def cause_of(user: AuthUser, request: Request, *, as_admin: bool = False) -> Cause:
-    rid = request_id(request)
-    return Cause.admin(user.id, rid) if as_admin else Cause.user(user.id, rid)
-
-
 def view(
-    challenge: Challenge, user: AuthUser, delay: timedelta, position: int | None = None
+    challenge: Challenge, user: Caller, services: Services, position: int | None = None
 ) -> ChallengeOut:
-    t = challenge.terms
-    me = challenge.participants.get(str(user.id))
-    outcome = None
-    if challenge.status in (SETTLED, CANCELLED):
-        finishers = [UUID(u) for u in challenge.finishers]
-        outcome = OutcomeOut(
-            result="cancelled"
-            if challenge.status == CANCELLED
-            else ("paid_out" if finishers else "forfeited"),
-            finishers=finishers,
-            fee=challenge.fee,
-            forfeited=challenge.forfeited,
-            returned=challenge.returned,
-            paid_out=challenge.paid_out,
-        )
-    return ChallengeOut(
-        id=challenge.id,
-        owner_id=challenge.owner_id,
-        name=t.name,
-        description=t.description,
-        visibility=t.visibility,
-        allow_list=list(t.allow_list) if user.is_admin or user.id == challenge.owner_id else None,
-        invite_code=challenge.invite_code,
-        status=challenge.status,  # type: ignore[arg-type]
-        starts_at=t.starts_at,
-        ends_at=t.ends_at,
-        settles_at=challenge.settles_at(delay),
-        entry_stake=t.entry_stake,
-        max_participants=t.max_participants,
-        rules=RulesOut(
-            frequency=t.frequency,
-            time_window=TimeWindowOut(
-                start=t.window_start, end=t.window_end, timezone=t.timezone, scope=t.scope
-            ),
-            proof_types=list(t.proof_types),
-            verification=VerificationOut(mode=t.verification_mode, quorum_pct=t.quorum_pct),
-            grace=t.grace,
-            penalty_tokens=t.penalty_tokens,
-        ),
-        participants=len(challenge.participants),
-        pool=challenge.pool,
-        outcome=outcome,
-        me=MeOut(
-            participant=me is not None,
-            owner=user.id == challenge.owner_id,
-            timezone=me.timezone if me else None,
-            stake=me.stake if me else 0,
-            penalties=me.penalties if me else 0,
-        ),
-        version=challenge.version,
-        position=position,
-    )
+    delay = services.ledger.settings.settlement_delay
+    return challenge_view(challenge, user.id, user.is_admin, delay, position)
 
 
-def terms_of(given: dict[str, Any]) -> dict[str, Any]:
-    """The HTTP shape (nested rules) as the ledger's flat terms; ``None`` means not given."""
-    rules = given.pop("rules", None) or {}
-    window = rules.pop("time_window", None) or {}
-    verification = rules.pop("verification", None) or {}
-    flat = {
-        **given,
-        **rules,
-        "window_start": window.get("start"),
-        "window_end": window.get("end"),
-        "timezone": window.get("timezone"),
-        "scope": window.get("scope"),
-        "verification_mode": verification.get("mode"),
-        "quorum_pct": verification.get("quorum_pct"),
-    }
-    return {k: v for k, v in flat.items() if v is not None}
+def created(challenge_id: UUID, invite_code: str, position: int) -> Answer:
+    out = ChallengeCreatedOut(id=challenge_id, invite_code=invite_code, position=position)
+    return 201, out.model_dump(mode="json")
 
 
-def _after(services: Services, challenge_id: UUID, user: AuthUser, position: int) -> ChallengeOut:
-    challenge = services.ledger.challenge(challenge_id)
-    return view(challenge, user, services.ledger.settings.settlement_delay, position)
+def respond_created(challenge_id: UUID, position: int, saved: Sequence[object]) -> Answer | None:
+    """The draft's answer, built in the save that created it."""
+    challenge = saved_challenge(saved, challenge_id)
+    if challenge is None or challenge.invite_code is None:
+        return None  # not this command's save: the response is stored after it
+    return created(challenge.id, challenge.invite_code, position)
+
+
+def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:
+    """The challenge among the aggregates a command saved (as they are after the command)."""
+    found = [a for a in saved if isinstance(a, Challenge) and a.id == challenge_id]
+    return found[0] if found else None
+
+
+def responder(challenge_id: UUID, user: Caller, services: Services) -> Responder:
+    """The challenge's view after a command, built in the command's transaction."""
+
+    def respond(
+        _: UUID, position: int, saved: Sequence[object]
+    ) -> tuple[int, dict[str, Any]] | None:
+        challenge = saved_challenge(saved, challenge_id)
+        if challenge is None:
+            return None  # the challenge did not change: the response is stored after the command
+        return 200, view(challenge, user, services, position).model_dump(mode="json")
+
+    return respond
+
+
+def run_on_challenge(
+    services: Services,
+    user: Caller,
+    challenge_id: UUID,
+    route: str,
+    key: str | None,
+    body: Any,
+    command: Callable[[Challenge], int],
+) -> Any:
+    """Run a command on a challenge the user can see (404 otherwise) once per
+    Idempotency-Key; ``command`` returns its position and the answer is the challenge's
+    view after it."""
+
+    def act(_: UUID) -> tuple[int, dict[str, Any]]:
+        position = command(visible_challenge(services.ledger, challenge_id, user))
+        after = services.ledger.challenge(challenge_id)
+        return 200, view(after, user, services, position).model_dump(mode="json")
+
+    respond = responder(challenge_id, user, services)
+    return run_creating(services, user.id, route, key, body, act, respond)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -185,58 +133,16 @@ def create_challenge(
 ) -> Any:
     """Draft a challenge (its invite code is drawn now; publish it to open it)."""
 
-    def answer(challenge_id: UUID, invite_code: str, position: int) -> tuple[int, dict[str, Any]]:
-        out = ChallengeCreatedOut(id=challenge_id, invite_code=invite_code, position=position)
-        return 201, out.model_dump(mode="json")
-
-    def act(challenge_id: UUID) -> tuple[int, dict[str, Any]]:
+    def act(challenge_id: UUID) -> Answer:
         # The id is the Idempotency-Key's (a retry names the same draft), or new.
-        made = services.ledger.create_challenge(
-            user.id,
-            cause_of(user, request),
-            challenge_id=challenge_id,
-            **terms_of(body.model_dump()),
-        )
-        return answer(made.challenge_id, made.invite_code, made.position)
+        terms, cause = terms_of(body.model_dump()), cause_of(user, request)
+        made = services.ledger.create_challenge(user.id, cause, challenge_id=challenge_id, **terms)
+        return created(made.challenge_id, made.invite_code, made.position)
 
-    def respond(
-        challenge_id: UUID, position: int, saved: Sequence[object]
-    ) -> tuple[int, dict[str, Any]] | None:
-        challenge = saved_challenge(saved, challenge_id)
-        if challenge is None or challenge.invite_code is None:
-            return None  # not this command's save: the response is stored after it
-        return answer(challenge.id, challenge.invite_code, position)
-
+    fingerprint = body.model_dump(mode="json")
     return run_creating(
-        services,
-        user.id,
-        "POST /challenges",
-        idempotency_key,
-        body.model_dump(mode="json"),
-        act,
-        respond,
+        services, user.id, "POST /challenges", idempotency_key, fingerprint, act, respond_created
     )
-
-
-def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:
-    """The challenge among the aggregates a command saved (as they are after the command)."""
-    found = [a for a in saved if isinstance(a, Challenge) and a.id == challenge_id]
-    return found[0] if found else None
-
-
-def responder(challenge_id: UUID, user: AuthUser, services: Services) -> Responder:
-    """The challenge's view after a command, built in the command's transaction."""
-    delay = services.ledger.settings.settlement_delay
-
-    def respond(
-        _: UUID, position: int, saved: Sequence[object]
-    ) -> tuple[int, dict[str, Any]] | None:
-        challenge = saved_challenge(saved, challenge_id)
-        if challenge is None:
-            return None  # the challenge did not change: the response is stored after the command
-        return 200, view(challenge, user, delay, position).model_dump(mode="json")
-
-    return respond
 
 
 @router.patch(
@@ -253,24 +159,15 @@ def edit_challenge(
     idempotency_key: Key = None,
 ) -> Any:
     """Change a draft's fields or rules (owner only)."""
+    changes = terms_of(body.model_dump(exclude_unset=True))
 
-    def act() -> tuple[int, dict[str, Any]]:
-        visible_challenge(services, challenge_id, user)
-        changes = terms_of(body.model_dump(exclude_unset=True))
-        done = services.ledger.edit_challenge(
-            challenge_id, user.id, cause_of(user, request), **changes
-        )
-        return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
+    def command(_: Challenge) -> int:
+        cause = cause_of(user, request)
+        return services.ledger.edit_challenge(challenge_id, user.id, cause, **changes).position
 
-    route = f"PATCH /challenges/{challenge_id}"
-    return run_creating(
-        services,
-        user.id,
-        route,
-        idempotency_key,
-        body.model_dump(mode="json"),
-        lambda _: act(),
-        responder(challenge_id, user, services),
+    route, fingerprint = f"PATCH /challenges/{challenge_id}", body.model_dump(mode="json")
+    return run_on_challenge(
+        services, user, challenge_id, route, idempotency_key, fingerprint, command
     )
 
 
@@ -288,24 +185,17 @@ def publish(
     idempotency_key: Key = None,
 ) -> Any:
     """Open the challenge; the owner joins and stakes in the same step."""
-    body = body or PublishIn(timezone=None)
+    given = body or PublishIn(timezone=None)
 
-    def act() -> tuple[int, dict[str, Any]]:
-        visible_challenge(services, challenge_id, user)
-        done = services.ledger.publish(
-            challenge_id, user.id, cause_of(user, request), timezone=body.timezone
-        )
-        return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
+    def command(_: Challenge) -> int:
+        cause = cause_of(user, request)
+        return services.ledger.publish(
+            challenge_id, user.id, cause, timezone=given.timezone
+        ).position
 
     route = f"POST /challenges/{challenge_id}/publish"
-    return run_creating(
-        services,
-        user.id,
-        route,
-        idempotency_key,
-        body.model_dump(),
-        lambda _: act(),
-        responder(challenge_id, user, services),
+    return run_on_challenge(
+        services, user, challenge_id, route, idempotency_key, given.model_dump(), command
     )
 
 
@@ -335,19 +225,11 @@ def join(
     ``joined: false`` and the existing participation (no second stake)."""
     services.limits.check("join", str(user.id))  # 30/min: codes cannot be probed at speed
 
-    def act() -> tuple[int, dict[str, Any]]:
-        done = services.ledger.join(
-            body.invite_code, user.id, body.timezone, cause_of(user, request)
-        )
+    def act() -> Answer:
+        cause = cause_of(user, request)
+        done = services.ledger.join(body.invite_code, user.id, body.timezone, cause)
         me = services.ledger.challenge(done.challenge_id).participant(user.id)
-        out = JoinOut(
-            challenge_id=done.challenge_id,
-            joined=done.joined,
-            stake=me.stake,
-            timezone=me.timezone,
-            position=done.position,
-        )
-        return (201 if done.joined else 200), out.model_dump(mode="json")
+        return (201 if done.joined else 200), JoinOut.of(done, me).model_dump(mode="json")
 
     return run_idempotent(
         services, user.id, "POST /challenges/join", idempotency_key, body.model_dump(), act
@@ -369,29 +251,18 @@ def cancel(
 ) -> Any:
     """The owner cancels a draft, or an active challenge before it starts; an admin may
     cancel any unsettled challenge. Every stake and penalty goes back to its lots."""
-    body = body or CancelIn()
+    given = body or CancelIn()
 
-    def act() -> tuple[int, dict[str, Any]]:
-        challenge = visible_challenge(services, challenge_id, user)
-        as_admin = user.is_admin and challenge.owner_id != user.id
-        done = services.ledger.cancel(
-            challenge_id,
-            user.id,
-            cause_of(user, request, as_admin=as_admin),
-            is_admin=user.is_admin,
-            reason=body.reason,
-        )
-        return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
+    def command(challenge: Challenge) -> int:
+        as_admin = challenge.acts_as_admin(user.id, user.is_admin)
+        cause = cause_of(user, request, as_admin=as_admin)
+        return services.ledger.cancel(
+            challenge_id, user.id, cause, is_admin=user.is_admin, reason=given.reason
+        ).position
 
     route = f"POST /challenges/{challenge_id}/cancel"
-    return run_creating(
-        services,
-        user.id,
-        route,
-        idempotency_key,
-        body.model_dump(),
-        lambda _: act(),
-        responder(challenge_id, user, services),
+    return run_on_challenge(
+        services, user, challenge_id, route, idempotency_key, given.model_dump(), command
     )
 
 
@@ -410,27 +281,13 @@ def settle(
     """Divide the pool once ``settles_at`` has passed (owner or admin; the settlement worker
     does it by itself). Settling a settled challenge changes nothing."""
 
-    def act() -> tuple[int, dict[str, Any]]:
-        challenge = visible_challenge(services, challenge_id, user)
-        as_admin = user.is_admin and challenge.owner_id != user.id
-        done = services.ledger.settle(
-            challenge_id,
-            user.id,
-            cause_of(user, request, as_admin=as_admin),
-            is_admin=user.is_admin,
-        )
-        return 200, _after(services, challenge_id, user, done.position).model_dump(mode="json")
+    def command(challenge: Challenge) -> int:
+        as_admin = challenge.acts_as_admin(user.id, user.is_admin)
+        cause = cause_of(user, request, as_admin=as_admin)
+        return services.ledger.settle(challenge_id, user.id, cause, is_admin=user.is_admin).position
 
     route = f"POST /challenges/{challenge_id}/settle"
-    return run_creating(
-        services,
-        user.id,
-        route,
-        idempotency_key,
-        {},
-        lambda _: act(),
-        responder(challenge_id, user, services),
-    )
+    return run_on_challenge(services, user, challenge_id, route, idempotency_key, {}, command)
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -462,8 +319,8 @@ def list_challenges(
 @router.get("/{challenge_id}", response_model=ChallengeOut, responses={404: {}})
 def get_challenge(challenge_id: UUID, user: CurrentUser, services: ServicesDep) -> ChallengeOut:
     """Status, rules, pool, participants and outcome."""
-    challenge = visible_challenge(services, challenge_id, user)
-    return view(challenge, user, services.ledger.settings.settlement_delay)
+    challenge = visible_challenge(services.ledger, challenge_id, user)
+    return view(challenge, user, services)
 
 
 @router.get(
@@ -472,7 +329,7 @@ def get_challenge(challenge_id: UUID, user: CurrentUser, services: ServicesDep) 
 def get_participants(
     challenge_id: UUID, user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
 ) -> list[ParticipantOut]:
-    visible_challenge(services, challenge_id, user)
+    visible_challenge(services.ledger, challenge_id, user)
     wait_for_position(services, min_position)
     return [ParticipantOut(**r) for r in queries.participants(services.reads, challenge_id)]
 
@@ -486,7 +343,7 @@ def get_ledger(
     challenge_id: UUID, user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
 ) -> ChallengeLedgerOut:
     """The pool and every journal entry that moved it (participants only)."""
-    participant_challenge(services, challenge_id, user)
+    participant_challenge(services.ledger, challenge_id, user)
     wait_for_position(services, min_position)
     found = queries.challenge_ledger(services.reads, challenge_id)
     return ChallengeLedgerOut(

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from adapters.proof_store import LocalProofStore
 from api.bootstrap import Services
-from api.routers.submissions import ORPHAN_AFTER, Proof, store_proof
+from application.submissions import ORPHAN_AFTER, Proof, store_proof
 from domain.errors import Conflict
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight, photo, png
 
