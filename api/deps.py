@@ -7,10 +7,35 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from adapters.users import AuthUser, InvalidToken
+from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
+from adapters.simulated_stripe import SimulatedStripe
+from adapters.users import (
+    AuthUser,
+    DuplicateUser,
+    InvalidToken,
+    TokenPair,
+    UserRecord,
+    email_key,
+    normalise_email,
+)
 from api.bootstrap import Services
 from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
+
+# What routers need of the adapters, named here so no router imports an adapter
+# (tests/unit/test_layers.py): the caller, the account records and their errors, and the
+# embedded default's simulated Stripe, whose checkout pages the API serves.
+__all__ = [
+    "SIMULATED_CHECKOUT_PATH",
+    "AuthUser",
+    "DuplicateUser",
+    "InvalidToken",
+    "SimulatedStripe",
+    "TokenPair",
+    "UserRecord",
+    "email_key",
+    "normalise_email",
+]
 
 bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
 
@@ -91,3 +116,8 @@ def wait_for_position(services: Services, min_position: int | None) -> None:
             headers={"Retry-After": "1"},
             position=services.reads.position(),
         )
+
+
+def request_id(request: Request) -> str:
+    """The request's id (``X-Request-Id``, see ``api.app``), recorded in the events' cause."""
+    return str(getattr(request.state, "request_id", "") or "")
