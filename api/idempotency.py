@@ -22,9 +22,9 @@ command's events (`adapters.atomic_responses`): a crash after the commit leaves 
 replay, and a failure storing it rolls the events back. Otherwise (a command that saved no
 events, or a route without a responder) the response is stored just after the command.
 
-Routes take the key as one dependency, `Idempotent`: it knows the caller, the route (its
-template with the request's path parameters, e.g. ``POST /wallet/withdrawals``, the form keys
-have always been stored in) and the header; the route opens an `operation` around its one
+Routes take the key as one dependency, `Idempotent`: it knows the caller, the header and the
+route (its template with the request's path parameters, e.g. ``POST /wallet/withdrawals``: the
+strings keys have always been stored under); the route opens an `operation` around its one
 application call and answers through it. A replay never reaches the route's code: it is
 raised as `Replayed` and answered by the handler `install` registers.
 """
@@ -141,8 +141,8 @@ def claim_key(store: IdempotencyStore, user_id: UUID, route: str, key: str, body
 
 
 class Replayed(Exception):
-    """Not an error: a repeated request, answered with the response first given for its key
-    (by the handler `install` adds)."""
+    """Not an error: a repeated request, to be answered with the response first given for its
+    key (by the handler `install` registers)."""
 
     def __init__(self, status: int, body: Any) -> None:
         super().__init__(status)
