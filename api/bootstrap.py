@@ -1,4 +1,5 @@
-"""The one composition root: settings, persistence and the ledger, for every entry point.
+"""The one composition root: settings, persistence, every adapter and every application
+service, built once for every entry point (the HTTP app, its workers, the command line).
 
 Nothing connects at import time; callers build what they need and close it. Migrations own
 the tables, so the application runs with the library's table creation turned off.
@@ -13,15 +14,26 @@ from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.migrations import upgrade
-from adapters.payments import build_payment_gateway
+from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.persistence import DatabaseSettings, resolve_database_url
 from adapters.proof_store import build_proof_store
+from adapters.simulated_stripe import SimulatedStripe
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
 from api.config import ApiConfig
 from application.ledger import Ledger
-from application.ports import AdjustableClock, Clock, PaymentGateway, ProofStore, SystemClock
+from application.ports import (
+    AdjustableClock,
+    CheckoutSessions,
+    Clock,
+    Locks,
+    PaymentGateway,
+    ProofStore,
+    SystemClock,
+)
 from application.settings import LedgerSettings
+from application.stripe_events import Deposits, StripeEvents
 from application.submissions import Submissions
+from application.withdrawals import WithdrawalWorker
 from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
@@ -87,6 +99,14 @@ class Services:
     payments: PaymentGateway
     proofs: ProofStore
     submissions: Submissions
+    checkouts: CheckoutSessions
+    locks: Locks
+    deposits: Deposits
+    stripe_events: StripeEvents
+    withdrawals: WithdrawalWorker
+    # The embedded default's stand-in for Stripe, whose checkout pages the API serves; None
+    # with the real Stripe (its pages are then 404).
+    simulated_stripe: SimulatedStripe | None
 
     def close(self) -> None:
         self.projector.close()
@@ -102,6 +122,9 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
     clock: Clock = AdjustableClock() if config.test_clock_enabled else SystemClock()
     ledger = build_ledger(db, clock=clock, run_migrations=False)
     users = UserStore(db)
+    payments = build_payment_gateway(config, users)
+    checkouts = PgCheckoutSessions(db)
+    locks = PgLocks(db)
     reads, proofs = ReadModels(db), build_proof_store(config)
     return Services(
         config=config,
@@ -114,7 +137,13 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
         tokens=TokenService(config, users),
         limits=RateLimiter(users, enabled=config.rate_limits_enabled),
         idempotency=IdempotencyStore(users),
-        payments=build_payment_gateway(config, users),
+        payments=payments,
         proofs=proofs,
         submissions=Submissions(ledger, proofs, partial(active_challenges_of, reads)),
+        checkouts=checkouts,
+        locks=locks,
+        deposits=Deposits(ledger, payments, checkouts),
+        stripe_events=StripeEvents(ledger, payments, checkouts, locks),
+        withdrawals=WithdrawalWorker(ledger, payments, locks),
+        simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
     )

@@ -7,13 +7,38 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from adapters.users import AuthUser, InvalidToken
+from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
+from adapters.simulated_stripe import SimulatedStripe
+from adapters.users import (
+    AuthUser,
+    DuplicateUser,
+    InvalidToken,
+    TokenPair,
+    UserRecord,
+    email_key,
+    normalise_email,
+)
 from api.bootstrap import Services
 from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
 from application.submissions import Submissions
 from domain.aggregate import Cause
 from projections.position_watch import TooManyWaiters
+
+# What routers need of the adapters, named here so no router imports an adapter
+# (tests/unit/test_layers.py): the caller, the account records and their errors, and the
+# embedded default's simulated Stripe, whose checkout pages the API serves.
+__all__ = [
+    "SIMULATED_CHECKOUT_PATH",
+    "AuthUser",
+    "DuplicateUser",
+    "InvalidToken",
+    "SimulatedStripe",
+    "TokenPair",
+    "UserRecord",
+    "email_key",
+    "normalise_email",
+]
 
 bearer = HTTPBearer(auto_error=False, description="an access token from POST /v1/auth/login")
 
@@ -106,6 +131,11 @@ def wait_for_position(services: Services, min_position: int | None) -> None:
         )
 
 
+def request_id(request: Request) -> str:
+    """The request's id (``X-Request-Id``, see ``api.app``), recorded in the events' cause."""
+    return str(getattr(request.state, "request_id", "") or "")
+
+
 def get_submissions(services: ServicesDep) -> Submissions:
     return services.submissions
 
@@ -115,5 +145,5 @@ SubmissionsDep = Annotated[Submissions, Depends(get_submissions)]
 
 def cause_of(user: AuthUser, request: Request, *, as_admin: bool = False) -> Cause:
     """Who acted (the user, or an admin intervening) and the request that caused it."""
-    rid = str(getattr(request.state, "request_id", "") or "")
+    rid = request_id(request)
     return Cause.admin(user.id, rid) if as_admin else Cause.user(user.id, rid)

@@ -21,6 +21,12 @@ A route that passes a *responder* has its response stored in the same transactio
 command's events (`adapters.atomic_responses`): a crash after the commit leaves the response to
 replay, and a failure storing it rolls the events back. Otherwise (a command that saved no
 events, or a route without a responder) the response is stored just after the command.
+
+Routes take the key as one dependency, `Idempotent`: it knows the caller, the header and the
+route (its template with the request's path parameters, e.g. ``POST /wallet/withdrawals``: the
+strings keys have always been stored under); the route opens an `operation` around its one
+application call and answers through it. A replay never reaches the route's code: it is
+raised as `Replayed` and answered by the handler `install` registers.
 """
 
 from __future__ import annotations
@@ -28,15 +34,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
 from uuid import UUID, uuid4
 
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from adapters.atomic_responses import PendingResponse, Responder, responding
-from adapters.users import Outcome
+from adapters.users import Claim, IdempotencyStore, Outcome
 from api.bootstrap import Services
+from api.deps import CurrentUser, ServicesDep
 from api.errors import ApiError
 
 log = logging.getLogger("peerpush.api")
@@ -75,32 +86,11 @@ def run_creating(
     if key is None:
         status, payload = action(uuid4())
         return JSONResponse(payload, status_code=status)
-    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
-        raise ApiError(
-            422,
-            "invalid_idempotency_key",
-            f"Idempotency-Key is 1–{MAX_KEY_LENGTH} printable ASCII characters",
-        )
-
     store = services.idempotency
-    claim = store.begin(user_id, route, key, request_hash(body))
-    if claim.outcome is Outcome.REPLAY:
-        assert claim.status is not None
-        return JSONResponse(claim.body, status_code=claim.status, headers={REPLAYED_HEADER: "true"})
-    if claim.outcome is Outcome.MISMATCH:
-        raise ApiError(
-            422,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with a different request body",
-        )
-    if claim.outcome is Outcome.RUNNING:
-        raise ApiError(
-            409,
-            "idempotency_key_in_use",
-            "a request with this Idempotency-Key is still being processed",
-            headers={"Retry-After": "1"},
-        )
-
+    try:
+        claim = claim_key(store, user_id, route, key, body)
+    except Replayed as replay:
+        return replay.response()
     assert claim.operation_id is not None, "a started claim names its operation"
     pending = PendingResponse(claim, claim.operation_id, respond) if respond else None
     try:
@@ -119,6 +109,156 @@ def run_creating(
     if not store.complete(claim, status, payload):
         log.warning("idempotency claim on %s was taken over before it completed", route)
     return JSONResponse(payload, status_code=status)
+
+
+def claim_key(store: IdempotencyStore, user_id: UUID, route: str, key: str, body: Any) -> Claim:
+    """Claim (user, route, key) for ``body``: a started claim, or the answer a repeat gets
+    (`Replayed`, 422 for another body, 409 while the first still runs)."""
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise ApiError(
+            422,
+            "invalid_idempotency_key",
+            f"Idempotency-Key is 1–{MAX_KEY_LENGTH} printable ASCII characters",
+        )
+    claim = store.begin(user_id, route, key, request_hash(body))
+    if claim.outcome is Outcome.REPLAY:
+        assert claim.status is not None
+        raise Replayed(claim.status, claim.body)
+    if claim.outcome is Outcome.MISMATCH:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request body",
+        )
+    if claim.outcome is Outcome.RUNNING:
+        raise ApiError(
+            409,
+            "idempotency_key_in_use",
+            "a request with this Idempotency-Key is still being processed",
+            headers={"Retry-After": "1"},
+        )
+    return claim
+
+
+class Replayed(Exception):
+    """Not an error: a repeated request, to be answered with the response first given for its
+    key (by the handler `install` registers)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(status)
+        self.status, self.body = status, body
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status, headers={REPLAYED_HEADER: "true"})
+
+
+def install(app: FastAPI) -> None:
+    """Answer a replayed request with the response stored for its key."""
+
+    @app.exception_handler(Replayed)
+    async def replayed(_: Request, exc: Replayed) -> JSONResponse:
+        return exc.response()
+
+
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+@dataclass
+class Operation:
+    """One run of a command under a claimed key (or without a key): its id, and the answer
+    stored for the key."""
+
+    id: UUID
+    status: int
+    store: IdempotencyStore | None = None
+    claim: Claim | None = None
+    build: Callable[[UUID, int, Sequence[object]], BaseModel | None] | None = None
+    pending: PendingResponse | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.claim is not None and self.build is not None:
+            self.pending = PendingResponse(self.claim, self.id, self._stored)
+
+    def _stored(self, operation_id: UUID, position: int, saved: Sequence[object]) -> Any:
+        assert self.build is not None
+        built = self.build(operation_id, position, saved)
+        return None if built is None else (self.status, built.model_dump(mode="json"))
+
+    def answer(self, answer: Answer) -> Answer:
+        """The route's answer: stored for the key unless the command's save stored one, in
+        which case that one (the same, built from what the save wrote) is the answer."""
+        if self.claim is None or self.store is None:
+            return answer
+        if self.pending is not None and self.pending.written is not None:
+            return type(answer).model_validate(self.pending.written[1])
+        if not self.store.complete(self.claim, self.status, answer.model_dump(mode="json")):
+            log.warning(
+                "idempotency claim on %s was taken over before it completed", self.claim.route
+            )
+        return answer
+
+
+@dataclass
+class IdempotentRequest:
+    """A mutating request's ``Idempotency-Key`` (maybe none), its caller and its route."""
+
+    store: IdempotencyStore
+    user_id: UUID
+    route: str
+    status: int
+    key: str | None
+
+    @contextmanager
+    def operation(
+        self,
+        body: BaseModel,
+        respond: Callable[[UUID, int, Sequence[object]], BaseModel | None] | None = None,
+    ) -> Iterator[Operation]:
+        """Claim the key for ``body`` and run the block once per key: a repeat is replayed
+        (`Replayed`) before the block. The block's error gives the key back (no answer was
+        stored), and the block answers through `Operation.answer`.
+
+        With ``respond``, the save of the command stores ``respond(id, position, saved)`` with
+        its events (`adapters.atomic_responses`)."""
+        if self.key is None:
+            yield Operation(uuid4(), self.status)
+            return
+        claim = claim_key(self.store, self.user_id, self.route, self.key, body.model_dump())
+        assert claim.operation_id is not None, "a started claim names its operation"
+        operation = Operation(claim.operation_id, self.status, self.store, claim, respond)
+        try:
+            with responding(operation.pending):
+                yield operation
+        except BaseException:
+            try:
+                self.store.release(claim)
+            except Exception:  # the command's own error matters more; the claim ages out anyway
+                log.exception("could not release idempotency key for %s", self.route)
+            raise
+
+
+def route_key(request: Request) -> str:
+    """The route a key is scoped to: method and path template, the template's parameters
+    filled in from the request (``POST /challenges/{id}/publish`` with that id), without the
+    ``/v1`` prefix. Exactly the strings keys were stored under before this dependency."""
+    route = request.scope["route"]
+    path = str(route.path).removeprefix("/v1").format(**request.path_params)
+    return f"{request.method} {path}"
+
+
+def idempotent_request(
+    request: Request,
+    services: ServicesDep,
+    user: CurrentUser,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> IdempotentRequest:
+    status = getattr(request.scope["route"], "status_code", None) or 200
+    return IdempotentRequest(
+        services.idempotency, user.id, route_key(request), status, idempotency_key
+    )
+
+
+Idempotent = Annotated[IdempotentRequest, Depends(idempotent_request)]
 
 
 def request_hash(body: Any) -> str:

@@ -11,12 +11,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from adapters.payments import PgLocks
 from api.bootstrap import Services
 from api.metrics import SETTLEMENT_FAILURES
 from application.ledger import Ledger
 from application.receipts import Swept
-from application.withdrawals import WithdrawalWorker
 
 log = logging.getLogger("peerpush.workers")
 
@@ -75,5 +73,4 @@ def settlement_pass(ledger: Ledger) -> Swept:
 
 def extra_tasks(services: Services) -> list[tuple[str, Callable[[], object]]]:
     """Periodic process rules beyond settlement: the withdrawal worker (Stripe refunds)."""
-    worker = WithdrawalWorker(services.ledger, services.payments, PgLocks(services.db))
-    return [("withdrawals", worker.run_pass)]
+    return [("withdrawals", services.withdrawals.run_pass)]

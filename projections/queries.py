@@ -15,10 +15,13 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from eventsourcing.application import Application
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from adapters.persistence import DatabaseSettings
+from projections.audit.export import event_record
+from projections.position_times import position_at
 
 
 class ReadModels:
@@ -80,7 +83,8 @@ class ReadModels:
         until: datetime | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; the cursor is the last position seen (opaque to clients)."""
-        clauses, params = ["user_id = %s"], [user_id]
+        clauses: list[str] = ["user_id = %s"]
+        params: list[Any] = [user_id]
         if cursor:
             clauses.append("position < %s")
             params.append(decode_cursor(cursor))
@@ -102,6 +106,22 @@ class ReadModels:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1]["position"]) if more and rows else None
+
+    def withdrawal(self, user_id: UUID, withdrawal_id: UUID) -> list[dict[str, Any]]:
+        """One withdrawal of the user's, as its ledger lines in stream order (none: no such
+        withdrawal of theirs, or not projected yet)."""
+        return self.all(
+            "SELECT type, lot_id, tokens, position, reference FROM wallet_transactions "
+            "WHERE user_id = %s AND withdrawal_id = %s ORDER BY position",
+            user_id,
+            withdrawal_id,
+        )
+
+    def position_at(self, at: datetime, *, covering: int | None = None) -> int:
+        """The last stream position whose event time is at most ``at``, from the position
+        index (`projections.position_times.position_at`; ``IndexBehind`` while it lags)."""
+        with self.pool.connection() as conn:
+            return position_at(conn, at, covering=covering)
 
     # -- platform -------------------------------------------------------------------------
 
@@ -151,6 +171,14 @@ class ReadModels:
             for e in entries:
                 e["postings"] = by_position.get(e["position"], [])
         return entries, encode_cursor(entries[-1]["position"]) if more and entries else None
+
+    def audit_events(
+        self, ledger: Application[Any], after: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` stored events after position ``after``, decoded by ``ledger``, each
+        as ``audit export`` writes it (`projections.audit.export.event_record`)."""
+        notifications = ledger.recorder.select_notifications(after, limit, inclusive_of_start=False)
+        return [event_record(n, ledger.mapper.to_domain_event(n)) for n in notifications]
 
 
 def encode_cursor(position: int) -> str:

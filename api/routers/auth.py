@@ -14,17 +14,18 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from adapters.payments import PgCheckoutSessions
-from adapters.users import (
+from api.client_address import request_client_address
+from api.deps import (
+    UNAUTHORIZED,
+    CurrentUser,
     DuplicateUser,
     InvalidToken,
+    ServicesDep,
     TokenPair,
     UserRecord,
     email_key,
     normalise_email,
 )
-from api.client_address import request_client_address
-from api.deps import UNAUTHORIZED, CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
 from application.erasure import erase_user
@@ -189,13 +190,7 @@ def erase_me(body: EraseMeIn, user: CurrentUser, services: ServicesDep) -> Respo
     confirmed = services.users.authenticate(record.email, body.password)
     if confirmed is None or confirmed.id != user.id:
         raise ApiError(403, "wrong_password", "the password is not this account's")
-    erase_user(
-        services.ledger,
-        services.users,
-        user.id,
-        PgCheckoutSessions(services.db),
-        Cause.user(user.id),
-    )
+    erase_user(services.ledger, services.users, user.id, services.checkouts, Cause.user(user.id))
     return Response(status_code=204)
 
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import html
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request
@@ -19,16 +19,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from adapters.payments import PgCheckoutSessions, PgLocks
-from adapters.simulated_stripe import PAGE_PATH, SimulatedStripe
 from api.bootstrap import Services
-from api.deps import CurrentUser, ServicesDep
+from api.deps import SIMULATED_CHECKOUT_PATH as PAGE_PATH
+from api.deps import CurrentUser, ServicesDep, SimulatedStripe
 from api.errors import ApiError
-from api.idempotency import run_creating
+from api.idempotency import Idempotent
 from api.origins import same_origin
 from api.schemas import Body, Tokens
 from application.ports import CheckoutSession, InvalidWebhook, PaymentRefused, PaymentUnavailable
-from application.stripe_events import DepositLimitExceeded, Deposits, RetryLater, StripeEvents
+from application.stripe_events import DepositLimitExceeded, RetryLater
 
 router = APIRouter()
 
@@ -72,16 +71,6 @@ def on_our_origin(body: DepositIn, field: str, services: Services) -> bool:
     return same_origin(url, services.config.base_url)
 
 
-def deposits(services: Services) -> Deposits:
-    return Deposits(services.ledger, services.payments, PgCheckoutSessions(services.db))
-
-
-def stripe_events(services: Services) -> StripeEvents:
-    return StripeEvents(
-        services.ledger, services.payments, PgCheckoutSessions(services.db), PgLocks(services.db)
-    )
-
-
 @router.post(
     "/wallet/deposits",
     tags=["wallet"],
@@ -94,11 +83,8 @@ def stripe_events(services: Services) -> StripeEvents:
     },
 )
 def create_deposit(
-    body: DepositIn,
-    user: CurrentUser,
-    services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> Any:
+    body: DepositIn, user: CurrentUser, services: ServicesDep, idempotent: Idempotent
+) -> DepositOut:
     """Buy tokens: open a Stripe Checkout for ``tokens`` × the token price, to pay at
     ``checkout_url``. The tokens are credited when Stripe confirms the payment."""
     foreign = [f for f in ("success_url", "cancel_url") if not on_our_origin(body, f, services)]
@@ -111,12 +97,12 @@ def create_deposit(
         )
     services.limits.check("deposit_checkout", str(user.id))  # 10/hour: 429 + Retry-After
 
-    def act(deposit_id: UUID) -> tuple[int, dict[str, Any]]:
-        # The id is the Idempotency-Key's: a retry finds the same checkout, never a second
-        # session (the response is stored just after; the checkout is found again by its id).
+    # The id is the Idempotency-Key's: a retry finds the same checkout, never a second
+    # session (the response is stored just after; the checkout is found again by its id).
+    with idempotent.operation(body) as deposit:
         try:
-            opened = deposits(services).open_checkout(
-                user.id, deposit_id, body.tokens, body.success_url, body.cancel_url
+            opened = services.deposits.open_checkout(
+                user.id, deposit.id, body.tokens, body.success_url, body.cancel_url
             )
         except DepositLimitExceeded as e:
             raise ApiError(
@@ -131,18 +117,15 @@ def create_deposit(
                 "Stripe could not be reached; try again",
                 headers={"Retry-After": "5"},
             ) from None
-        out = DepositOut(
-            session_id=opened.session_id,
-            checkout_url=opened.checkout_url,
-            deposit_id=opened.deposit_id,
-            tokens=opened.tokens,
-            amount_cents=opened.cents,
+        return deposit.answer(
+            DepositOut(
+                session_id=opened.session_id,
+                checkout_url=opened.checkout_url,
+                deposit_id=opened.deposit_id,
+                tokens=opened.tokens,
+                amount_cents=opened.cents,
+            )
         )
-        return 201, out.model_dump(mode="json")
-
-    return run_creating(
-        services, user.id, "POST /wallet/deposits", idempotency_key, body.model_dump(), act
-    )
 
 
 @router.post(
@@ -177,7 +160,7 @@ def receive_webhook(services: Services, payload: bytes, signature: str) -> Webho
     except InvalidWebhook as e:
         raise ApiError(400, "invalid_signature", f"webhook refused: {e}") from None
     try:
-        outcome = stripe_events(services).handle(event)
+        outcome = services.stripe_events.handle(event)
     except (RetryLater, PaymentUnavailable) as e:
         raise ApiError(
             503, "retry_later", str(e), headers={"Retry-After": RETRY_WEBHOOK_SECONDS}
@@ -189,10 +172,10 @@ def receive_webhook(services: Services, payload: bytes, signature: str) -> Webho
 
 
 def _simulated(services: Services, session_id: str) -> tuple[SimulatedStripe, CheckoutSession]:
-    gateway = services.payments
-    if services.config.production or not isinstance(gateway, SimulatedStripe):
+    gateway = services.simulated_stripe
+    if services.config.production or gateway is None:
         raise ApiError(404, "not_found", "there is no simulated Stripe here")
-    session = PgCheckoutSessions(services.db).get(session_id)
+    session = services.checkouts.get(session_id)
     if session is None:
         raise ApiError(404, "not_found", "no such checkout session")
     return gateway, session

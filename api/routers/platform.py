@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.payments import PgCheckoutSessions
-from api.deps import AdminUser, ServicesDep, wait_for_position
+from api.deps import AdminUser, LedgerDep, ServicesDep, request_id, wait_for_position
 from api.errors import ApiError
-from api.idempotency import run_creating
-from api.routers.wallet import request_id
+from api.idempotency import Idempotent
 from api.schemas import Body, Tokens
 from application.erasure import erase_user
 from domain.aggregate import Cause
@@ -71,9 +70,15 @@ def journal(
     return {"items": _jsonable(entries), "next_cursor": next_cursor}
 
 
+class AdjustmentOut(BaseModel):
+    adjustment_id: UUID
+    position: int
+
+
 @router.post(
     "/admin/adjustments",
     status_code=201,
+    response_model=AdjustmentOut,
     responses={
         402: {"description": "a debit beyond the wallet"},
         404: {"description": "no such user"},
@@ -84,38 +89,27 @@ def adjust(
     request: Request,
     admin: AdminUser,
     services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> Any:
+    ledger: LedgerDep,
+    idempotent: Idempotent,
+) -> AdjustmentOut:
     """Credit (a new adjustment lot) or debit (FIFO) a user's wallet, with a reason."""
     if services.users.get(body.user_id) is None:
         raise ApiError(404, "not_found", "no such user")
 
-    def act(adjustment_id: UUID) -> tuple[int, dict[str, Any]]:
-        # The id is the Idempotency-Key's (a retry names the same adjustment), or new.
-        receipt = services.ledger.adjust(
+    def stored(adjustment_id: UUID, position: int, _: Sequence[object]) -> AdjustmentOut:
+        return AdjustmentOut(adjustment_id=adjustment_id, position=position)
+
+    # The id is the Idempotency-Key's (a retry names the same adjustment), or new.
+    with idempotent.operation(body, stored) as adjustment:
+        receipt = ledger.adjust(
             body.user_id,
             body.direction,
             body.tokens,
             body.reason,
-            adjustment_id,
+            adjustment.id,
             Cause.admin(admin.id, request_id(request)),
         )
-        return respond(adjustment_id, receipt.position, ())
-
-    def respond(
-        adjustment_id: UUID, position: int, _: Sequence[object]
-    ) -> tuple[int, dict[str, Any]]:
-        return 201, {"adjustment_id": str(adjustment_id), "position": position}
-
-    return run_creating(
-        services,
-        admin.id,
-        "POST /admin/adjustments",
-        idempotency_key,
-        body.model_dump(mode="json"),
-        act,
-        respond,
-    )
+        return adjustment.answer(stored(adjustment.id, receipt.position, ()))
 
 
 class ErasedOut(BaseModel):
@@ -142,11 +136,7 @@ def erase(user_id: UUID, admin: AdminUser, services: ServicesDep) -> ErasedOut:
         raise ApiError(404, "not_found", "no such user")
     if not record.erased:
         erase_user(
-            services.ledger,
-            services.users,
-            user_id,
-            PgCheckoutSessions(services.db),
-            Cause.admin(admin.id),
+            services.ledger, services.users, user_id, services.checkouts, Cause.admin(admin.id)
         )
         record = services.users.get(user_id)
     assert record is not None and record.erased_at is not None
@@ -160,36 +150,15 @@ def audit_events(
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """The raw stream in position order, decoded, for auditors."""
-    ledger = services.ledger
-    notifications = ledger.recorder.select_notifications(after, limit, inclusive_of_start=False)
-    items = []
-    for n in notifications:
-        event = ledger.mapper.to_domain_event(n)
-        fields = {
-            k: v
-            for k, v in vars(event).items()
-            if k not in ("originator_id", "originator_version", "timestamp")
-        }
-        items.append(
-            {
-                "position": n.id,
-                "originator_id": str(n.originator_id),
-                "version": n.originator_version,
-                "topic": n.topic,
-                "timestamp": event.timestamp.isoformat(),
-                "fields": _jsonable(fields),
-            }
-        )
+    """The raw stream in position order, decoded, for auditors: each event as
+    ``audit export`` writes it."""
+    items = services.reads.audit_events(services.ledger, after, limit)
     next_after = items[-1]["position"] if len(items) == limit else None
     return {"items": items, "next_after": next_after}
 
 
 def _jsonable(value: Any) -> Any:
     """Plain JSON for API output: UUIDs and times as strings, Decimals as ints."""
-    from datetime import datetime
-    from decimal import Decimal
-
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

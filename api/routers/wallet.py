@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from adapters.users import AuthUser
-from api.deps import CurrentUser, ServicesDep, wait_for_position
+from api.bootstrap import Services
+from api.deps import AuthUser, CurrentUser, LedgerDep, ServicesDep, request_id, wait_for_position
 from api.errors import ApiError
-from api.idempotency import run_creating
-from api.schemas import Balances, LotOut, TransactionPage, WithdrawalIn, WithdrawalOut
+from api.idempotency import Idempotent
+from api.schemas import (
+    Balances,
+    LotOut,
+    TransactionPage,
+    WithdrawalIn,
+    WithdrawalLot,
+    WithdrawalOut,
+)
 from domain.aggregate import Cause
 from domain.errors import NotFound, NotRefundable
 from domain.wallet import Wallet
 from projections.point_in_time import WalletAsOf, wallet_as_of
-from projections.position_times import IndexBehind, position_at
+from projections.position_times import IndexBehind
 
 router = APIRouter(prefix="/wallet", tags=["wallet"])
 
@@ -70,7 +77,7 @@ _ZERO = (
 )
 
 
-def _wallet_as_of(services: Any, user: AuthUser, as_of: str) -> tuple[int, WalletAsOf | None]:
+def _wallet_as_of(services: Services, user: AuthUser, as_of: str) -> tuple[int, WalletAsOf | None]:
     """The caller's wallet over the stream up to the position ``as_of`` names (None: it did
     not exist then), and that position."""
     try:
@@ -87,23 +94,21 @@ def _wallet_as_of(services: Any, user: AuthUser, as_of: str) -> tuple[int, Walle
         return position, None
 
 
-def _position_at(services: Any, at: datetime) -> int:
+def _position_at(services: Services, at: datetime) -> int:
     """The last position whose event time is at most ``at``, through the position index.
 
     An index behind the stream's head cannot answer (an event it has not seen may be earlier
     than ``at``): wait for it like ``min_position`` does, then 503 ``read_model_behind``.
     """
-    with services.reads.pool.connection() as conn:
-        try:
-            return position_at(conn, at)
-        except IndexBehind as behind:
-            head = behind.head
+    try:
+        return services.reads.position_at(at)
+    except IndexBehind as behind:
+        head = behind.head
     if services.projector.wait_for(head, timeout=services.config.read_wait_seconds):
-        with services.reads.pool.connection() as conn:
-            try:
-                return position_at(conn, at, covering=head)
-            except IndexBehind:
-                pass
+        try:
+            return services.reads.position_at(at, covering=head)
+        except IndexBehind:
+            pass
     raise ApiError(
         503,
         "read_model_behind",
@@ -173,45 +178,39 @@ def request_withdrawal(
     body: WithdrawalIn,
     request: Request,
     user: CurrentUser,
-    services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> Any:
+    ledger: LedgerDep,
+    idempotent: Idempotent,
+) -> WithdrawalOut:
     """Refund tokens to the card that paid for them (oldest refundable lots first)."""
 
-    def answer(withdrawal_id: UUID, position: int, lots: Any) -> tuple[int, dict[str, Any]]:
-        out = WithdrawalOut(
-            withdrawal_id=withdrawal_id,
-            status="pending",
-            tokens=body.tokens,
-            lots=[{"lot_id": lot, "tokens": n, "status": "pending"} for lot, n in lots],
-            position=position,
-        )
-        return 202, out.model_dump(mode="json")
+    def stored(withdrawal_id: UUID, position: int, saved: Sequence[object]) -> WithdrawalOut:
+        [wallet] = [a for a in saved if isinstance(a, Wallet)]
+        lots = wallet.withdrawals[str(withdrawal_id)].lots.items()
+        return withdrawal_out(withdrawal_id, body.tokens, position, lots)
 
-    def act(withdrawal_id: UUID) -> tuple[int, dict[str, Any]]:
-        # The id is the Idempotency-Key's (a retry names the same withdrawal), or new.
+    # The id is the Idempotency-Key's (a retry names the same withdrawal), or new.
+    with idempotent.operation(body, stored) as withdrawal:
         try:
-            held = services.ledger.request_withdrawal(
-                user.id, withdrawal_id, body.tokens, Cause.user(user.id, request_id(request))
+            held = ledger.request_withdrawal(
+                user.id, withdrawal.id, body.tokens, Cause.user(user.id, request_id(request))
             )
         except NotFound:  # no wallet yet: nothing to refund (one's own wallet is never 404)
             raise NotRefundable(body.tokens, 0) from None
-        return answer(withdrawal_id, held.position, held.lots)
+        return withdrawal.answer(
+            withdrawal_out(withdrawal.id, body.tokens, held.position, held.lots)
+        )
 
-    def respond(
-        withdrawal_id: UUID, position: int, saved: Sequence[object]
-    ) -> tuple[int, dict[str, Any]]:
-        [wallet] = [a for a in saved if isinstance(a, Wallet)]
-        return answer(withdrawal_id, position, wallet.withdrawals[str(withdrawal_id)].lots.items())
 
-    return run_creating(
-        services,
-        user.id,
-        "POST /wallet/withdrawals",
-        idempotency_key,
-        body.model_dump(),
-        act,
-        respond,
+def withdrawal_out(
+    withdrawal_id: UUID, tokens: int, position: int, lots: Iterable[tuple[UUID | str, int]]
+) -> WithdrawalOut:
+    """A withdrawal just requested: pending, on the lots it holds."""
+    return WithdrawalOut(
+        withdrawal_id=withdrawal_id,
+        status="pending",
+        tokens=tokens,
+        lots=[WithdrawalLot(lot_id=UUID(str(lot)), tokens=n, status="pending") for lot, n in lots],
+        position=position,
     )
 
 
@@ -224,12 +223,7 @@ def get_withdrawal(
     withdrawal_id: UUID, user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
 ) -> WithdrawalOut:
     wait_for_position(services, min_position)
-    rows = services.reads.all(
-        "SELECT type, lot_id, tokens, position, reference FROM wallet_transactions "
-        "WHERE user_id = %s AND withdrawal_id = %s ORDER BY position",
-        user.id,
-        withdrawal_id,
-    )
+    rows = services.reads.withdrawal(user.id, withdrawal_id)
     if not rows:
         raise ApiError(404, "not_found", "no such withdrawal")
     held = services.ledger.wallet_of(user.id).withdrawals.get(str(withdrawal_id))
@@ -250,7 +244,3 @@ def get_withdrawal(
         lots=lots,  # type: ignore[arg-type]
         position=reflected,
     )
-
-
-def request_id(request: Request) -> str:
-    return str(getattr(request.state, "request_id", "") or "")

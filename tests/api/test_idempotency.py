@@ -14,11 +14,12 @@ from uuid import UUID
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from adapters.users import IdempotencyStore, Outcome, UserStore
 from api.bootstrap import Services
 from api.errors import ApiError
-from api.idempotency import REPLAYED_HEADER, request_hash, run_idempotent
+from api.idempotency import REPLAYED_HEADER, request_hash, route_key, run_idempotent
 from domain.errors import InsufficientFunds
 from tests.api.conftest import Account, bearer
 
@@ -219,3 +220,61 @@ def test_an_adjustment_retried_with_its_key_is_made_once(
     other = api_client.post("/v1/admin/adjustments", json={**body, "tokens": 41}, headers=headers)
     assert other.status_code == 422
     assert other.json()["code"] == "idempotency_key_reused"
+
+
+OLD_FORMAT = [
+    ("POST /wallet/withdrawals", "/v1/wallet/withdrawals", {"tokens": 7}),
+    (
+        "POST /wallet/deposits",
+        "/v1/wallet/deposits",
+        {
+            "tokens": 700,
+            "success_url": "http://127.0.0.1:8000/paid",
+            "cancel_url": "http://127.0.0.1:8000/cancelled",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("route", "path", "body"), OLD_FORMAT, ids=[r for r, _, _ in OLD_FORMAT])
+def test_a_key_stored_before_the_idempotency_dependency_still_replays(
+    api_client: TestClient,
+    api_services: Services,
+    register_user: Callable[..., Account],
+    route: str,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    """Keys were stored under hand-typed route strings ("POST /wallet/withdrawals"); the
+    dependency scopes them by the same strings, so a retry across the upgrade replays."""
+    user = register_user()
+    key = str(uuid.uuid4())
+    stored = {"stored": "before the upgrade", "key": key}
+    store = api_services.idempotency
+    claim = store.begin(user.id, route, key, request_hash(body))
+    assert claim.outcome is Outcome.STARTED
+    assert store.complete(claim, 201, stored)
+    replay = api_client.post(path, json=body, headers={**user.headers, "Idempotency-Key": key})
+    assert replay.status_code == 201, replay.text
+    assert replay.json() == stored
+    assert replay.headers[REPLAYED_HEADER] == "true"
+
+
+def test_a_key_is_scoped_to_the_route_with_its_path_parameters() -> None:
+    """The route a key belongs to is the route's template with the request's path
+    parameters: one key on two challenges is two keys, as when routes typed them in."""
+
+    class Route:
+        path = "/v1/challenges/{challenge_id}/publish"
+
+    challenge = uuid.uuid4()
+    request = Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "route": Route(),
+            "path_params": {"challenge_id": challenge},
+            "headers": [],
+        }
+    )
+    assert route_key(request) == f"POST /challenges/{challenge}/publish"
