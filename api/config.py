@@ -138,6 +138,9 @@ class ApiConfig:
             rate_limits_enabled=env.get("RATE_LIMITS", "on") != "off",
             trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES", "")),
             run_workers=env.get("RUN_WORKERS", "on") != "off",
+            worker_interval_seconds=_positive_seconds(
+                env, "WORKER_INTERVAL_SECONDS", cls.worker_interval_seconds
+            ),
         )
 
 
@@ -151,6 +154,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value <= 0:
         raise ConfigError(f"{name} must be a positive whole number of bytes (it is {raw!r})")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds in (0, 3600] (it is {raw!r})")
     return value
 
 
