@@ -20,7 +20,7 @@ from api.deps import plain_url
 from api.metrics import REQUEST_LATENCY, method_label
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.routers import auth, challenges, clock, deposits, ops, platform, submissions, wallet
-from api.workers import Workers
+from api.workers import Workers, runs_workers_in_process
 
 DESCRIPTION = """The PeerPush ledger: tokens (1 token = 1 US cent), wallets and FIFO lots,
 challenges with stakes, proofs and peer review, settlement, Stripe deposits and refunds.
@@ -35,9 +35,8 @@ def create_app(services: Services | None = None, *, start_workers: bool | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = services or build_services()
         app.state.services = built
-        run = built.config.run_workers if start_workers is None else start_workers
         workers = Workers(built)
-        if run:
+        if runs_workers_in_process(built.config, start_workers):
             workers.start()
         try:
             yield

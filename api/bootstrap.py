@@ -18,11 +18,11 @@ from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.persistence import DatabaseSettings, resolve_database_url
 from adapters.proof_store import build_proof_store
 from adapters.simulated_stripe import SimulatedStripe
+from adapters.test_clock import PgTestClock
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
 from api.config import ApiConfig
 from application.ledger import Ledger
 from application.ports import (
-    AdjustableClock,
     CheckoutSessions,
     Clock,
     Locks,
@@ -113,13 +113,15 @@ class Services:
         self.reads.close()
         self.users.close()
         self.ledger.close()
+        if isinstance(self.clock, PgTestClock):
+            self.clock.close()
 
 
 def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None = None) -> Services:
     config = config or ApiConfig.from_env()
     db = db or database_settings()
     migrate(db)
-    clock: Clock = AdjustableClock() if config.test_clock_enabled else SystemClock()
+    clock = build_clock(config, db)
     ledger = build_ledger(db, clock=clock, run_migrations=False)
     users = UserStore(db)
     payments = build_payment_gateway(config, users)
@@ -147,3 +149,9 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
         withdrawals=WithdrawalWorker(ledger, payments, locks),
         simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
     )
+
+
+def build_clock(config: ApiConfig, db: DatabaseSettings) -> Clock:
+    """Business time: the wall clock in production; in development a test clock whose offset
+    every process shares (an advance through one API process moves the workers' time too)."""
+    return PgTestClock(db) if config.test_clock_enabled else SystemClock()

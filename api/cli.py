@@ -1,8 +1,10 @@
 """``peerpush``: the ledger's command line (also ``python -m api.cli``).
 
 - ``peerpush migrate`` applies the migrations (event store and read models);
-- ``peerpush serve`` (``make run``) serves the HTTP API on http://127.0.0.1:8000 and, in the
-  embedded default, runs the projection, settlement and withdrawal workers in-process;
+- ``peerpush serve`` (``make run``) serves the HTTP API on http://127.0.0.1:8000 and, in
+  development only, runs the projection, settlement and withdrawal workers in-process;
+- ``peerpush worker [settlement|withdrawals|all]`` runs the settlement worker, the withdrawal
+  worker or both (the default) as a process of their own, until SIGTERM or SIGINT;
 - ``peerpush demo`` plays a short scripted scenario and prints the balances from the read models;
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream;
@@ -27,9 +29,16 @@ from pathlib import Path
 
 from adapters.users import UserStore
 from api import audit_cli
-from api.bootstrap import build_ledger, build_projector, database_settings, migrate
+from api.bootstrap import (
+    build_ledger,
+    build_projector,
+    build_services,
+    database_settings,
+    migrate,
+)
 from api.config import ApiConfig, ConfigError, require_process_environment
 from api.demo import play
+from api.workers import WORKER_NAMES, Workers
 from application.ports import AdjustableClock
 
 
@@ -83,6 +92,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # The client address is decided by TRUSTED_PROXIES (api.client_address), not by uvicorn,
     # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
     uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", proxy_headers=False)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run periodic workers in this process until SIGTERM or SIGINT (rules §9).
+
+    Several copies may run at once (one per host, or more): each pass is taken by one copy
+    under an advisory lock. A stop lets the pass under way finish, then exits 0.
+    """
+    config = ApiConfig.from_env()
+    require_process_environment()
+    names = WORKER_NAMES if args.which == "all" else (args.which,)
+    services = build_services(config)
+    workers = Workers(services, names, projections=False)
+    signal.signal(signal.SIGTERM, lambda *_: workers.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: workers.stop.set())
+    try:
+        workers.start()
+        print(f"worker {', '.join(names)} running (SIGTERM or Ctrl-C to stop)", flush=True)
+        while not workers.stop.wait(1.0):
+            pass
+    finally:
+        workers.shutdown()
+        services.close()
+    print("worker stopped", flush=True)
     return 0
 
 
@@ -167,6 +201,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.set_defaults(func=cmd_serve)
+    worker = commands.add_parser("worker", help="run the settlement and withdrawal workers")
+    worker.add_argument("which", nargs="?", default="all", choices=[*WORKER_NAMES, "all"])
+    worker.set_defaults(func=cmd_worker)
     commands.add_parser("demo", help="play a scripted scenario, print balances").set_defaults(
         func=cmd_demo
     )

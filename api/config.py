@@ -140,6 +140,9 @@ class ApiConfig:
             trusted_proxies=_trusted_proxies(env.get("TRUSTED_PROXIES", "")),
             run_workers=env.get("RUN_WORKERS", "on") != "off",
             read_max_waiters=int(env.get("READ_MAX_WAITERS", cls.read_max_waiters)),
+            worker_interval_seconds=_positive_seconds(
+                env, "WORKER_INTERVAL_SECONDS", cls.worker_interval_seconds
+            ),
         )
 
 
@@ -153,6 +156,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value <= 0:
         raise ConfigError(f"{name} must be a positive whole number of bytes (it is {raw!r})")
+    return value
+
+
+def _positive_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds in (0, 3600] (it is {raw!r})")
     return value
 
 

@@ -91,3 +91,9 @@ SETTLEMENT_FAILURES = Counter(
     "Challenges whose settlement failed in a worker pass (each is retried on the next pass)",
     registry=REGISTRY,
 )
+WORKER_PASS_FAILURES = Counter(
+    "peerpush_worker_pass_failures_total",
+    "Worker passes that raised (the worker keeps going; the next pass retries).",
+    ["worker"],
+    registry=REGISTRY,
+)

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from threading import Lock
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from domain.errors import Conflict, NotFound
 
@@ -16,6 +16,19 @@ class Clock(Protocol):
     """Business time (SPEC §7): slots, windows, settlement, refund windows, lot times."""
 
     def now(self) -> datetime: ...
+
+
+@runtime_checkable
+class MovableClock(Clock, Protocol):
+    """A test clock (development only): business time that can be moved forward.
+
+    Every process of a deployment must see the same business time, so the clock the services
+    run on keeps its offset where all of them read it (``adapters.test_clock``).
+    """
+
+    def advance(self, by: timedelta) -> datetime:
+        """Move business time forward by ``by``; returns the new time."""
+        ...
 
 
 class SystemClock:

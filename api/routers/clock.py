@@ -1,4 +1,8 @@
-"""The test clock (embedded default only): move business time forward, like Stripe's."""
+"""The test clock (development only): move business time forward, like Stripe's.
+
+The offset is shared by every process (``adapters.test_clock``), so an advance made here is
+the business time of the other API processes and of the workers too.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pydantic import Field
 from api.deps import CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
-from application.ports import AdjustableClock
+from application.ports import MovableClock
 
 router = APIRouter(prefix="/test-clock", tags=["test clock"])
 
@@ -28,7 +32,7 @@ def now(_: CurrentUser, services: ServicesDep) -> dict[str, Any]:
 @router.post("/advance")
 def advance(body: AdvanceIn, _: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     clock = services.clock
-    if services.config.production or not isinstance(clock, AdjustableClock):
+    if services.config.production or not isinstance(clock, MovableClock):
         raise ApiError(404, "not_found", "there is no test clock in production")
     moved = clock.advance(timedelta(seconds=body.seconds))
     return {"now": moved.isoformat()}

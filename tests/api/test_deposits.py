@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from adapters.payments import PgLocks
 from adapters.persistence import DatabaseSettings
 from api.bootstrap import Services, build_services
-from application.ports import AdjustableClock
+from application.ports import MovableClock
 from application.withdrawals import WithdrawalWorker
 from tests.api.conftest import Account, api_config
 from tests.fakes.stripe_server import API_KEY, FakeStripe
@@ -244,7 +244,7 @@ def test_the_daily_limit_counts_credited_deposits_and_open_checkouts_over_a_roll
     assert deposit(api_client, account, limit // 4).status_code == 201
 
     clock = api_services.clock
-    assert isinstance(clock, AdjustableClock)
+    assert isinstance(clock, MovableClock)
     clock.advance(timedelta(hours=24, seconds=1))
     assert deposit(api_client, account, limit).status_code == 201
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from adapters.payments import build_payment_gateway
 from api.bootstrap import Services
 from api.config import ApiConfig
-from api.workers import extra_tasks
+from api.workers import worker_tasks
 from tests.api.conftest import Account
 
 Register = Callable[..., Account]
@@ -102,7 +102,7 @@ def test_the_embedded_withdrawal_worker_makes_simulated_refunds_that_succeed_at_
     requested = api_client.post(
         "/v1/wallet/withdrawals", json={"tokens": 300}, headers=account.headers
     ).json()
-    [(name, worker_pass)] = extra_tasks(api_services)  # what the embedded server runs
+    [(name, worker_pass)] = worker_tasks(api_services, ["withdrawals"])  # what the server runs
 
     worker_pass()
 

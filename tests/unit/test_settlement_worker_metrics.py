@@ -10,11 +10,11 @@ from api.workers import settlement_pass
 from application.receipts import Swept
 
 
-class _Ledger:
+class _Worker:
     def __init__(self, failed: tuple[UUID, ...]) -> None:
         self.failed = failed
 
-    def settle_due(self) -> Swept:
+    def run_pass(self) -> Swept:
         return Swept(7, (UUID(int=1),), (), self.failed)
 
 
@@ -25,7 +25,7 @@ def _failures() -> float:
 def test_each_failed_settlement_of_a_pass_is_counted() -> None:
     before = _failures()
 
-    settlement_pass(cast(Any, _Ledger((UUID(int=2), UUID(int=3)))))
-    settlement_pass(cast(Any, _Ledger(())))
+    settlement_pass(cast(Any, _Worker((UUID(int=2), UUID(int=3)))))
+    settlement_pass(cast(Any, _Worker(())))
 
     assert _failures() == before + 2
