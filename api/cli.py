@@ -25,17 +25,17 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
 from adapters.users import UserStore
 from api import audit_cli
 from api.bootstrap import build_ledger, build_projector, database_settings, migrate
-from api.config import ApiConfig, ConfigError, require_process_environment
 from api.demo import play
 from application.ports import AdjustableClock
+from application.settings import SettingsError
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    require_process_environment()
-    db = database_settings()
+    db = database_settings(ProcessSettings.from_env())
     migrate(db)
     print(f"migrations applied to schema {db.schema!r}")
     return 0
@@ -50,8 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
-    config = ApiConfig.from_env()
-    require_process_environment()
+    config = ServiceSettings.from_env()
     temporary: Path | None = None
     if config.metrics_listen:
         from api.metrics import prepare_multiprocess, serve_internal
@@ -88,11 +87,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo(_: argparse.Namespace) -> int:
     """A four-player challenge played in seconds on a test clock, then the balances."""
-    if require_process_environment() != "development":
+    settings = ProcessSettings.from_env()
+    if settings.production:
         raise ConfigError("the demo writes made-up players: it runs with ENV=development only")
     clock = AdjustableClock(datetime.now(UTC).replace(microsecond=0), frozen=True)
-    db = database_settings()
-    ledger = build_ledger(db, clock=clock)
+    db = database_settings(settings)
+    ledger = build_ledger(db, clock=clock, process=settings)
     projector = build_projector(db, ledger)
     try:
         users = play(ledger, clock)
@@ -114,10 +114,10 @@ def cmd_demo(_: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
-    if args.action != "status":  # status only reads
-        require_process_environment()
-    db = database_settings()
-    ledger = build_ledger(db)
+    # status only reads: it runs without ENV, like the auditor's commands
+    settings = StoreSettings.from_env() if args.action == "status" else ProcessSettings.from_env()
+    db = database_settings(settings)
+    ledger = build_ledger(db, process=settings)
     projector = build_projector(db, ledger)
     try:
         if args.action == "status":
@@ -141,8 +141,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
-    require_process_environment()
-    db = database_settings()
+    db = database_settings(ProcessSettings.from_env())
     migrate(db)
     users = UserStore(db)
     try:
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as e:
+    except SettingsError as e:
         print(f"peerpush: {e}", file=sys.stderr)
         return 2
 

@@ -27,15 +27,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
+from adapters.settings import ServiceSettings
 from api.app import create_app
 from api.bootstrap import Services, build_services
-from api.config import ApiConfig
 
 TEST_JWT_SECRET = "tests-only-signing-key-0123456789abcdef"
 PASSWORD = "correct horse battery"
 
 
-def api_config(storage_dir: Path, **overrides: Any) -> ApiConfig:
+def api_config(storage_dir: Path, **overrides: Any) -> ServiceSettings:
     """The settings API tests run with: a fixed signing key, no rate limits, no workers."""
     settings: dict[str, Any] = {
         "jwt_secret": TEST_JWT_SECRET,
@@ -46,7 +46,7 @@ def api_config(storage_dir: Path, **overrides: Any) -> ApiConfig:
         "storage_dir": storage_dir,
         **overrides,
     }
-    return ApiConfig(**settings)
+    return ServiceSettings(**settings)
 
 
 def bearer(token: str) -> dict[str, str]:
