@@ -24,7 +24,7 @@ from pydantic_settings import (
 )
 
 from adapters.rate_limits import ENV_PREFIX, Limit, limits_from_env
-from application.settings import SETTINGS_CONFIG, SettingsError, describe, variables
+from application.settings import SETTINGS_CONFIG, SettingsError, describe, old_names, variables
 
 ENVIRONMENTS = ("development", "production")
 KiB = 1024
@@ -74,9 +74,9 @@ class ProcessSettings(StoreSettings):
     # DATABASE_URL would give every replica an embedded database, and so a ledger, of its own.
     production_requires: ClassVar[tuple[str, ...]] = ("database_url",)
 
-    environment: str = Field(default="development", validation_alias="ENV")
+    env: str = "development"
 
-    @field_validator("environment")
+    @field_validator("env")
     @classmethod
     def _exact_environment(cls, value: str) -> str:
         if value not in ENVIRONMENTS:
@@ -85,7 +85,7 @@ class ProcessSettings(StoreSettings):
 
     @model_validator(mode="after")
     def _production_is_complete(self) -> Self:
-        if self.environment == "production":
+        if self.env == "production":
             names = variables(type(self))
             missing = [
                 names[field]
@@ -100,8 +100,13 @@ class ProcessSettings(StoreSettings):
         return self
 
     @property
+    def environment(self) -> str:
+        """``development`` or ``production`` (``ENV``)."""
+        return self.env
+
+    @property
     def production(self) -> bool:
-        return self.environment == "production"
+        return self.env == "production"
 
     @property
     def test_clock_enabled(self) -> bool:
@@ -112,7 +117,7 @@ class ProcessSettings(StoreSettings):
     def from_env(cls) -> Self:
         """The process's settings; `ConfigError` unless ``ENV`` is set."""
         settings = super().from_env()
-        if "environment" not in settings.model_fields_set:
+        if "env" not in settings.model_fields_set:
             raise ConfigError(
                 "ENV must be set to 'development' or 'production' (it is unset); refusing to start"
             )
@@ -128,13 +133,14 @@ class ServiceSettings(ProcessSettings):
         "jwt_secret",
         "stripe_api_key",
         "stripe_webhook_secret",
-        "base_url",
+        "public_base_url",
     )
 
-    # Where clients reach the API; checkout redirect URLs must be on it.
-    base_url: str = Field(default="http://127.0.0.1:8000", validation_alias="PUBLIC_BASE_URL")
-    # PUBLIC_BASE_URL's old name, still read in development only.
-    old_base_url: str = Field(default="", validation_alias="BASE_URL", exclude=True)
+    # Where clients reach the API; checkout redirect URLs must be on it. Development still
+    # reads its old name, BASE_URL (`_OtherVariables`).
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", json_schema_extra={"old_name": "BASE_URL"}
+    )
     # The HS256 signing key; development falls back to a key kept in DATA_DIR (`from_env`).
     jwt_secret: str = ""
     access_token_minutes: int = Field(default=15, gt=0)
@@ -155,7 +161,7 @@ class ServiceSettings(ProcessSettings):
     # host:port of the internal listener serving /metrics ("" = none). Production never serves
     # /metrics on the public listener.
     metrics_listen: str = ""
-    rate_limits_enabled: bool = Field(default=True, validation_alias="RATE_LIMITS")
+    rate_limits: bool = True  # off turns every limit off
     # Operators' replacements for single limits, from RATE_LIMIT_<BUCKET> (see
     # adapters.rate_limits); None turns a bucket off.
     rate_limit_overrides: dict[str, Limit | None] = Field(
@@ -176,30 +182,21 @@ class ServiceSettings(ProcessSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _RateLimitOverrides(settings_cls))
+        return (init_settings, env_settings, _OtherVariables(settings_cls))
 
     @model_validator(mode="before")
     @classmethod
     def _environment_defaults(cls, data: Any) -> Any:
-        """Production defaults to real Stripe and S3, and ignores the old ``BASE_URL``."""
+        """Production defaults to real Stripe and S3, development to neither."""
         if not isinstance(data, dict):
             return data
-        production = data.get("ENV", data.get("environment")) == "production"
+        production = data.get("env") == "production"
         data = dict(data)
-        if "stripe_mode" not in data and "STRIPE_MODE" not in data:
-            data["stripe_mode"] = "stripe" if production else "simulated"
-        if "storage" not in data and "STORAGE" not in data:
-            data["storage"] = "s3" if production else "local"
-        if production:
-            data.pop("BASE_URL", None)
-            data.pop("old_base_url", None)
-        elif "PUBLIC_BASE_URL" not in data and "base_url" not in data:
-            old = data.get("BASE_URL", data.get("old_base_url"))
-            if old:
-                data["PUBLIC_BASE_URL"] = old
+        data.setdefault("stripe_mode", "stripe" if production else "simulated")
+        data.setdefault("storage", "s3" if production else "local")
         return data
 
-    @field_validator("rate_limits_enabled", "run_workers", mode="before")
+    @field_validator("rate_limits", "run_workers", mode="before")
     @classmethod
     def _on_unless_off(cls, value: Any) -> Any:
         """``RATE_LIMITS`` and ``RUN_WORKERS`` are on unless set to ``off``."""
@@ -238,6 +235,11 @@ class ServiceSettings(ProcessSettings):
         return self
 
     @property
+    def base_url(self) -> str:
+        """The public origin (``PUBLIC_BASE_URL``)."""
+        return self.public_base_url
+
+    @property
     def max_upload_bytes(self) -> int:
         """The body limit of a proof upload: the photo plus the form around it."""
         return self.max_proof_bytes + self.max_body_bytes
@@ -253,19 +255,28 @@ class ServiceSettings(ProcessSettings):
         return settings
 
 
-class _RateLimitOverrides(PydanticBaseSettingsSource):
-    """Every ``RATE_LIMIT_<BUCKET>`` variable, gathered into ``rate_limit_overrides``."""
+class _OtherVariables(PydanticBaseSettingsSource):
+    """The variables not named after a field, read after (so below) the fields' own:
+    every ``RATE_LIMIT_<BUCKET>``, gathered into ``rate_limit_overrides``, and, in development
+    only, the old names of renamed settings (``BASE_URL``)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        found = {
+        found: dict[str, Any] = {}
+        limits = {
             name: value
             for name, value in os.environ.items()
             if name.startswith(ENV_PREFIX) and value.strip()
         }
-        return {"rate_limit_overrides": found} if found else {}
+        if limits:
+            found["rate_limit_overrides"] = limits
+        if os.environ.get("ENV") != "production":
+            for old, field in old_names(self.settings_cls).items():
+                if os.environ.get(old, "").strip():
+                    found[field] = os.environ[old].strip()
+        return found
 
 
 def parse_listen(raw: str) -> tuple[str, int] | None:

@@ -124,7 +124,7 @@ def build_services(
         users=users,
         tokens=TokenService(config, users),
         limits=RateLimiter(
-            users, enabled=config.rate_limits_enabled, overrides=config.rate_limit_overrides
+            users, enabled=config.rate_limits, overrides=config.rate_limit_overrides
         ),
         idempotency=IdempotencyStore(users),
         payments=build_payment_gateway(config, users),

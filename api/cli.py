@@ -81,7 +81,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # The client address is decided by TRUSTED_PROXIES (api.client_address), not by uvicorn,
     # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", proxy_headers=False)
+    uvicorn.run(
+        create_app(config=config),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=False,
+    )
     return 0
 
 

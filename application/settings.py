@@ -8,7 +8,6 @@ built object. `variables` and `describe` are shared with the service's settings
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +18,9 @@ from domain.rules import ChallengeLimits
 
 # Frozen (settings never change while a process runs); an empty variable counts as unset; the
 # environment's other variables are none of our business.
-SETTINGS_CONFIG = SettingsConfigDict(
-    frozen=True,
-    extra="ignore",
-    env_ignore_empty=True,
-    validate_by_name=True,
-    validate_by_alias=True,
-)
+# Each field is read from its name in capitals only: no aliases, which pydantic-settings would
+# read as a second variable.
+SETTINGS_CONFIG = SettingsConfigDict(frozen=True, extra="ignore", env_ignore_empty=True)
 
 
 class SettingsError(ValueError):
@@ -76,35 +71,35 @@ class LedgerSettings(BaseSettings):
             raise SettingsError(describe(e, cls)) from None
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> LedgerSettings:
-        """The numbers an ``eventsourcing`` environment mapping names, the rest defaults.
-
-        `model_validate` does not read the process environment: a ledger built from a mapping
-        (tests, tools) is not changed by the shell it runs in.
-        """
-        names = variables(cls)
-        given = {field: env[var] for field, var in names.items() if env.get(var)}
-        try:
-            return cls.model_validate(given)
-        except ValidationError as e:
-            raise SettingsError(describe(e, cls)) from None
+    def defaults(cls) -> LedgerSettings:
+        """The documented defaults, whatever the environment says (tests and tools that build
+        a ledger without the composition root)."""
+        return cls.model_construct()
 
 
 def variables(model: type[BaseSettings]) -> dict[str, str]:
     """Field name → the environment variable that sets it.
 
-    The variable is the field's alias when it has one, else its name in capitals; a field read
-    by a custom source documents its variables in ``json_schema_extra={"variable": ...}``.
+    The variable is the field's name in capitals; a field read by a custom source names its
+    variable in ``json_schema_extra={"variable": ...}``.
     """
     found: dict[str, str] = {}
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra
         if isinstance(extra, dict) and isinstance(extra.get("variable"), str):
             found[name] = str(extra["variable"])
-        elif isinstance(info.validation_alias, str):
-            found[name] = info.validation_alias
         else:
             found[name] = name.upper()
+    return found
+
+
+def old_names(model: type[BaseSettings]) -> dict[str, str]:
+    """Old variable → the field it still sets (``json_schema_extra={"old_name": ...}``)."""
+    found: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get("old_name"), str):
+            found[str(extra["old_name"])] = name
     return found
 
 

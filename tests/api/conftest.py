@@ -39,7 +39,7 @@ def api_config(storage_dir: Path, **overrides: Any) -> ServiceSettings:
     """The settings API tests run with: a fixed signing key, no rate limits, no workers."""
     settings: dict[str, Any] = {
         "jwt_secret": TEST_JWT_SECRET,
-        "rate_limits_enabled": False,
+        "rate_limits": False,
         "run_workers": False,
         "stripe_mode": "simulated",
         "storage": "local",

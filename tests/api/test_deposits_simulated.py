@@ -118,7 +118,7 @@ def test_simulated_stripe_does_not_exist_in_production(
     account = register_user()
     page = local_path(checkout(api_client, account, 100)["checkout_url"])
     development = api_services.config
-    api_services.config = development.model_copy(update={"environment": "production"})
+    api_services.config = development.model_copy(update={"env": "production"})
     try:
         assert api_client.get(page).status_code == 404
         assert api_client.post(f"{page}/pay").status_code == 404
@@ -127,7 +127,7 @@ def test_simulated_stripe_does_not_exist_in_production(
 
     # Built around the checks of `from_env`, to show the gateway refuses on its own too.
     production = ServiceSettings.model_construct(
-        environment="production", stripe_mode="simulated", jwt_secret="x" * 40
+        env="production", stripe_mode="simulated", jwt_secret="x" * 40
     )
     with pytest.raises(RuntimeError):
         build_payment_gateway(production)

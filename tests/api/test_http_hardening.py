@@ -35,7 +35,7 @@ URLS = {
 def production(api_services: Services) -> Iterator[None]:
     """The same app, answering as it would with ENV=production (config is read per request)."""
     development = api_services.config
-    api_services.config = development.model_copy(update={"environment": "production"})
+    api_services.config = development.model_copy(update={"env": "production"})
     try:
         yield
     finally:

@@ -46,7 +46,7 @@ def api_services(api_db: DatabaseSettings, s3_endpoint: str) -> Iterator[Service
         env.setenv("AWS_REGION", "us-east-1")
         config = ServiceSettings(
             jwt_secret="tests-only-signing-key-0123456789abcdef",
-            rate_limits_enabled=False,
+            rate_limits=False,
             run_workers=False,
             storage="s3",
             storage_dir=Path("/nonexistent"),
