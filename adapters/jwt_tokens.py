@@ -20,6 +20,7 @@ import jwt
 import psycopg
 
 if TYPE_CHECKING:
+    from adapters.settings import ServiceSettings
     from adapters.users import UserStore
 
 ALGORITHM = "HS256"
@@ -58,9 +59,9 @@ class TokenPair:
 class TokenService:
     """Issues, rotates, revokes and verifies tokens for the users in ``users``."""
 
-    def __init__(self, config: Any, users: UserStore) -> None:
+    def __init__(self, config: ServiceSettings, users: UserStore) -> None:
         if not config.jwt_secret:
-            raise ValueError("no JWT signing key: set JWT_SECRET (ApiConfig.jwt_secret)")
+            raise ValueError("no JWT signing key: set JWT_SECRET (ServiceSettings.jwt_secret)")
         self.secret: str = config.jwt_secret
         self.access_ttl = timedelta(minutes=config.access_token_minutes)
         self.refresh_ttl = timedelta(days=config.refresh_token_days)

@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
+from adapters.settings import ServiceSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.stripe_gateway import StripeGateway
 from application.ports import CheckoutSession, PaymentGateway
@@ -29,7 +30,7 @@ LOCK_CLASS = 0x70617973  # "pays": advisory locks of the payment flows, keyed pe
 LOCK_WAIT = "10s"
 
 
-def build_payment_gateway(config: Any, users: Any = None) -> PaymentGateway:
+def build_payment_gateway(config: ServiceSettings, users: Any = None) -> PaymentGateway:
     """The gateway ``config.stripe_mode`` names; simulated Stripe is refused in production."""
     if config.stripe_mode == "stripe":
         return StripeGateway(

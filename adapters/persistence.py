@@ -154,10 +154,10 @@ class DatabaseSettings:
         }
 
 
-def resolve_database_url() -> str:
-    """``DATABASE_URL`` when set, else the embedded development server under ``./.data``."""
-    url = os.environ.get("DATABASE_URL", "").strip()
-    return url or embedded_database_url()
+def resolve_database_url(url: str, data_dir: Path = DEFAULT_DATA_DIR) -> str:
+    """``url`` (``DATABASE_URL``) when set, else the embedded development server in
+    ``data_dir``."""
+    return url.strip() or embedded_database_url(data_dir)
 
 
 def ensure_schema(url: str, schema: str) -> None:

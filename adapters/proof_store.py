@@ -115,7 +115,7 @@ class S3ProofStore:
         bucket: str,
         *,
         endpoint_url: str | None = None,
-        region: str | None = None,
+        region: str = "us-east-1",
         **credentials: str,
     ) -> S3ProofStore:
         """A store over a boto3 client; credentials come from the usual AWS chain unless
@@ -126,7 +126,7 @@ class S3ProofStore:
         client = boto3.client(
             "s3",
             endpoint_url=endpoint_url or None,
-            region_name=region or os.environ.get("AWS_REGION", "us-east-1"),
+            region_name=region,
             config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
             **credentials,
         )
@@ -205,6 +205,7 @@ class StorageSettings(Protocol):
     storage_dir: Path
     s3_bucket: str
     s3_endpoint_url: str
+    aws_region: str
 
 
 def build_proof_store(config: StorageSettings) -> LocalProofStore | S3ProofStore:
@@ -212,7 +213,9 @@ def build_proof_store(config: StorageSettings) -> LocalProofStore | S3ProofStore
     if config.storage == "local":
         return LocalProofStore(config.storage_dir)
     if config.storage == "s3":
-        return S3ProofStore.connect(config.s3_bucket, endpoint_url=config.s3_endpoint_url)
+        return S3ProofStore.connect(
+            config.s3_bucket, endpoint_url=config.s3_endpoint_url, region=config.aws_region
+        )
     raise RuntimeError(f"unknown STORAGE {config.storage!r}: use local or s3")
 
 

@@ -4,16 +4,15 @@ Each (bucket, key) has one fixed window that starts at its first hit and lasts t
 period; one atomic upsert counts a hit and opens a new window when the old one has passed.
 Windows are timed by the database's wall clock, the same for every process.
 
-Operators relax limits by setting: ``RATE_LIMITS=off`` turns them all off (``ApiConfig``),
-``RATE_LIMIT_<BUCKET>=<count>/<seconds>`` (e.g. ``RATE_LIMIT_LOGIN=20/60``) replaces one
-bucket's limit and ``RATE_LIMIT_<BUCKET>=off`` turns it off.
+Operators relax limits by setting (read by ``adapters.settings``): ``RATE_LIMITS=off`` turns
+them all off, ``RATE_LIMIT_<BUCKET>=<count>/<seconds>`` (e.g. ``RATE_LIMIT_LOGIN=20/60``)
+replaces one bucket's limit and ``RATE_LIMIT_<BUCKET>=off`` turns it off.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ class RateLimiter:
     ) -> None:
         self.users = users
         self.enabled = enabled
-        self.overrides = dict(limits_from_env(os.environ) if overrides is None else overrides)
+        self.overrides = dict(overrides or {})
         self._next_purge = 0.0
 
     def check(

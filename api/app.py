@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
+from adapters.settings import ServiceSettings
 from api import errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
@@ -30,10 +31,18 @@ Every command answers with the stream `position` of its last event; pass it back
 """
 
 
-def create_app(services: Services | None = None, *, start_workers: bool | None = None) -> FastAPI:
+def create_app(
+    services: Services | None = None,
+    *,
+    config: ServiceSettings | None = None,
+    start_workers: bool | None = None,
+) -> FastAPI:
+    """The HTTP app over ``services``, or over services built at start-up from ``config`` (the
+    settings `peerpush serve` already read; read from the environment when not given)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        built = services or build_services()
+        built = services or build_services(config)
         app.state.services = built
         workers = Workers(built)
         if runs_workers_in_process(built.config, start_workers):

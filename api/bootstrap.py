@@ -7,7 +7,6 @@ the tables, so the application runs with the library's table creation turned off
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -17,10 +16,10 @@ from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.persistence import DatabaseSettings, resolve_database_url
 from adapters.proof_store import build_proof_store
+from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.test_clock import PgTestClock
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
-from api.config import ApiConfig
 from application.ledger import Ledger
 from application.ports import (
     CheckoutSessions,
@@ -39,19 +38,30 @@ from projections.queries import ReadModels
 from projections.runner import Projector
 
 
-def database_settings(schema: str | None = None) -> DatabaseSettings:
-    """``DATABASE_URL`` if set, otherwise the embedded PostgreSQL under ``./.data``."""
-    url = resolve_database_url()
-    return DatabaseSettings.from_url(url, schema=schema or os.environ.get("DB_SCHEMA", "public"))
+def database_settings(settings: StoreSettings | None = None) -> DatabaseSettings:
+    """``DATABASE_URL`` if set, otherwise the embedded PostgreSQL under ``DATA_DIR``.
+
+    Without ``settings`` (the read-only auditor commands, tools) the environment is read here,
+    without requiring ``ENV``.
+    """
+    settings = settings or StoreSettings.from_env()
+    url = resolve_database_url(settings.database_url, settings.data_dir)
+    return DatabaseSettings.from_url(url, schema=settings.db_schema)
 
 
-def ledger_env(db: DatabaseSettings, *, create_table: bool = False) -> dict[str, str]:
-    env = db.eventsourcing_env(create_table=create_table)
-    # Idempotent responses are stored in the events' own transaction (SPEC §7).
+def ledger_env(
+    db: DatabaseSettings, settings: StoreSettings | None = None, *, create_table: bool = False
+) -> dict[str, str]:
+    """The ``eventsourcing`` environment of the ledger: the database, pool and cache sizes."""
+    settings = settings or StoreSettings.from_env()
+    env = db.eventsourcing_env(
+        create_table=create_table,
+        pool_size=settings.postgres_pool_size,
+        max_overflow=settings.postgres_max_overflow,
+    )
+    # Idempotent responses are stored in the events' own transaction (rules §7).
     env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
-    for key in ("POSTGRES_POOL_SIZE", "POSTGRES_MAX_OVERFLOW", "AGGREGATE_CACHE_MAXSIZE"):
-        if os.environ.get(key):
-            env[key] = os.environ[key]
+    env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_maxsize)
     return env
 
 
@@ -64,13 +74,16 @@ def build_ledger(
     *,
     clock: Clock | None = None,
     settings: LedgerSettings | None = None,
+    process: StoreSettings | None = None,
     extra_env: Mapping[str, str] | None = None,
     run_migrations: bool = True,
 ) -> Ledger:
-    db = db or database_settings()
+    """The ledger over ``db``; the business numbers are read from the environment unless given."""
+    process = process or StoreSettings.from_env()
+    db = db or database_settings(process)
     if run_migrations:
         migrate(db)
-    env = {**ledger_env(db), **(extra_env or {})}
+    env = {**ledger_env(db, process), **(extra_env or {})}
     return Ledger(env, clock=clock, settings=settings or LedgerSettings.from_env())
 
 
@@ -86,7 +99,7 @@ class Services:
     limits and idempotency keys all live in PostgreSQL.
     """
 
-    config: ApiConfig
+    config: ServiceSettings
     db: DatabaseSettings
     clock: Clock
     ledger: Ledger
@@ -117,12 +130,15 @@ class Services:
             self.clock.close()
 
 
-def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None = None) -> Services:
-    config = config or ApiConfig.from_env()
-    db = db or database_settings()
+def build_services(
+    config: ServiceSettings | None = None, db: DatabaseSettings | None = None
+) -> Services:
+    """Every service of one process, from settings read once (here, unless given)."""
+    config = config or ServiceSettings.from_env()
+    db = db or database_settings(config)
     migrate(db)
     clock = build_clock(config, db)
-    ledger = build_ledger(db, clock=clock, run_migrations=False)
+    ledger = build_ledger(db, clock=clock, process=config, run_migrations=False)
     users = UserStore(db)
     payments = build_payment_gateway(config, users)
     checkouts = PgCheckoutSessions(db)
@@ -137,7 +153,9 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
         reads=reads,
         users=users,
         tokens=TokenService(config, users),
-        limits=RateLimiter(users, enabled=config.rate_limits_enabled),
+        limits=RateLimiter(
+            users, enabled=config.rate_limits, overrides=config.rate_limit_overrides
+        ),
         idempotency=IdempotencyStore(users),
         payments=payments,
         proofs=proofs,
@@ -151,7 +169,7 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
     )
 
 
-def build_clock(config: ApiConfig, db: DatabaseSettings) -> Clock:
+def build_clock(config: ServiceSettings, db: DatabaseSettings) -> Clock:
     """Business time: the wall clock in production; in development a test clock whose offset
     every process shares (an advance through one API process moves the workers' time too)."""
     return PgTestClock(db) if config.test_clock_enabled else SystemClock()

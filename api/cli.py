@@ -27,6 +27,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
 from adapters.users import UserStore
 from api import audit_cli
 from api.bootstrap import (
@@ -36,15 +37,14 @@ from api.bootstrap import (
     database_settings,
     migrate,
 )
-from api.config import ApiConfig, ConfigError, require_process_environment
 from api.demo import play
 from api.workers import WORKER_NAMES, Workers
 from application.ports import AdjustableClock
+from application.settings import SettingsError
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    require_process_environment()
-    db = database_settings()
+    db = database_settings(ProcessSettings.from_env())
     migrate(db)
     print(f"migrations applied to schema {db.schema!r}")
     return 0
@@ -59,8 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
-    config = ApiConfig.from_env()
-    require_process_environment()
+    config = ServiceSettings.from_env()
     temporary: Path | None = None
     if config.metrics_listen:
         from api.metrics import prepare_multiprocess, serve_internal
@@ -91,7 +90,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     # The client address is decided by TRUSTED_PROXIES (api.client_address), not by uvicorn,
     # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info", proxy_headers=False)
+    uvicorn.run(
+        create_app(config=config),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=False,
+    )
     return 0
 
 
@@ -101,8 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     Several copies may run at once (one per host, or more): each pass is taken by one copy
     under an advisory lock. A stop lets the pass under way finish, then exits 0.
     """
-    config = ApiConfig.from_env()
-    require_process_environment()
+    config = ServiceSettings.from_env()
     names = WORKER_NAMES if args.which == "all" else (args.which,)
     services = build_services(config)
     workers = Workers(services, names, projections=False)
@@ -122,11 +126,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_demo(_: argparse.Namespace) -> int:
     """A four-player challenge played in seconds on a test clock, then the balances."""
-    if require_process_environment() != "development":
+    settings = ProcessSettings.from_env()
+    if settings.production:
         raise ConfigError("the demo writes made-up players: it runs with ENV=development only")
     clock = AdjustableClock(datetime.now(UTC).replace(microsecond=0), frozen=True)
-    db = database_settings()
-    ledger = build_ledger(db, clock=clock)
+    db = database_settings(settings)
+    ledger = build_ledger(db, clock=clock, process=settings)
     projector = build_projector(db, ledger)
     try:
         users = play(ledger, clock)
@@ -148,10 +153,10 @@ def cmd_demo(_: argparse.Namespace) -> int:
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
-    if args.action != "status":  # status only reads
-        require_process_environment()
-    db = database_settings()
-    ledger = build_ledger(db)
+    # status only reads: it runs without ENV, like the auditor's commands
+    settings = StoreSettings.from_env() if args.action == "status" else ProcessSettings.from_env()
+    db = database_settings(settings)
+    ledger = build_ledger(db, process=settings)
     projector = build_projector(db, ledger)
     try:
         if args.action == "status":
@@ -175,8 +180,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
-    require_process_environment()
-    db = database_settings()
+    db = database_settings(ProcessSettings.from_env())
     migrate(db)
     users = UserStore(db)
     try:
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as e:
+    except SettingsError as e:
         print(f"peerpush: {e}", file=sys.stderr)
         return 2
 

@@ -14,26 +14,12 @@ from functools import lru_cache
 
 from fastapi import Request
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+from adapters.settings import Network, parse_trusted_proxies
+
 UNKNOWN = "unknown"
 
 
 @lru_cache(maxsize=16)
-def parse_trusted_proxies(value: str) -> tuple[Network, ...]:
-    """``"10.0.0.0/8, 192.168.1.1"`` → networks; `ValueError` names a malformed entry."""
-    networks = []
-    for entry in (e.strip() for e in value.split(",")):
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR block"
-            ) from None
-    return tuple(networks)
-
-
 def client_address(peer: str | None, forwarded_for: str, trusted: tuple[Network, ...]) -> str:
     """The right-most address not among ``trusted``, starting from the peer."""
     if peer is None:

@@ -16,7 +16,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from api.config import ConfigError, parse_listen
+from adapters.settings import ConfigError, parse_listen
 
 REGISTRY = CollectorRegistry()
 REQUEST_LATENCY = Histogram(

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.config import ApiConfig
+from adapters.settings import ServiceSettings
 from api.errors import problem
 
 # The one route whose body may carry a photo (multipart), limited by max_upload_bytes.
@@ -38,11 +38,11 @@ DOCS_POLICY = (
 HSTS = "max-age=63072000; includeSubDomains"
 
 
-def config_of(scope: Scope) -> ApiConfig:
+def config_of(scope: Scope) -> ServiceSettings:
     """The running app's settings; the defaults before the lifespan has built them."""
     services = getattr(getattr(scope.get("app"), "state", None), "services", None)
     config = getattr(services, "config", None)
-    return config if isinstance(config, ApiConfig) else ApiConfig()
+    return config if isinstance(config, ServiceSettings) else ServiceSettings.model_construct()
 
 
 class BodySizeLimit:

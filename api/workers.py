@@ -15,8 +15,8 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from adapters.settings import ServiceSettings
 from api.bootstrap import Services
-from api.config import ApiConfig
 from api.metrics import SETTLEMENT_FAILURES, WORKER_PASS_FAILURES
 from application.receipts import Swept
 from application.settlement_worker import SettlementWorker
@@ -27,7 +27,7 @@ log = logging.getLogger("peerpush.workers")
 WORKER_NAMES = ("settlement", "withdrawals")
 
 
-def runs_workers_in_process(config: ApiConfig, requested: bool | None = None) -> bool:
+def runs_workers_in_process(config: ServiceSettings, requested: bool | None = None) -> bool:
     """Whether ``peerpush serve`` runs the workers as threads of the server.
 
     Only in development (``RUN_WORKERS``, or what the caller asks): in production the workers

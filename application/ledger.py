@@ -106,7 +106,7 @@ class Ledger(Application[UUID]):
     ) -> None:
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
-        self.settings = settings or LedgerSettings.from_env(env or {})
+        self.settings = settings or LedgerSettings.defaults()
         self._due = DueIndex(self.settings.settlement_delay)
         self._due_lock = threading.Lock()
 

@@ -12,12 +12,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from adapters.persistence import DatabaseSettings, ensure_schema, resolve_database_url
+from adapters.settings import StoreSettings
 
 config = context.config
 schema = config.attributes.get("schema") or context.get_x_argument(as_dictionary=True).get(
     "schema", "public"
 )
-url = config.attributes.get("url") or resolve_database_url()
+if not (url := config.attributes.get("url")):
+    settings = StoreSettings.from_env()  # the alembic command line: this is its entry point
+    url = resolve_database_url(settings.database_url, settings.data_dir)
 db = DatabaseSettings.from_url(url, schema=schema)
 ensure_schema(db.url, schema)
 

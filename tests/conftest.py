@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema, resolve_database_url
+from adapters.settings import StoreSettings
 
 # The service refuses to start without ENV; tests (and the processes they spawn, which inherit
 # this environment) are development, whatever the shell running them says.
@@ -21,7 +22,8 @@ os.environ["ENV"] = "development"
 
 @pytest.fixture(scope="session")
 def database_url() -> str:
-    return resolve_database_url()
+    settings = StoreSettings.from_env()
+    return resolve_database_url(settings.database_url, settings.data_dir)
 
 
 @pytest.fixture

@@ -27,26 +27,26 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
+from adapters.settings import ServiceSettings
 from api.app import create_app
 from api.bootstrap import Services, build_services
-from api.config import ApiConfig
 
 TEST_JWT_SECRET = "tests-only-signing-key-0123456789abcdef"
 PASSWORD = "correct horse battery"
 
 
-def api_config(storage_dir: Path, **overrides: Any) -> ApiConfig:
+def api_config(storage_dir: Path, **overrides: Any) -> ServiceSettings:
     """The settings API tests run with: a fixed signing key, no rate limits, no workers."""
     settings: dict[str, Any] = {
         "jwt_secret": TEST_JWT_SECRET,
-        "rate_limits_enabled": False,
+        "rate_limits": False,
         "run_workers": False,
         "stripe_mode": "simulated",
         "storage": "local",
         "storage_dir": storage_dir,
         **overrides,
     }
-    return ApiConfig(**settings)
+    return ServiceSettings(**settings)
 
 
 def bearer(token: str) -> dict[str, str]:

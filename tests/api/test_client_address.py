@@ -121,14 +121,14 @@ def test_the_client_is_the_right_most_untrusted_hop() -> None:
 
 
 def test_trusted_proxies_are_read_and_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.config import ApiConfig
+    from adapters.settings import ServiceSettings
 
     monkeypatch.setenv("DATA_DIR", "/tmp")
     monkeypatch.setenv("JWT_SECRET", "x" * 40)
     monkeypatch.delenv("TRUSTED_PROXIES", raising=False)
-    assert ApiConfig.from_env().trusted_proxies == ()
+    assert ServiceSettings.from_env().trusted_proxies == ()
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
-    assert ApiConfig.from_env().trusted_proxies == ("10.0.0.0/8", "192.168.1.1/32")
+    assert ServiceSettings.from_env().trusted_proxies == ("10.0.0.0/8", "192.168.1.1/32")
     monkeypatch.setenv("TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
-        ApiConfig.from_env()
+        ServiceSettings.from_env()

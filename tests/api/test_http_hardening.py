@@ -4,7 +4,6 @@ bodies, and the headers that keep browsers from framing, sniffing or downgrading
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import subprocess
@@ -36,7 +35,7 @@ URLS = {
 def production(api_services: Services) -> Iterator[None]:
     """The same app, answering as it would with ENV=production (config is read per request)."""
     development = api_services.config
-    api_services.config = dataclasses.replace(development, environment="production")
+    api_services.config = development.model_copy(update={"env": "production"})
     try:
         yield
     finally:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from adapters.settings import ServiceSettings
 from api import cli
-from api.config import ApiConfig
 
 PRODUCTION = {
     "ENV": "production",
@@ -33,7 +33,7 @@ def test_production_refuses_to_start_without_each_required_setting(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv(missing)
     with pytest.raises(RuntimeError, match=missing):
-        ApiConfig.from_env()
+        ServiceSettings.from_env()
 
 
 def test_production_never_falls_back_to_the_public_simulated_webhook_secret(
@@ -41,12 +41,12 @@ def test_production_never_falls_back_to_the_public_simulated_webhook_secret(
 ) -> None:
     for name, value in PRODUCTION.items():
         monkeypatch.setenv(name, value)
-    config = ApiConfig.from_env()
+    config = ServiceSettings.from_env()
     assert config.stripe_webhook_secret == "whsec_0123456789"
     assert config.base_url == "https://ledger.example.com"
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "")
     with pytest.raises(RuntimeError, match="STRIPE_WEBHOOK_SECRET"):
-        ApiConfig.from_env()
+        ServiceSettings.from_env()
 
 
 @pytest.mark.parametrize("value", [None, "", "Production", "prod", "dev", "staging"])
@@ -58,7 +58,7 @@ def test_an_unset_or_misspelled_env_refuses_to_start_naming_the_allowed_values(
     else:
         monkeypatch.setenv("ENV", value)
     with pytest.raises(RuntimeError, match="'development' or 'production'"):
-        ApiConfig.from_env()
+        ServiceSettings.from_env()
 
 
 def test_development_reads_public_base_url_and_still_accepts_the_old_name(
@@ -67,9 +67,9 @@ def test_development_reads_public_base_url_and_still_accepts_the_old_name(
     monkeypatch.setenv("ENV", "development")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.setenv("BASE_URL", "http://old.localhost:8000")
-    assert ApiConfig.from_env().base_url == "http://old.localhost:8000"
+    assert ServiceSettings.from_env().base_url == "http://old.localhost:8000"
     monkeypatch.setenv("PUBLIC_BASE_URL", "http://new.localhost:8000")
-    assert ApiConfig.from_env().base_url == "http://new.localhost:8000"
+    assert ServiceSettings.from_env().base_url == "http://new.localhost:8000"
 
 
 def test_body_limits_and_the_metrics_listener_are_settings(
@@ -80,12 +80,12 @@ def test_body_limits_and_the_metrics_listener_are_settings(
     monkeypatch.setenv("MAX_BODY_BYTES", "1000")
     monkeypatch.setenv("MAX_PROOF_BYTES", "5000")
     monkeypatch.setenv("METRICS_LISTEN", "127.0.0.1:9464")
-    config = ApiConfig.from_env()
+    config = ServiceSettings.from_env()
     assert (config.max_body_bytes, config.max_upload_bytes) == (1000, 6000)
     assert config.metrics_listen == "127.0.0.1:9464"
     monkeypatch.setenv("METRICS_LISTEN", "9464")
     with pytest.raises(RuntimeError, match="METRICS_LISTEN"):
-        ApiConfig.from_env()
+        ServiceSettings.from_env()
 
 
 def test_the_development_signing_key_file_is_readable_by_its_owner_only(
@@ -94,10 +94,10 @@ def test_the_development_signing_key_file_is_readable_by_its_owner_only(
     monkeypatch.setenv("ENV", "development")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.delenv("JWT_SECRET", raising=False)
-    first = ApiConfig.from_env().jwt_secret
+    first = ServiceSettings.from_env().jwt_secret
     mode = stat.S_IMODE((tmp_path / "jwt_secret").stat().st_mode)
     assert mode == 0o600, oct(mode)
-    assert ApiConfig.from_env().jwt_secret == first  # shared by every local process
+    assert ServiceSettings.from_env().jwt_secret == first  # shared by every local process
 
 
 def test_a_world_readable_signing_key_from_an_older_version_is_made_private(
@@ -109,7 +109,7 @@ def test_a_world_readable_signing_key_from_an_older_version_is_made_private(
     key = tmp_path / "jwt_secret"
     key.write_text("an-old-development-key-0123456789")
     key.chmod(0o644)
-    assert ApiConfig.from_env().jwt_secret == "an-old-development-key-0123456789"
+    assert ServiceSettings.from_env().jwt_secret == "an-old-development-key-0123456789"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
 
 

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from adapters.persistence import DatabaseSettings
 from adapters.proof_store import S3ProofStore
+from adapters.settings import ServiceSettings
 from api.bootstrap import Services, build_services
-from api.config import ApiConfig
 from tests.api.test_challenges import Stack, photo, png
 from tests.api.test_submissions import running_challenge
 
@@ -44,9 +44,9 @@ def api_services(api_db: DatabaseSettings, s3_endpoint: str) -> Iterator[Service
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         env.setenv("AWS_REGION", "us-east-1")
-        config = ApiConfig(
+        config = ServiceSettings(
             jwt_secret="tests-only-signing-key-0123456789abcdef",
-            rate_limits_enabled=False,
+            rate_limits=False,
             run_workers=False,
             storage="s3",
             storage_dir=Path("/nonexistent"),

@@ -43,6 +43,7 @@ from adapters.persistence import (
     ensure_schema,
     resolve_database_url,
 )
+from adapters.settings import StoreSettings
 from application.erasure import erase_user
 from application.ledger import Ledger
 from application.ports import AdjustableClock
@@ -931,7 +932,7 @@ class PostgresLedgerMachine(LedgerMachine):
     """The same machine with the events in PostgreSQL, one fresh schema per example."""
 
     def make_app(self, clock: AdjustableClock) -> Ledger:
-        self.database_url = resolve_database_url()
+        self.database_url = resolve_database_url(StoreSettings.from_env().database_url)
         self.schema = f"sm_{uuid.uuid4().hex[:12]}"
         ensure_schema(self.database_url, self.schema)
         db = DatabaseSettings.from_url(self.database_url, schema=self.schema)

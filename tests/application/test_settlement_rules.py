@@ -170,7 +170,7 @@ def test_a_challenge_written_before_the_date_bounds_cannot_stop_the_others(
     app = Ledger(
         {"PERSISTENCE_MODULE": "eventsourcing.popo"},
         clock=clock,
-        settings=LedgerSettings(max_duration_days=4_000_000),
+        settings=LedgerSettings.model_construct(max_duration_days=4_000_000),
     )
     poisoned = running(app, B, ends_at=datetime(9999, 12, 31, 23, tzinfo=UTC))
     fine = running(app, B)

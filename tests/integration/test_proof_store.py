@@ -22,7 +22,7 @@ from adapters.proof_store import (
     S3ProofStore,
     build_proof_store,
 )
-from api.config import ApiConfig
+from adapters.settings import ServiceSettings
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -133,12 +133,12 @@ def test_s3_hands_out_short_lived_presigned_urls(moto_endpoint: str) -> None:
 
 
 def test_the_configured_store_is_built_from_settings(tmp_path: Path, moto_endpoint: str) -> None:
-    local = build_proof_store(ApiConfig(storage="local", storage_dir=tmp_path))
+    local = build_proof_store(ServiceSettings(storage="local", storage_dir=tmp_path))
     assert isinstance(local, LocalProofStore)
     s3 = build_proof_store(
-        ApiConfig(storage="s3", s3_bucket="peerpush-proofs", s3_endpoint_url=moto_endpoint)
+        ServiceSettings(storage="s3", s3_bucket="peerpush-proofs", s3_endpoint_url=moto_endpoint)
     )
     assert isinstance(s3, S3ProofStore)
     assert s3.client.meta.endpoint_url == moto_endpoint
     with pytest.raises(RuntimeError):
-        build_proof_store(ApiConfig(storage="ftp"))
+        build_proof_store(ServiceSettings(storage="ftp"))

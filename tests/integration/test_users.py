@@ -13,6 +13,7 @@ import pytest
 
 from adapters.migrations import upgrade
 from adapters.persistence import DatabaseSettings
+from adapters.settings import ServiceSettings
 from adapters.users import (
     DuplicateUser,
     InvalidToken,
@@ -21,10 +22,9 @@ from adapters.users import (
     UserStore,
 )
 from api import cli
-from api.config import ApiConfig
 
 PASSWORD = "correct horse battery"
-CONFIG = ApiConfig(jwt_secret="integration-tests-signing-key-0123456789")
+CONFIG = ServiceSettings(jwt_secret="integration-tests-signing-key-0123456789")
 
 
 @pytest.fixture
@@ -128,14 +128,14 @@ def test_racing_refreshes_of_one_token_end_the_session(users: UserStore) -> None
 def test_tokens_signed_by_another_deployment_are_refused(users: UserStore) -> None:
     user = users.register("ann@example.com", "ann", PASSWORD)
     ours = TokenService(CONFIG, users)
-    theirs = TokenService(ApiConfig(jwt_secret="another-deployments-key-0123456789"), users)
+    theirs = TokenService(ServiceSettings(jwt_secret="another-deployments-key-0123456789"), users)
     with pytest.raises(InvalidToken):
         ours.verify_access(theirs.issue(user.id, "admin").access_token)
 
 
 def test_a_token_service_needs_a_signing_key(users: UserStore) -> None:
     with pytest.raises(ValueError, match="JWT_SECRET"):
-        TokenService(ApiConfig(jwt_secret=""), users)
+        TokenService(ServiceSettings(jwt_secret=""), users)
 
 
 def test_racing_hits_never_exceed_the_limit(users: UserStore) -> None:

@@ -18,6 +18,7 @@ from hypothesis.stateful import invariant
 import tests.application.test_ledger_state_machine as machines
 from adapters.migrations import upgrade
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema, resolve_database_url
+from adapters.settings import StoreSettings
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from projections.runner import Projector
@@ -28,7 +29,7 @@ class ProjectedLedgerMachine(machines.PostgresLedgerMachine):
     """The ledger's state machine on a migrated schema, with the read models checked."""
 
     def make_app(self, clock: AdjustableClock) -> Ledger:
-        self.database_url = resolve_database_url()
+        self.database_url = resolve_database_url(StoreSettings.from_env().database_url)
         self.schema = f"pj_{uuid.uuid4().hex[:12]}"
         ensure_schema(self.database_url, self.schema)
         self.db = DatabaseSettings.from_url(self.database_url, schema=self.schema)
