@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test lint bench migrate audit clean-data
+.PHONY: help venv run demo test lint format bench migrate audit clean-data
 
 help: ## List the targets with a one-line description each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -31,10 +31,14 @@ demo: venv ## Play a scripted four-player challenge and print the balances
 test: venv ## Run the whole test suite (DATABASE_URL or the embedded PostgreSQL)
 	ENV=development $(VPY) -m pytest
 
-lint: venv ## ruff check, ruff format --check, mypy --strict on domain and application
+lint: venv ## ruff check, ruff format --check, mypy --strict on every package (what CI runs)
 	$(VPY) -m ruff check .
 	$(VPY) -m ruff format --check .
 	$(VPY) -m mypy
+
+format: venv ## Apply ruff's fixes and formatting
+	$(VPY) -m ruff check --fix .
+	$(VPY) -m ruff format .
 
 bench: venv ## Run every bench/*.py script with the venv's python
 	@set -e; for script in bench/*.py; do \

@@ -86,10 +86,11 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         pending = _PENDING.get()
         if pending is None:
-            return super().insert_events(stored_events, **kwargs)
+            inserted: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return inserted
         pending._candidate = None
         try:
-            ids = super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
         except _Abort as abort:
             raise abort.cause from None
         if pending._candidate is not None:
@@ -99,7 +100,9 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        ids: Sequence[int] | None = super()._fetch_ids_after_insert_events(
+            curs, stored_events, **kwargs
+        )
         pending = _PENDING.get()
         if pending is None or not ids:
             return ids

@@ -117,7 +117,7 @@ class StripeGateway:
         }
         with calling_stripe():
             session = self.client.v1.checkout.sessions.create(
-                params,  # type: ignore[arg-type]
+                params,  # type: ignore[arg-type]  # a plain dict for the SDK's TypedDict of create params
                 {"idempotency_key": idempotency_key},
             )
         return str(session.id), str(session.url)
@@ -152,7 +152,8 @@ class StripeGateway:
             if all(r.metadata.get(k) == v for k, v in metadata.items())
         ]
         made = [r for r in matching if r.made]
-        return (made or matching or [None])[0]
+        found = made or matching
+        return found[0] if found else None
 
     def refunds(self, payment_intent_id: str) -> Sequence[Refund]:
         with calling_stripe():

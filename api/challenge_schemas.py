@@ -18,6 +18,10 @@ Whole = Annotated[int, Field(strict=True, ge=0)]
 # -- request bodies ---------------------------------------------------------------------
 
 
+ProofType = Literal["photo", "text"]
+PROOF_TYPES: tuple[ProofType, ...] = ("photo", "text")
+
+
 class TimeWindowIn(Body):
     start: ClockTime = "00:00"
     end: ClockTime = Field("00:00", description="end <= start runs overnight into the next day")
@@ -32,11 +36,9 @@ class VerificationIn(Body):
 
 class RulesIn(Body):
     frequency: Literal["daily", "weekdays", "weekly"] = "daily"
-    time_window: TimeWindowIn = Field(default_factory=TimeWindowIn)
-    proof_types: list[Literal["photo", "text"]] = Field(
-        default_factory=lambda: ["photo", "text"], min_length=1
-    )
-    verification: VerificationIn = Field(default_factory=VerificationIn)
+    time_window: TimeWindowIn = Field(default_factory=lambda: TimeWindowIn())
+    proof_types: list[ProofType] = Field(default_factory=lambda: list(PROOF_TYPES), min_length=1)
+    verification: VerificationIn = Field(default_factory=lambda: VerificationIn())
     grace: Whole = Field(0, description="missed slots tolerated")
     penalty_tokens: Whole = Field(0, description="charged per rejected submission")
 
@@ -50,7 +52,7 @@ class ChallengeIn(Body):
     ends_at: AwareDatetime
     entry_stake: Whole = 0
     max_participants: Annotated[int, Field(strict=True, ge=2)] = 10
-    rules: RulesIn = Field(default_factory=RulesIn)
+    rules: RulesIn = Field(default_factory=lambda: RulesIn())
 
     model_config = ConfigDict(
         extra="forbid",

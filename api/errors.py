@@ -150,7 +150,12 @@ def install(app: FastAPI) -> None:
             404: "not_found",
             405: "method_not_allowed",
         }.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return problem(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -203,9 +208,9 @@ def document(app: FastAPI, routers: list[APIRouter]) -> None:
             schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
                 PROBLEM_SCHEMA
             )
-        return app.openapi_schema  # type: ignore[return-value]
+        return app.openapi_schema  # type: ignore[return-value]  # set by generate() just above
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
 def route_inputs(dependant: Dependant) -> tuple[set[Any], list[Any]]:

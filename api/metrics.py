@@ -52,7 +52,7 @@ def exposed_registry() -> CollectorRegistry:
     if not directory:
         return REGISTRY
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
     return registry
 
 

@@ -123,9 +123,9 @@ class Ledger(Application[UUID]):
         )
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
-        super().register_transcodings(transcoder)  # type: ignore[arg-type]
+        super().register_transcodings(transcoder)  # type: ignore[arg-type]  # the library annotates a JSONTranscoder
         for transcoding in snapshot_transcodings():
-            transcoder.register(transcoding)  # type: ignore[attr-defined]
+            transcoder.register(transcoding)  # type: ignore[attr-defined]  # register() is JSONTranscoder's, not the base class's
 
     # -- wallets: deposits, withdrawals, adjustments, disputes --------------------------
 

@@ -31,11 +31,11 @@ class Positioned:
 
     @property
     def originator_id(self) -> UUID:
-        return self.event.originator_id  # type: ignore[no-any-return]
+        return self.event.originator_id  # type: ignore[no-any-return]  # the library types ids loosely; ours are UUIDs
 
     @property
     def at(self) -> datetime:
-        return self.event.timestamp  # type: ignore[no-any-return]
+        return self.event.timestamp  # type: ignore[no-any-return]  # every domain event carries an aware timestamp
 
 
 _MATCHES: dict[str, dict[type[Any], bool]] = {}
@@ -71,8 +71,12 @@ def by_class(handlers: dict[type[Any], Any], cls: type[Any]) -> Any:
 
 
 class Projection(Protocol):
-    name: str
-    tables: tuple[str, ...]
+    # Read-only members, so a projection's fixed-length tuple of tables fits the protocol.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tables(self) -> tuple[str, ...]: ...
 
     def apply_batch(self, cur: psycopg.Cursor[Any], events: Sequence[Positioned]) -> None:
         """Write what ``events`` change, in order; called inside the runner's transaction."""

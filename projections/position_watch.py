@@ -47,7 +47,7 @@ KEEPALIVES = {
 
 def open_session(url: str) -> psycopg.Connection[Any]:
     """An autocommit connection for a projection worker or listener (see CLIENT_CHECK)."""
-    conn = psycopg.connect(url, autocommit=True, **KEEPALIVES)
+    conn = psycopg.connect(url, autocommit=True, **KEEPALIVES)  # type: ignore[arg-type]  # libpq keywords, which psycopg passes through as **kwargs
     if conn.info.server_version >= 140000:
         conn.execute(f"SET client_connection_check_interval = '{CLIENT_CHECK}'")
     return conn

@@ -10,7 +10,7 @@ import base64
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -126,9 +126,9 @@ class ReadModels:
     # -- platform -------------------------------------------------------------------------
 
     def revenue(
-        self, since: datetime | None, until: datetime | None, group_by: str
+        self, since: date | None, until: date | None, group_by: str
     ) -> list[dict[str, Any]]:
-        clauses, params = ["true"], []
+        clauses, params = ["true"], list[date]()
         if since:
             clauses.append("day >= %s::date")
             params.append(since)

@@ -142,7 +142,7 @@ class _Batch:
         change = by_class(CHANGES, type(p.event))
         if change is None:
             return None, 0, {}  # WithdrawalSettled, DisputeRecorded: no money moves
-        return change(self, w, p, p.event)  # type: ignore[no-any-return]
+        return change(self, w, p, p.event)  # type: ignore[no-any-return]  # the table of handlers is typed by event class only
 
     def _deposit_credited(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
         self._new_lot(

@@ -205,7 +205,7 @@ def user_out(user: UserRecord) -> UserOut:
         id=user.id,
         email=user.email,
         username=user.username,
-        role=user.role,  # type: ignore[arg-type]
+        role=user.role,
         created_at=user.created_at,
     )
 

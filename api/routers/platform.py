@@ -52,7 +52,7 @@ def revenue(
     min_position: Annotated[int | None, Query(ge=0)] = None,
 ) -> dict[str, Any]:
     wait_for_position(services, min_position)
-    rows = services.reads.revenue(from_, to, group_by)  # type: ignore[arg-type]
+    rows = services.reads.revenue(from_, to, group_by)
     return {"group_by": group_by, "items": _jsonable(rows)}
 
 

@@ -165,7 +165,7 @@ def get_transactions(
         )
     except ValueError:
         raise ApiError(422, "invalid_cursor", "the cursor is not one we issued") from None
-    return TransactionPage(items=rows, next_cursor=next_cursor)  # type: ignore[arg-type]
+    return TransactionPage(items=rows, next_cursor=next_cursor)
 
 
 @router.post(
@@ -241,6 +241,6 @@ def get_withdrawal(
         withdrawal_id=withdrawal_id,
         status="settled" if held.settled else "pending",
         tokens=sum(held.lots.values()),
-        lots=lots,  # type: ignore[arg-type]
+        lots=lots,
         position=reflected,
     )

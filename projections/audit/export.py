@@ -100,6 +100,7 @@ def export(
     ``position_times`` index like every "as of a time" (:class:`IndexBehind` if it lags)."""
     with snapshot(db) as conn:
         last = position_at(conn, until) if until is not None else None
+        columns: tuple[str, ...]
         if what == "journal":
             if not has_table(conn, "journal_entries"):
                 raise ValueError("this schema has no journal read model")

@@ -114,9 +114,9 @@ def stream_rows(conn: Conn, query: str, params: Any = (), size: int = BATCH) -> 
 
 
 def head(conn: Conn) -> int:
-    return int(
-        conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0]
-    )  # type: ignore[index]
+    row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()
+    assert row is not None, "an aggregate query always returns a row"
+    return int(row[0])
 
 
 def has_table(conn: Conn, name: str) -> bool:

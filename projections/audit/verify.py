@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
+from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
@@ -150,7 +151,8 @@ def verify(
                 if position > compare_after:
                     checks.run_due(replay, before=position)
                     compare_after = checks.next_at
-                step(position, n.originator_id, n.originator_version, n.topic, n.state)
+                # The PostgreSQL recorder decodes ids as UUIDs (the str case is other recorders').
+                step(position, cast(UUID, n.originator_id), n.originator_version, n.topic, n.state)
                 apply(n)
             bar.update(replay.events, batch[-1].id)
         bar.close()
