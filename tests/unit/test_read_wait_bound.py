@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import pytest
 
+from adapters.settings import ServiceSettings
 from api.bootstrap import Services
-from api.config import ApiConfig
 from api.deps import wait_for_position
 from api.errors import ApiError
 from projections.position_watch import TooManyWaiters
@@ -33,7 +33,8 @@ class Reads:
 def test_a_wait_beyond_the_bound_is_503_read_model_behind_with_retry_after() -> None:
     projector = FullProjector()
     services: Any = type("S", (), {})()
-    services.projector, services.reads, services.config = projector, Reads(), ApiConfig()
+    services.projector, services.reads = projector, Reads()
+    services.config = ServiceSettings.model_construct()
     with pytest.raises(ApiError) as refused:
         wait_for_position(cast(Services, services), 42)
     error = refused.value
@@ -44,7 +45,8 @@ def test_a_wait_beyond_the_bound_is_503_read_model_behind_with_retry_after() -> 
 
 
 def test_the_waiter_bound_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENV", "development")
     monkeypatch.setenv("READ_MAX_WAITERS", "7")
-    assert ApiConfig.from_env().read_max_waiters == 7
+    assert ServiceSettings.from_env().read_max_waiters == 7
     monkeypatch.delenv("READ_MAX_WAITERS")
-    assert ApiConfig.from_env().read_max_waiters == 64
+    assert ServiceSettings.from_env().read_max_waiters == 64

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from api.config import ApiConfig, ConfigError
+from adapters.settings import ConfigError, ServiceSettings
 from api.metrics import REGISTRY
 from api.workers import run_every, runs_workers_in_process
 from application.receipts import Swept
@@ -21,25 +21,33 @@ from application.settlement_worker import SettlementWorker
 def test_serve_in_production_never_runs_the_workers_in_process(
     run_workers: bool, requested: bool | None
 ) -> None:
-    config = ApiConfig(environment="production", run_workers=run_workers)
+    config = ServiceSettings.model_construct(env="production", run_workers=run_workers)
 
     assert runs_workers_in_process(config, requested) is False
 
 
 def test_serve_in_development_runs_the_workers_unless_told_not_to() -> None:
-    assert runs_workers_in_process(ApiConfig(environment="development")) is True
-    assert runs_workers_in_process(ApiConfig(run_workers=False)) is False
-    assert runs_workers_in_process(ApiConfig(run_workers=False), requested=True) is True
-    assert runs_workers_in_process(ApiConfig(run_workers=True), requested=False) is False
+    def development(run_workers: bool = True) -> ServiceSettings:
+        return ServiceSettings.model_construct(env="development", run_workers=run_workers)
+
+    assert runs_workers_in_process(development()) is True
+    assert runs_workers_in_process(development(run_workers=False)) is False
+    assert runs_workers_in_process(development(run_workers=False), requested=True) is True
+    assert runs_workers_in_process(development(run_workers=True), requested=False) is False
 
 
-def test_the_worker_interval_is_a_setting_of_positive_seconds() -> None:
-    env = {"ENV": "development", "WORKER_INTERVAL_SECONDS": "2.5"}
-    assert ApiConfig.from_env(env).worker_interval_seconds == 2.5
-    assert ApiConfig.from_env({"ENV": "development"}).worker_interval_seconds == 1.0
+def test_the_worker_interval_is_a_setting_of_positive_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENV", "development")
+    monkeypatch.setenv("WORKER_INTERVAL_SECONDS", "2.5")
+    assert ServiceSettings.from_env().worker_interval_seconds == 2.5
+    monkeypatch.delenv("WORKER_INTERVAL_SECONDS")
+    assert ServiceSettings.from_env().worker_interval_seconds == 1.0
     for wrong in ("0", "-1", "soon", "3601"):
+        monkeypatch.setenv("WORKER_INTERVAL_SECONDS", wrong)
         with pytest.raises(ConfigError, match="WORKER_INTERVAL_SECONDS"):
-            ApiConfig.from_env({"ENV": "development", "WORKER_INTERVAL_SECONDS": wrong})
+            ServiceSettings.from_env()
 
 
 def _pass_failures(worker: str) -> float:
