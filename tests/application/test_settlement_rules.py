@@ -90,9 +90,12 @@ def test_a_challenge_dated_in_year_9999_is_refused_before_anything_is_recorded(
     assert app.head() == head
 
 
-def test_the_date_limits_are_settings(clock: AdjustableClock) -> None:
+def test_the_date_limits_are_settings(
+    clock: AdjustableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MAX_START_AHEAD_DAYS", "2")
     app = Ledger(
-        {"PERSISTENCE_MODULE": "eventsourcing.popo", "MAX_START_AHEAD_DAYS": "2"}, clock=clock
+        {"PERSISTENCE_MODULE": "eventsourcing.popo"}, clock=clock, settings=LedgerSettings()
     )
     with pytest.raises(InvalidField):
         create(app, starts_at=T0 + timedelta(days=3), ends_at=T0 + timedelta(days=4))
