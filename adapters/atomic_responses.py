@@ -1,6 +1,6 @@
 """An ``Idempotency-Key``'s response, stored in the same transaction as the command's events.
 
-SPEC §7 asks for the stored response to be written with the command's effect: if the process
+rules §7 asks for the stored response to be written with the command's effect: if the process
 dies after the events commit but before it answers, the retry must find the response and replay
 it, and if storing the response fails, the events must not be committed either.
 

@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` records (SPEC §7), in PostgreSQL so every API process sees them.
+"""``Idempotency-Key`` records (rules §7), in PostgreSQL so every API process sees them.
 
 A key is scoped to (user, route). The first request *claims* it (state ``running``), runs, and
 stores its response (state ``done``); a repeat with the same body gets that response back.
@@ -55,7 +55,7 @@ class Claim:
 class IdempotencyStore:
     """Claims, completes, releases and forgets idempotency keys."""
 
-    # SPEC §7: keys are kept 24 h; after that the same key starts afresh.
+    # rules §7: keys are kept 24 h; after that the same key starts afresh.
     retention = timedelta(hours=24)
     # A claim this old was abandoned (its process died); another request may take it over.
     # The takeover runs with the record's operation id, so running again cannot spend twice.

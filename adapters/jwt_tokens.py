@@ -2,7 +2,7 @@
 
 A login starts a *family* (a session). Each refresh uses up its token and issues the next one
 in the same family (rotation). Presenting a used refresh token again means two parties hold
-it, so the whole family is revoked (reuse detection, SPEC §7); logout revokes it too. Access
+it, so the whole family is revoked (reuse detection, rules §7); logout revokes it too. Access
 tokens name their family (``sid``), so revoking a session also ends its access tokens at once.
 
 Expiry is checked against the wall clock, never the application's business clock.

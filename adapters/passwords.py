@@ -1,4 +1,4 @@
-"""Password hashing with argon2id (SPEC §7), through argon2-cffi.
+"""Password hashing with argon2id (rules §7), through argon2-cffi.
 
 Hashes carry their own parameters, so raising the cost later only needs ``needs_rehash`` on
 the next successful login.

@@ -2,7 +2,7 @@
 
 ``build_payment_gateway`` picks the real Stripe (``STRIPE_MODE=stripe``) or the simulated one
 (the embedded default). :class:`PgCheckoutSessions` keeps deposit checkouts in PostgreSQL so
-every API process counts the same open sessions against the daily limit (SPEC §2), and
+every API process counts the same open sessions against the daily limit (rules §2), and
 :class:`PgLocks` gives workers and webhook handlers advisory locks shared by every process.
 Both open a connection per use: they are called a few times per deposit or worker pass,
 and hold nothing between calls.

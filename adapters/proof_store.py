@@ -1,7 +1,7 @@
 """Where proofs live: a local directory (the embedded default) or S3 (boto3).
 
 Proofs are write-once. A key names one submission (``challenges/{challenge}/{participant}/
-{slot}/{submission}``, SPEC §4) and the event records the object's SHA-256, so an object is
+{slot}/{submission}``, rules §4) and the event records the object's SHA-256, so an object is
 never replaced: ``put`` refuses an existing key with :class:`ProofExists` (an exclusive
 hard link locally, ``If-None-Match: *`` on S3). Two racing uploads for one slot therefore
 cannot overwrite each other, and the loser never deletes the winner's object.

@@ -1,4 +1,4 @@
-"""Request rate limits (SPEC §7), counted in PostgreSQL so every API process shares them.
+"""Request rate limits (rules §7), counted in PostgreSQL so every API process shares them.
 
 Each (bucket, key) has one fixed window that starts at its first hit and lasts the limit's
 period; one atomic upsert counts a hit and opens a new window when the old one has passed.
@@ -36,7 +36,7 @@ class Limit:
             raise ValueError(f"a rate limit needs a positive count and period, not {self}")
 
 
-# SPEC §7. The key is the client address for the anonymous routes and the user for the rest;
+# rules §7. The key is the client address for the anonymous routes and the user for the rest;
 # the login_* buckets count failed logins only (see `RateLimiter.check_login_failures`).
 LIMITS: dict[str, Limit] = {
     "login": Limit(5, 60),

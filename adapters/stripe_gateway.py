@@ -1,4 +1,4 @@
-"""Stripe through its official client library (SPEC §6): checkout, refunds, webhooks.
+"""Stripe through its official client library (rules §6): checkout, refunds, webhooks.
 
 Only this module and the simulated gateway know the ``stripe`` package. Errors become the
 application's two kinds: :class:`PaymentRefused` (Stripe said no, for good) and

@@ -1,4 +1,4 @@
-"""Users: accounts and their personal data, in PostgreSQL, never in events (SPEC §7).
+"""Users: accounts and their personal data, in PostgreSQL, never in events (rules §7).
 
 `UserStore` owns the users table and the connection pool the API's other shared state uses
 (refresh tokens, rate limits, idempotency keys). The names the composition root wires up are
@@ -75,7 +75,7 @@ class UserRecord:
 
 
 def normalise_email(email: str) -> str:
-    """An email as stored and compared (SPEC §7): NFKC (full-width look-alikes fold to ASCII),
+    """An email as stored and compared (rules §7): NFKC (full-width look-alikes fold to ASCII),
     trimmed; `ValueError` if it holds a control or bidirectional-override character.
 
     The case is kept for display; identity ignores it (``lower(email)``, which is also what the
@@ -203,7 +203,7 @@ class UserStore:
     def erase(self, user_id: UUID) -> UserRecord | None:
         """Forget a user's personal data and end their sessions; the id (and ledger) remain.
 
-        Whether erasure is allowed (SPEC §7: not while the wallet holds tokens) is the
+        Whether erasure is allowed (rules §7: not while the wallet holds tokens) is the
         caller's rule to check first.
         """
         with self.transaction() as cur:

@@ -89,7 +89,7 @@ def create_app(
     return app
 
 
-# SPEC §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
+# rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
 # header, so only short, plain ids are kept; anything else is replaced by the server's own.
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 

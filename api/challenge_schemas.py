@@ -1,4 +1,4 @@
-"""Request and response bodies of the challenge routes (SPEC §3, §5)."""
+"""Request and response bodies of the challenge routes (rules §3, §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The client address a request is counted against (rate limits, SPEC §7).
+"""The client address a request is counted against (rate limits, rules §7).
 
 The TCP peer is the client, unless the peer is one of the operator's ``TRUSTED_PROXIES``
 (addresses or CIDR blocks; none by default). Then ``X-Forwarded-For`` is read from the right,

@@ -1,4 +1,4 @@
-"""Origins (scheme, host, port): where the service may send a browser back to (SPEC §7).
+"""Origins (scheme, host, port): where the service may send a browser back to (rules §7).
 
 A checkout's return URLs are chosen by the caller but followed by the payer's browser, so a
 foreign one would turn our checkout into a redirect to any site. Only URLs on the public base

@@ -1,4 +1,4 @@
-"""Erasing a user's personal data (SPEC §7): allowed only once their wallet is empty.
+"""Erasing a user's personal data (rules §7): allowed only once their wallet is empty.
 
 Personal data lives in the users table, never in events, so erasure changes no event: the
 ledger stays intact and auditable, its events naming an id that no longer leads to a person.

@@ -239,7 +239,7 @@ class Ledger(Application[UUID]):
     def write_off_external_refund(
         self, user_id: UUID, payment_intent_id: str, refund_id: str, cents: int, cause: Cause
     ) -> Receipt:
-        """A refund made outside our flow is written off like a lost dispute (SPEC §6)."""
+        """A refund made outside our flow is written off like a lost dispute (rules §6)."""
 
         def decide(wallet: Wallet, at: datetime) -> None:
             lot_id = wallet.deposits.get(payment_intent_id)
@@ -257,7 +257,7 @@ class Ledger(Application[UUID]):
         )
         return done[-1]
 
-    # -- an erased owner's wallet (SPEC §7) ---------------------------------------------
+    # -- an erased owner's wallet (rules §7) ---------------------------------------------
 
     def close_wallet(self, user_id: UUID, cause: Cause) -> Receipt:
         """Close the wallet of a user being erased (opened first if they never had one, so

@@ -13,7 +13,7 @@ from domain.errors import Conflict, NotFound
 
 
 class Clock(Protocol):
-    """Business time (SPEC §7): slots, windows, settlement, refund windows, lot times."""
+    """Business time (rules §7): slots, windows, settlement, refund windows, lot times."""
 
     def now(self) -> datetime: ...
 
@@ -72,7 +72,7 @@ class AdjustableClock:
 
 
 class PaymentGateway(Protocol):
-    """Stripe as the ledger sees it: checkout sessions to buy tokens (SPEC §6)."""
+    """Stripe as the ledger sees it: checkout sessions to buy tokens (rules §6)."""
 
     def create_checkout(
         self,
@@ -165,7 +165,7 @@ class ProofStore(Protocol):
         ...
 
 
-# -- Stripe: refunds, webhooks, checkout sessions (SPEC §6) -----------------------------------
+# -- Stripe: refunds, webhooks, checkout sessions (rules §6) -----------------------------------
 
 REFUND_MADE = frozenset({"pending", "requires_action", "succeeded"})
 """Refund statuses meaning Stripe accepted the refund (a later failure arrives by webhook)."""

@@ -1,6 +1,6 @@
 """What a command tells its caller: always the stream position of its last event.
 
-A client passes that position back to a query to read its own writes (SPEC §8, issue 3).
+A client passes that position back to a query to read its own writes (rules §8, issue 3).
 """
 
 from __future__ import annotations

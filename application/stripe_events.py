@@ -1,4 +1,4 @@
-"""Deposits through Stripe (SPEC §2, §6): opening a checkout, and what each webhook means.
+"""Deposits through Stripe (rules §2, §6): opening a checkout, and what each webhook means.
 
 A checkout is opened only within the rolling-24 h deposit limit (business time). Webhooks
 become ledger commands, each caused by ``stripe`` and the event id:
@@ -283,7 +283,7 @@ class StripeEvents:
         return "written_off" if written_off else "ours"
 
     def refund_updated(self, refund: Mapping[str, Any], cause: Cause) -> str:
-        """A refund that ends ``failed`` or ``canceled`` returns what it took (SPEC §6)."""
+        """A refund that ends ``failed`` or ``canceled`` returns what it took (rules §6)."""
         if refund.get("status") not in ("failed", "canceled"):
             return "ignored"
         metadata = refund.get("metadata")

@@ -1,4 +1,4 @@
-"""The withdrawal worker: phase two of a withdrawal, one Stripe refund per lot (SPEC §2, §6).
+"""The withdrawal worker: phase two of a withdrawal, one Stripe refund per lot (rules §2, §6).
 
 Each pass finds the withdrawal lots without an outcome and gives each one:
 
@@ -19,7 +19,7 @@ lagging, broken or rebuilding projection never delays or misleads a refund, and 
 only ever attempted after the event that authorises it is committed (the stream's order of
 commits is its order of positions: the event store serialises inserts).
 
-Closed wallets (SPEC §7, an erased owner): the worker also follows ``Wallet.Closed`` and the
+Closed wallets (rules §7, an erased owner): the worker also follows ``Wallet.Closed`` and the
 events that put tokens into a wallet. Each pass, a closed wallet holding tokens gets, as actor
 ``worker:erasure``, one refund-withdrawal of its refundable deposit lots (each lot is refunded
 to the card at most once after the closing), and whatever no refund returns (not refundable,
@@ -193,7 +193,7 @@ class WithdrawalWorker:
             refund = self.gateway.find_refund(payment_intent_id=payment_intent, metadata=ours)
             if refund is None:
                 if not lot.usable:
-                    # Disputed: the card network owns the money now; no new refund (SPEC §6).
+                    # Disputed: the card network owns the money now; no new refund (rules §6).
                     return self._refuse(wallet, hold, lot, "lot_disputed", cause)
                 refund = self.gateway.refund(
                     payment_intent_id=payment_intent,

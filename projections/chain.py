@@ -1,4 +1,4 @@
-"""The tamper-evidence hash chain over the event stream (SPEC §8), kept as a read model.
+"""The tamper-evidence hash chain over the event stream (rules §8), kept as a read model.
 
 ``h_0`` is 32 zero bytes and, for each stored event in position order,
 
@@ -33,7 +33,7 @@ CHECKPOINT_COLUMNS = ("position", "last_event", "events", "hash")
 def link(
     previous: bytes, position: int, originator_id: UUID, version: int, topic: str, state: bytes
 ) -> bytes:
-    """The next chain value: SPEC §8's byte encoding of one stored event."""
+    """The next chain value: rules §8's byte encoding of one stored event."""
     topic_bytes = topic.encode()
     return hashlib.sha256(
         b"".join(

@@ -1,4 +1,4 @@
-"""``challenge_summaries`` and ``challenge_participants`` (SPEC §3, §5).
+"""``challenge_summaries`` and ``challenge_participants`` (rules §3, §5).
 
 Status, pool, participants, stakes, penalties, finishers and how the pool ended, for every
 challenge; and per participant its stake, penalties and, once settled, its result.

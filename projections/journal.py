@@ -1,4 +1,4 @@
-"""``journal_entries`` and ``journal_postings``: the ledger in double entry (SPEC §8).
+"""``journal_entries`` and ``journal_postings``: the ledger in double entry (rules §8).
 
 Every money event becomes one entry whose postings sum to zero; every token is in exactly
 one account at a time. Accounts:

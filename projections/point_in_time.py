@@ -1,4 +1,4 @@
-"""A wallet as it was at a stream position (SPEC §8).
+"""A wallet as it was at a stream position (rules §8).
 
 Replayed from the wallet's own events in the stream, not from a read model, so an auditor can
 compare the two. "As of a time T" is first turned into a position (the last one whose event

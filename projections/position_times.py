@@ -1,4 +1,4 @@
-"""Which stream position "as of a time" means: the (position, event time) index (SPEC §8).
+"""Which stream position "as of a time" means: the (position, event time) index (rules §8).
 
 Events carry business time from the application clock, read before the save, so commit order
 and clock order can differ: a later position may carry an earlier time. "As of T" is the

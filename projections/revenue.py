@@ -1,4 +1,4 @@
-"""``revenue_entries`` and its views ``revenue_daily`` / ``revenue_by_challenge`` (SPEC §5).
+"""``revenue_entries`` and its views ``revenue_daily`` / ``revenue_by_challenge`` (rules §5).
 
 Forfeits and fees from settled challenges; dispute losses (negative) from write-offs, with no
 challenge; and recoveries when tokens come back to a lot whose loss was booked.

@@ -4,7 +4,7 @@ Each batch is one transaction on the read-model database: take the projections' 
 lock, read their positions (FOR UPDATE), apply the next events to every projection that has
 not seen them, record the new positions, commit. A crash anywhere rolls the whole batch back,
 so no event is applied twice or skipped; a second runner waits on the lock and continues from
-the committed positions, so any number of copies may run (SPEC §9).
+the committed positions, so any number of copies may run (rules §9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``wallet_balances``, ``wallet_lots`` and ``wallet_transactions`` (SPEC §2).
+"""``wallet_balances``, ``wallet_lots`` and ``wallet_transactions`` (rules §2).
 
 Built only from Wallet events. Events carry their decisions (which lots a debit took, which
 lots returning tokens refill and whether those are frozen), so this projection assigns and

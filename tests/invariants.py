@@ -1,4 +1,4 @@
-"""SPEC §8's invariants, checked over every aggregate in a ledger's event store.
+"""rules §8's invariants, checked over every aggregate in a ledger's event store.
 
 Property tests and integration tests call :func:`assert_ledger_invariants` after any
 sequence of commands; a broken invariant names the wallet or challenge and the numbers. The
@@ -61,7 +61,7 @@ def totals(app: Ledger) -> LedgerTotals:
 
 
 def assert_ledger_invariants(app: Ledger) -> LedgerTotals:
-    """Every invariant of SPEC §8 that the aggregates can show; returns the totals."""
+    """Every invariant of rules §8 that the aggregates can show; returns the totals."""
     ws, cs = wallets(app), challenges(app)
     found = problems(ws, cs)
     assert not found, "\n".join(found)

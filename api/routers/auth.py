@@ -1,4 +1,4 @@
-"""Accounts and sessions: register, log in, refresh, log out, who am I, erase me (SPEC §7).
+"""Accounts and sessions: register, log in, refresh, log out, who am I, erase me (rules §7).
 
 Register, login and refresh are rate-limited per client address, and failed logins also per
 email (per address and overall); every refusal of credentials says the same thing whether the

@@ -126,7 +126,7 @@ class ErasedOut(BaseModel):
     },
 )
 def erase(user_id: UUID, admin: AdminUser, services: ServicesDep) -> ErasedOut:
-    """Erase a user's personal data and end their sessions (SPEC §7); the ledger is untouched.
+    """Erase a user's personal data and end their sessions (rules §7); the ledger is untouched.
 
     Refused (409 ``wallet_not_empty``, with what remains) while the wallet holds tokens or
     holds. Erasing an erased user again answers the same.

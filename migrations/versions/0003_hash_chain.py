@@ -1,4 +1,4 @@
-"""The tamper-evidence hash chain (SPEC §8): its running head and a checkpoint every 1,000
+"""The tamper-evidence hash chain (rules §8): its running head and a checkpoint every 1,000
 positions, kept by ``projections/chain.py``.
 
 Revision ID: 0003

@@ -1,4 +1,4 @@
-"""Users and the HTTP API's shared state (SPEC §7): accounts, refresh-token families, rate-limit
+"""Users and the HTTP API's shared state (rules §7): accounts, refresh-token families, rate-limit
 windows and idempotency keys. Every API process reads and writes these, so none of it lives in
 a process's memory.
 

@@ -1,4 +1,4 @@
-"""Stripe Checkout Sessions opened for deposits (SPEC §2, §6).
+"""Stripe Checkout Sessions opened for deposits (rules §2, §6).
 
 The daily deposit limit counts still-open sessions next to credited deposits, and every API
 process must see the same sessions, so they live here rather than in a process's memory. The

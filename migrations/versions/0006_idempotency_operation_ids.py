@@ -1,4 +1,4 @@
-"""An ``Idempotency-Key``'s record names its operation (SPEC §7).
+"""An ``Idempotency-Key``'s record names its operation (rules §7).
 
 ``operation_id`` is drawn at random when the key is first claimed and reused by every retry of
 that key, so whatever happened to an earlier attempt (an error, a lost commit, a takeover), a

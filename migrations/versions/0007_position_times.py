@@ -1,4 +1,4 @@
-"""The (position, event time) index that answers "as of a time" (SPEC §8), kept by
+"""The (position, event time) index that answers "as of a time" (rules §8), kept by
 ``projections/position_times.py``.
 
 One row per stream position: the event's own time, and ``floor_time``, the earliest event time

@@ -1,4 +1,4 @@
-"""Closed wallets and unclaimed tokens in the wallet read model (SPEC §7, §8).
+"""Closed wallets and unclaimed tokens in the wallet read model (rules §7, §8).
 
 A wallet is closed when its owner is erased; tokens that reach it later and that no refund
 returns move to the platform's ``unclaimed`` account. ``wallet_balances`` shows both, so the

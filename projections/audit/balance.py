@@ -1,7 +1,7 @@
 """``audit balance``: a wallet's balances and lots as they were, from the stream alone.
 
 ``--as-of`` is a stream position, or a time: the stream up to the last position whose event
-time is at most that time (SPEC §8). The time becomes a position through the
+time is at most that time (rules §8). The time becomes a position through the
 ``position_times`` index, the very lookup the API's ``?as_of=`` makes, so both answer the same;
 the wallet is then replayed from its events in the stream, never read from a read model.
 """

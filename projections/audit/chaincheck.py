@@ -1,4 +1,4 @@
-"""Recomputing the hash chain and comparing it with the stored one (SPEC §8).
+"""Recomputing the hash chain and comparing it with the stored one (rules §8).
 
 The chain is cumulative, so a changed, inserted, deleted or reordered event makes every
 checkpoint from its interval on differ. The first checkpoint that differs, when none after

@@ -1,4 +1,4 @@
-"""The stored read models against the replayed stream, row by row (SPEC §8: every read model
+"""The stored read models against the replayed stream, row by row (rules §8: every read model
 can be rebuilt from the stream with the same result).
 
 A projection's tables reflect the stream up to its position in ``projection_positions``; each

@@ -96,7 +96,7 @@ def export(
     until: datetime | None = None,
 ) -> int:
     """Write the records to ``out``; returns how many. ``until``: the stream up to the last
-    position whose event time is at most that time (SPEC §8), found through the
+    position whose event time is at most that time (rules §8), found through the
     ``position_times`` index like every "as of a time" (:class:`IndexBehind` if it lags)."""
     with snapshot(db) as conn:
         last = position_at(conn, until) if until is not None else None

@@ -10,7 +10,7 @@ KINDS = {
     "chain": "the stored stream differs from the chain recorded over it",
     "chain_row": "a row of the stored chain itself is missing or altered",
     "event": "a stored event cannot be decoded or does not apply to its aggregate",
-    "invariant": "a SPEC §8 invariant does not hold on the replayed aggregates",
+    "invariant": "a rules §8 invariant does not hold on the replayed aggregates",
     "read_model": "a stored read-model row differs from the replayed stream",
     "journal": "the stored journal does not balance or misses a money event",
 }

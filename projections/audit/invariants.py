@@ -1,4 +1,4 @@
-"""SPEC §8's invariants over wallets and challenges, however they were rebuilt.
+"""rules §8's invariants over wallets and challenges, however they were rebuilt.
 
 The audit replays the stream into aggregates and calls :func:`problems`; the property tests
 load aggregates from a ledger and assert that the list is empty (``tests/invariants.py``).
@@ -18,10 +18,10 @@ from domain.wallet import Wallet
 
 @dataclass(frozen=True)
 class LedgerTotals:
-    """SPEC §8 conservation: every token credited is in exactly one of these places.
+    """rules §8 conservation: every token credited is in exactly one of these places.
 
     ``unclaimed`` holds tokens that reached an erased user's wallet and no refund returned
-    (SPEC §7); it is never revenue.
+    (rules §7); it is never revenue.
     """
 
     deposited: int
@@ -147,7 +147,7 @@ def totals(wallets: Sequence[Wallet], challenges: Iterable[Challenge]) -> Ledger
 
 
 def problems(wallets: Sequence[Wallet], challenges: Sequence[Challenge]) -> list[str]:
-    """Every SPEC §8 invariant the aggregates can show; empty when all hold."""
+    """Every rules §8 invariant the aggregates can show; empty when all hold."""
     out: list[str] = []
     for w in wallets:
         out += wallet_problems(w)

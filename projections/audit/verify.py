@@ -1,9 +1,9 @@
 """``audit verify``: replay the whole stream and report everything that does not add up.
 
 One pass over the stored events, in batches, inside one read-only snapshot: each event is
-chained (SPEC §8's hash chain, compared with the stored checkpoints and head), decoded and
+chained (rules §8's hash chain, compared with the stored checkpoints and head), decoded and
 applied to its wallet or challenge; each read model is compared with the replay at its own
-position; at the end SPEC §8's invariants are checked on the replayed aggregates. Memory
+position; at the end rules §8's invariants are checked on the replayed aggregates. Memory
 holds the aggregates and one batch, whatever the length of the stream.
 """
 

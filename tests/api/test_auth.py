@@ -1,5 +1,5 @@
 """Accounts and sessions over HTTP: register, login, refresh rotation with reuse detection,
-logout, and every way a token can be refused (SPEC §7)."""
+logout, and every way a token can be refused (rules §7)."""
 
 from __future__ import annotations
 

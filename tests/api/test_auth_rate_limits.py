@@ -1,4 +1,4 @@
-"""Rate limits (SPEC §7): login 5/min, register 2/min, refresh 10/min per client address,
+"""Rate limits (rules §7): login 5/min, register 2/min, refresh 10/min per client address,
 deposit checkout 10/hour per user; counted in PostgreSQL and relaxed by setting."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ One world per module, built over HTTP (the ledger only funds wallets):
 - ``admin`` has the admin role (and a wallet);
 - ``anonymous`` sends no ``Authorization`` header.
 
-What SPEC §7 asks, row by row: no token → 401 except ops, sign-up/in, the Stripe webhook (400
+What rules §7 asks, row by row: no token → 401 except ops, sign-up/in, the Stripe webhook (400
 without a signature) and the simulated-Stripe pages; another user's withdrawal, a private
 challenge not shown to them, a draft → 404; a challenge they can see but take no part in →
 403 on participant-only actions (ledger, submissions, proofs, votes); admin-only routes → 403

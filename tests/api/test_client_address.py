@@ -1,4 +1,4 @@
-"""Whose address a request counts against (SPEC §7 rate limits): the TCP peer, unless that peer
+"""Whose address a request counts against (rules §7 rate limits): the TCP peer, unless that peer
 is a proxy the operator listed in ``TRUSTED_PROXIES``; then the right-most address in
 ``X-Forwarded-For`` that is not one of those proxies. A client cannot pick its own bucket."""
 

@@ -1,4 +1,4 @@
-"""Deposits through Stripe over HTTP (SPEC §2, §6), against a local server speaking Stripe's
+"""Deposits through Stripe over HTTP (rules §2, §6), against a local server speaking Stripe's
 API: the real ``stripe`` library opens checkouts there, and the webhooks it would send are
 signed as Stripe signs them and posted to ``/v1/stripe/webhook``."""
 

@@ -1,4 +1,4 @@
-"""Emails are normalised (NFKC, trimmed, lower-cased) and refuse invisible characters (SPEC §7):
+"""Emails are normalised (NFKC, trimmed, lower-cased) and refuse invisible characters (rules §7):
 a look-alike spelling is the same account, never a second one."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Erasing a user's personal data (SPEC §7): refused while the wallet holds tokens or holds;
+"""Erasing a user's personal data (rules §7): refused while the wallet holds tokens or holds;
 otherwise the account's email, username and password are gone, every session ends, and the
 ledger's events are exactly what they were (``audit verify`` still passes)."""
 

@@ -1,5 +1,5 @@
-"""No token stranded in an erased user's wallet (SPEC §7), and refunds that end ``failed`` or
-``canceled`` return what they took (SPEC §6) — through the webhook, the withdrawal worker and
+"""No token stranded in an erased user's wallet (rules §7), and refunds that end ``failed`` or
+``canceled`` return what they took (rules §6) — through the webhook, the withdrawal worker and
 the local server speaking Stripe's API."""
 
 from __future__ import annotations

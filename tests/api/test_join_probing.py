@@ -1,4 +1,4 @@
-"""Joining by invite code cannot be used to find codes (SPEC §7): joins are rate-limited per
+"""Joining by invite code cannot be used to find codes (rules §7): joins are rate-limited per
 user, and a code one may not use answers exactly like a code that does not exist. Users the
 challenge admits keep the ordinary answers (full, started, cannot afford)."""
 

@@ -5,7 +5,7 @@ quorum challenge on the test clock (text and PNG proofs, one rejection with a pe
 settlement worker settles it by itself, an admin reads revenue and the journal, and a
 withdrawal is refunded by the withdrawal worker through simulated Stripe.
 
-Numbers (SPEC §5, ``PLATFORM_FEE_BPS=500`` here so revenue has a fee to show): four stakes of
+Numbers (rules §5, ``PLATFORM_FEE_BPS=500`` here so revenue has a fee to show): four stakes of
 1,000 and one penalty of 150 make a pool of 4,150; the fee is floor(4,150 × 5 %) = 207; the
 three finishers share 3,943: 1,314 each, and the remainder 1 goes to the finisher with the
 smallest user id (UUIDs as 128-bit integers).

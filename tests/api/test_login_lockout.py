@@ -1,4 +1,4 @@
-"""Login is also limited per account (SPEC §7): 10 failures in 15 minutes per (email, client
+"""Login is also limited per account (rules §7): 10 failures in 15 minutes per (email, client
 address), and 100 per email from all addresses. The first stops guessing from one place
 without letting a rival lock the owner out; the second stops guessing spread over many."""
 

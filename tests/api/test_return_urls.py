@@ -1,4 +1,4 @@
-"""Checkout return URLs stay on the service's public origin (SPEC §7): a payer sent to Stripe
+"""Checkout return URLs stay on the service's public origin (rules §7): a payer sent to Stripe
 comes back to our own pages, never to a site an attacker named in the request."""
 
 from __future__ import annotations

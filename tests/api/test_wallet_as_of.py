@@ -1,6 +1,6 @@
 """``GET /v1/wallet?as_of=`` and ``peerpush audit balance --as-of`` answer the same question the
 same way: the whole stream up to the last position whose event time is at most T, even when a
-later position carries an earlier time (SPEC §8)."""
+later position carries an earlier time (rules §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ledger commands on the in-memory event store (SPEC §2–5, §8): one atomic save each."""
+"""Ledger commands on the in-memory event store (rules §2–5, §8): one atomic save each."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Random sequences of every ledger command keep SPEC §8's invariants (a stateful property test).
+"""Random sequences of every ledger command keep rules §8's invariants (a stateful property test).
 
 A hypothesis state machine plays four users, an admin, Stripe and the workers against one
 :class:`~application.ledger.Ledger`: deposits (some delivered twice, some disputed before they
@@ -431,7 +431,7 @@ class LedgerMachine(RuleBasedStateMachine):
         command()
         assert self.available(user_id) == before + (tokens if credit else -tokens)
 
-    # -- erasure (SPEC §7) ----------------------------------------------------------------------
+    # -- erasure (rules §7) ----------------------------------------------------------------------
 
     @rule(user=user_index, empty_first=st.booleans())
     def erase(self, user: int, empty_first: bool) -> None:
@@ -744,7 +744,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.cast(submission_id, c, voter_id, approve)
 
     def cast(self, submission_id: UUID, c: ChallengeModel, voter_id: UUID, approve: bool) -> None:
-        """One vote, refused exactly when SPEC §4 says so (any of the applicable reasons)."""
+        """One vote, refused exactly when rules §4 says so (any of the applicable reasons)."""
         verification = self.app.verification(submission_id)
         challenge = self.app.challenge(c.challenge_id)
         submitter = verification.user_id
@@ -901,7 +901,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def disputed_tokens_cannot_be_spent(self) -> None:
         """A lot under an open dispute stays frozen (or is wholly written off) until the
-        dispute closes, whatever else happens to it (SPEC §6)."""
+        dispute closes, whatever else happens to it (rules §6)."""
         for user in USERS:
             wallet = self.wallet(user)
             for dispute_id, lot_id in wallet.disputes.items() if wallet else ():

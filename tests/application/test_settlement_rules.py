@@ -1,5 +1,5 @@
 """Settlement rules that must hold whoever asks for the settle, and a worker no challenge can
-stop (SPEC §3, §5)."""
+stop (rules §3, §5)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``peerpush audit balance``: a wallet as of a position or a time, from the stream alone,
-equals what the read models said at that moment (SPEC §8)."""
+equals what the read models said at that moment (rules §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The hash chain (SPEC §8): its byte encoding, its checkpoints across gaps, and the
+"""The hash chain (rules §8): its byte encoding, its checkpoints across gaps, and the
 projection that keeps it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``peerpush audit verify``: a clean stream passes; every kind of tampering is found and
-located (SPEC §8)."""
+located (rules §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One wallet, many racing debits, on PostgreSQL: it never spends a token twice (SPEC §2).
+"""One wallet, many racing debits, on PostgreSQL: it never spends a token twice (rules §2).
 
 Stakes and withdrawals both debit the wallet's lots; each save carries the wallet's next
 version, so of two debits that read the same balance one conflicts and is re-run on the new

@@ -1,4 +1,4 @@
-"""Whole scenarios on PostgreSQL, read back by a second ``Ledger`` (SPEC §1–3, §6, §8).
+"""Whole scenarios on PostgreSQL, read back by a second ``Ledger`` (rules §1–3, §6, §8).
 
 The event stream is the source of truth: a ``Ledger`` started later on the same schema — a new
 process, with an empty aggregate cache — must rebuild exactly the state the first one holds:

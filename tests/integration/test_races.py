@@ -1,4 +1,4 @@
-"""Races on PostgreSQL: joins against a cancellation, votes against a settlement (SPEC §3).
+"""Races on PostgreSQL: joins against a cancellation, votes against a settlement (rules §3).
 
 A cancellation saves the challenge with every participant's wallet, and a settlement saves the
 challenge, every participant's wallet and every still-pending verification, so a racing join

@@ -1,5 +1,5 @@
 """The withdrawal worker against PostgreSQL and a local server speaking Stripe's API
-(SPEC §2 withdrawals, §6): one refund per (withdrawal, lot), ever; crashes and lost answers
+(rules §2 withdrawals, §6): one refund per (withdrawal, lot), ever; crashes and lost answers
 are resumed from what Stripe has; refusals and disputes give the tokens back."""
 
 from __future__ import annotations

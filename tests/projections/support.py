@@ -1,5 +1,5 @@
 """What the read-model tests share: a projected schema, table dumps, a fast event generator,
-and the comparison of every read model with the aggregates it is built from (SPEC §2, §5, §8).
+and the comparison of every read model with the aggregates it is built from (rules §2, §5, §8).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A wallet as of a stream position, or as of a time, is what the read models said when the
-projector had reached exactly that position (SPEC §8)."""
+projector had reached exactly that position (rules §8)."""
 
 from __future__ import annotations
 

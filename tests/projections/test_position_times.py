@@ -1,6 +1,6 @@
 """ "As of a time T" is the stream up to the last position whose event time is at most T, even
 when commit order and clock order differ, and it is found through the (position, time) index
-without reading the stream (SPEC §8)."""
+without reading the stream (rules §8)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Read models are a function of the stream: rebuilt any number of times, or caught up from
-far behind while commands keep arriving, they hold the same rows (SPEC §8)."""
+far behind while commands keep arriving, they hold the same rows (rules §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The challenge aggregate (SPEC §3, §4): terms, lifecycle, joins, cancellation, submissions."""
+"""The challenge aggregate (rules §3, §4): terms, lifecycle, joins, cancellation, submissions."""
 
 from __future__ import annotations
 

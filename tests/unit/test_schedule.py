@@ -1,4 +1,4 @@
-"""Slots and windows (SPEC §4, §5): hand-computed calendars, then properties over many zones."""
+"""Slots and windows (rules §4, §5): hand-computed calendars, then properties over many zones."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Windows never overlap, so every expected slot can be filled (SPEC §4), whatever the DST."""
+"""Windows never overlap, so every expected slot can be filled (rules §4), whatever the DST."""
 
 from __future__ import annotations
 

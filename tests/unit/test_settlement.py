@@ -1,4 +1,4 @@
-"""Who finishes and how a pool is divided (SPEC §5): hand-computed splits."""
+"""Who finishes and how a pool is divided (rules §5): hand-computed splits."""
 
 from __future__ import annotations
 

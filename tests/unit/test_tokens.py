@@ -1,4 +1,4 @@
-"""Token amounts and lots (SPEC §1): validation, FIFO debits, and tokens coming back."""
+"""Token amounts and lots (rules §1): validation, FIFO debits, and tokens coming back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Peer review (SPEC §4) and how reviewed submissions count at settlement (SPEC §5)."""
+"""Peer review (rules §4) and how reviewed submissions count at settlement (rules §5)."""
 
 from __future__ import annotations
 

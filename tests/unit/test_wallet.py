@@ -1,4 +1,4 @@
-"""The wallet aggregate (SPEC §1, §2, §6): lots, holds, withdrawals, adjustments, disputes."""
+"""The wallet aggregate (rules §1, §2, §6): lots, holds, withdrawals, adjustments, disputes."""
 
 from __future__ import annotations
 

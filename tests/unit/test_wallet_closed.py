@@ -1,4 +1,4 @@
-"""A closed wallet (its owner erased, SPEC §7) and refunds that end failed or canceled (§6)."""
+"""A closed wallet (its owner erased, rules §7) and refunds that end failed or canceled (§6)."""
 
 from __future__ import annotations
 
