@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from domain.cashouts import CashoutLimits
 from domain.rules import ChallengeLimits
 
 
@@ -23,6 +24,9 @@ class LedgerSettings:
     command_retries: int = 12
     max_start_ahead_days: int = 365
     max_duration_days: int = 366
+    min_cashout_tokens: int = 1_000
+    max_cashout_tokens_day: int = 50_000
+    cashout_hold_days: int = 7
 
     @property
     def refund_window(self) -> timedelta:
@@ -31,6 +35,14 @@ class LedgerSettings:
     @property
     def settlement_delay(self) -> timedelta:
         return timedelta(hours=self.settlement_delay_hours)
+
+    @property
+    def cashout_limits(self) -> CashoutLimits:
+        return CashoutLimits(
+            self.min_cashout_tokens,
+            self.max_cashout_tokens_day,
+            timedelta(days=self.cashout_hold_days),
+        )
 
     @property
     def challenge_limits(self) -> ChallengeLimits:
@@ -56,6 +68,9 @@ class LedgerSettings:
             "command_retries": "COMMAND_RETRIES",
             "max_start_ahead_days": "MAX_START_AHEAD_DAYS",
             "max_duration_days": "MAX_DURATION_DAYS",
+            "min_cashout_tokens": "MIN_CASHOUT_TOKENS",
+            "max_cashout_tokens_day": "MAX_CASHOUT_TOKENS_DAY",
+            "cashout_hold_days": "CASHOUT_HOLD_DAYS",
         }
         given = {field: int(env[var]) for field, var in names.items() if env.get(var)}
         settings = cls(**given)
