@@ -1,4 +1,5 @@
-"""Stripe through its official client library (SPEC §6): checkout, refunds, webhooks.
+"""Stripe through its official client library (rules §6): checkout, refunds, webhooks, and
+Connect (payout accounts, transfers for cash-outs).
 
 Only this module and the simulated gateway know the ``stripe`` package. Errors become the
 application's two kinds: :class:`PaymentRefused` (Stripe said no, for good) and
@@ -14,7 +15,14 @@ from typing import Any
 
 import stripe
 
-from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable, Refund
+from application.cashouts import transfer_of
+from application.ports import (
+    InvalidWebhook,
+    PaymentRefused,
+    PaymentUnavailable,
+    Refund,
+    Transfer,
+)
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 """How old a signed webhook may be (against the wall clock) before it is refused."""
@@ -73,11 +81,14 @@ class StripeGateway:
         *,
         api_key: str,
         webhook_secret: str,
+        connect_webhook_secret: str = "",
         api_base: str = "",
         max_network_retries: int = 2,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         self.webhook_secret = webhook_secret
+        self.connect_webhook_secret = connect_webhook_secret
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -167,3 +178,62 @@ class StripeGateway:
             return None
         metadata = intent.to_dict().get("metadata") or {}
         return {str(k): str(v) for k, v in metadata.items()}
+
+    # -- Connect: payout accounts and transfers (rules §2 cash-outs) -------------------------
+
+    def create_account(self, *, user_id: str, idempotency_key: str) -> str:
+        with calling_stripe():
+            account = self.client.v1.accounts.create(
+                {
+                    "type": "express",
+                    "capabilities": {"transfers": {"requested": True}},
+                    "metadata": {"user_id": user_id},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return str(account.id)
+
+    def onboarding_link(self, *, account_id: str, refresh_url: str, return_url: str) -> str:
+        with calling_stripe():
+            link = self.client.v1.account_links.create(
+                {
+                    "account": account_id,
+                    "type": "account_onboarding",
+                    "refresh_url": refresh_url,
+                    "return_url": return_url,
+                }
+            )
+        return str(link.url)
+
+    def transfer(
+        self,
+        *,
+        account_id: str,
+        cents: int,
+        transfer_group: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> Transfer:
+        with calling_stripe():
+            created = self.client.v1.transfers.create(
+                {
+                    "amount": cents,
+                    "currency": "usd",
+                    "destination": account_id,
+                    "transfer_group": transfer_group,
+                    "metadata": dict(metadata),
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return transfer_of(created)
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        with calling_stripe():
+            page = self.client.v1.transfers.list({"transfer_group": transfer_group, "limit": 10})
+            found = [transfer_of(t) for t in page.auto_paging_iter()]
+        return found[0] if found else None
+
+    def verify_connect_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
+        if not self.connect_webhook_secret:
+            raise InvalidWebhook("no STRIPE_CONNECT_WEBHOOK_SECRET is configured")
+        return verify_webhook(payload, signature, self.connect_webhook_secret)

@@ -15,7 +15,10 @@ send, signed as Stripe signs them: ``t=<unix time>,v1=HMAC-SHA256(secret, "<t>.<
 
 Fault injection, for crash and retry tests: ``drop_refund_responses`` (make the refund, then
 drop the connection without answering), ``refund_status`` (the status new refunds get),
-``hide_refunds`` (the list endpoint returns nothing, as if a look-up missed).
+``hide_refunds`` (the list endpoint returns nothing, as if a look-up missed);
+``drop_transfer_responses``, ``transfer_error`` (a code every new transfer is refused with).
+Connect helpers: ``enable_payouts`` (``account.updated``), ``reverse_transfer``
+(``transfer.reversed``, whole or partial).
 """
 
 from __future__ import annotations
@@ -89,12 +92,16 @@ class FakeStripe:
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     idempotent: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
     # fault injection
     drop_refund_responses: int = 0
     refund_status: str = "succeeded"
     hide_refunds: bool = False
+    drop_transfer_responses: int = 0
+    transfer_error: str = ""
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -154,6 +161,13 @@ class FakeStripe:
                 if url.path == "/v1/refunds" and method == "POST" and self.drop_refund_responses:
                     self.drop_refund_responses -= 1
                     drop = True
+                if (
+                    url.path == "/v1/transfers"
+                    and method == "POST"
+                    and self.drop_transfer_responses
+                ):
+                    self.drop_transfer_responses -= 1
+                    drop = True
         if drop:  # the refund exists; the caller never hears of it
             handler.close_connection = True
             handler.connection.close()
@@ -175,7 +189,17 @@ class FakeStripe:
             return self._create_refund(params)
         if method == "GET" and path == "/v1/refunds":
             return self._list_refunds(params)
+        if method == "POST" and path == "/v1/accounts":
+            return self._create_account(params)
+        if method == "POST" and path == "/v1/account_links":
+            return self._create_account_link(params)
+        if method == "POST" and path == "/v1/transfers":
+            return self._create_transfer(params)
+        if method == "GET" and path == "/v1/transfers":
+            return self._list_transfers(params)
         for prefix, table in (
+            ("/v1/accounts/", self.accounts),
+            ("/v1/transfers/", self.transfers),
             ("/v1/checkout/sessions/", self.sessions),
             ("/v1/payment_intents/", self.intents),
             ("/v1/refunds/", self.refunds),
@@ -249,6 +273,69 @@ class FakeStripe:
     def _refunds_of(self, payment_intent: str | None) -> list[dict[str, Any]]:
         newest_first = reversed(list(self.refunds.values()))
         return [r for r in newest_first if payment_intent in (None, r["payment_intent"])]
+
+    def _create_account(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("type") != "express":
+            raise StripeError(400, "parameter_invalid", "only Express accounts are faked")
+        account = {
+            "id": new_id("acct"),
+            "object": "account",
+            "type": "express",
+            "charges_enabled": False,
+            "payouts_enabled": False,
+            "details_submitted": False,
+            "metadata": p.get("metadata", {}),
+        }
+        self.accounts[account["id"]] = account
+        return account
+
+    def _create_account_link(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("account") not in self.accounts:
+            raise StripeError(404, "resource_missing", "No such account")
+        for name in ("refresh_url", "return_url", "type"):
+            if not p.get(name):
+                raise StripeError(400, "parameter_missing", f"Missing {name}")
+        return {
+            "object": "account_link",
+            "url": f"https://connect.stripe.test/setup/e/{p['account']}/{new_id('link')}",
+            "expires_at": int(time.time()) + 300,
+        }
+
+    def _create_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
+        account = self.accounts.get(p.get("destination", ""))
+        if account is None:
+            raise StripeError(404, "resource_missing", "No such destination")
+        if self.transfer_error:
+            raise StripeError(400, self.transfer_error, "The transfer was refused.")
+        if not account["payouts_enabled"]:
+            raise StripeError(400, "insufficient_capabilities_for_transfer", "Not enabled.")
+        if p.get("currency") != "usd" or int(p.get("amount", 0)) <= 0:
+            raise StripeError(400, "parameter_invalid", "a positive usd amount is required")
+        transfer_id = new_id("tr")
+        transfer = {
+            "id": transfer_id,
+            "object": "transfer",
+            "amount": int(p["amount"]),
+            "amount_reversed": 0,
+            "currency": "usd",
+            "destination": account["id"],
+            "transfer_group": p.get("transfer_group"),
+            "metadata": p.get("metadata", {}),
+            "reversed": False,
+            "reversals": {"object": "list", "data": [], "has_more": False},
+            "created": int(time.time()),
+        }
+        self.transfers[transfer_id] = transfer
+        return transfer
+
+    def _list_transfers(self, p: dict[str, Any]) -> dict[str, Any]:
+        group = p.get("transfer_group")
+        found = [
+            t
+            for t in reversed(list(self.transfers.values()))
+            if group in (None, t["transfer_group"])
+        ]
+        return {"object": "list", "data": found, "has_more": False, "url": "/v1/transfers"}
 
     @staticmethod
     def _public(obj: dict[str, Any]) -> dict[str, Any]:
@@ -357,6 +444,34 @@ class FakeStripe:
                 for r in self.refunds.values()
                 if all(r["metadata"].get(k) == v for k, v in metadata.items())
             ]
+
+    def enable_payouts(self, account_id: str, enabled: bool = True) -> dict[str, Any]:
+        """The user finishes (or loses) onboarding: ``account.updated``."""
+        with self.lock:
+            account = self.accounts[account_id]
+            account.update(payouts_enabled=enabled, charges_enabled=enabled, details_submitted=True)
+            return self.event("account.updated", dict(account))
+
+    def reverse_transfer(self, transfer_id: str, cents: int | None = None) -> dict[str, Any]:
+        """The platform (or Stripe) reverses a transfer, whole or in part:
+        ``transfer.reversed``, the transfer with every reversal so far."""
+        with self.lock:
+            transfer = self.transfers[transfer_id]
+            left = transfer["amount"] - transfer["amount_reversed"]
+            amount = left if cents is None else min(cents, left)
+            reversal = {
+                "id": new_id("trr"),
+                "object": "transfer_reversal",
+                "amount": amount,
+                "transfer": transfer_id,
+            }
+            transfer["reversals"]["data"].append(reversal)
+            transfer["amount_reversed"] += amount
+            transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+            return self.event("transfer.reversed", json.loads(json.dumps(transfer)))
+
+    def transfer_calls(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "POST" and r.path == "/v1/transfers"]
 
     def refund_calls(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/refunds"]
