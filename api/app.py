@@ -95,7 +95,7 @@ def accepted_request_id(sent: str | None) -> str:
 def routers() -> list:  # type: ignore[type-arg]
     """Every router, in the order they appear in /docs."""
     found = [ops.router, wallet.router, platform.router, clock.router]
-    for module in ("auth", "deposits", "challenges", "submissions"):
+    for module in ("auth", "deposits", "payouts", "challenges", "submissions"):
         try:
             imported = __import__(f"api.routers.{module}", fromlist=["router"])
         except ModuleNotFoundError as e:

@@ -13,12 +13,21 @@ from dataclasses import dataclass
 from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.migrations import upgrade
 from adapters.payments import build_payment_gateway
+from adapters.payout_accounts import PgPayoutAccounts
 from adapters.persistence import DatabaseSettings, resolve_database_url
 from adapters.proof_store import build_proof_store
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
 from api.config import ApiConfig
 from application.ledger import Ledger
-from application.ports import AdjustableClock, Clock, PaymentGateway, ProofStore, SystemClock
+from application.ports import (
+    AdjustableClock,
+    Clock,
+    PaymentGateway,
+    PayoutAccounts,
+    PayoutGateway,
+    ProofStore,
+    SystemClock,
+)
 from application.settings import LedgerSettings
 from projections.queries import ReadModels
 from projections.runner import Projector
@@ -83,6 +92,8 @@ class Services:
     idempotency: IdempotencyStore
     payments: PaymentGateway
     proofs: ProofStore
+    payouts: PayoutGateway  # Stripe Connect: the same Stripe (or simulated Stripe) as payments
+    payout_accounts: PayoutAccounts
 
     def close(self) -> None:
         self.projector.close()
@@ -98,6 +109,7 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
     clock: Clock = AdjustableClock() if config.test_clock_enabled else SystemClock()
     ledger = build_ledger(db, clock=clock, run_migrations=False)
     users = UserStore(db)
+    payments = build_payment_gateway(config, users)
     return Services(
         config=config,
         db=db,
@@ -109,6 +121,8 @@ def build_services(config: ApiConfig | None = None, db: DatabaseSettings | None 
         tokens=TokenService(config, users),
         limits=RateLimiter(users, enabled=config.rate_limits_enabled),
         idempotency=IdempotencyStore(users),
-        payments=build_payment_gateway(config, users),
+        payments=payments,
         proofs=build_proof_store(config),
+        payouts=payments,  # type: ignore[arg-type]  # both gateways implement both ports
+        payout_accounts=PgPayoutAccounts(users.pool),
     )

@@ -23,6 +23,7 @@ PRODUCTION_REQUIRED = (
     "JWT_SECRET",
     "STRIPE_API_KEY",
     "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_CONNECT_WEBHOOK_SECRET",
     "PUBLIC_BASE_URL",
 )
 KiB = 1024
@@ -67,6 +68,9 @@ class ApiConfig:
     stripe_api_key: str = "sk_test_simulated"
     stripe_webhook_secret: str = "whsec_simulated"
     stripe_api_base: str = ""
+    stripe_connect_webhook_secret: str = "whsec_connect_simulated"
+    # Withdrawal and cash-out workers hold their work (nothing refused or lost) while set.
+    payouts_paused: bool = False
     storage: str = "local"  # "local" | "s3"
     storage_dir: Path = Path(".data/proofs")
     s3_bucket: str = "peerpush-proofs"
@@ -128,6 +132,11 @@ class ApiConfig:
             stripe_api_key=env.get("STRIPE_API_KEY", cls.stripe_api_key),
             stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", cls.stripe_webhook_secret),
             stripe_api_base=env.get("STRIPE_API_BASE", ""),
+            stripe_connect_webhook_secret=env.get(
+                "STRIPE_CONNECT_WEBHOOK_SECRET", cls.stripe_connect_webhook_secret
+            ),
+            payouts_paused=env.get("PAYOUTS_PAUSED", "false").strip().lower()
+            in ("1", "true", "yes", "on"),
             storage=env.get("STORAGE", "s3" if production else "local"),
             storage_dir=Path(env.get("STORAGE_DIR", ".data/proofs")),
             s3_bucket=env.get("S3_BUCKET", cls.s3_bucket),

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from adapters.payments import PgLocks
 from api.bootstrap import Services
-from api.metrics import SETTLEMENT_FAILURES
+from api.metrics import PAYOUTS_PAUSED, SETTLEMENT_FAILURES
+from application.cashouts import CashoutWorker
 from application.ledger import Ledger
 from application.receipts import Swept
 from application.withdrawals import WithdrawalWorker
@@ -74,6 +75,21 @@ def settlement_pass(ledger: Ledger) -> Swept:
 
 
 def extra_tasks(services: Services) -> list[tuple[str, Callable[[], object]]]:
-    """Periodic process rules beyond settlement: the withdrawal worker (Stripe refunds)."""
-    worker = WithdrawalWorker(services.ledger, services.payments, PgLocks(services.db))
-    return [("withdrawals", worker.run_pass)]
+    """Periodic process rules beyond settlement: the withdrawal worker (Stripe refunds) and the
+    cash-out worker (Stripe transfers), both holding their work while payouts are paused."""
+
+    def paused() -> bool:
+        PAYOUTS_PAUSED.set(1 if services.config.payouts_paused else 0)
+        return services.config.payouts_paused
+
+    withdrawals = WithdrawalWorker(
+        services.ledger, services.payments, PgLocks(services.db), paused=paused
+    )
+    cashouts = CashoutWorker(
+        services.ledger,
+        services.payouts,
+        services.payout_accounts,
+        PgLocks(services.db),
+        paused=paused,
+    )
+    return [("withdrawals", withdrawals.run_pass), ("cashouts", cashouts.run_pass)]
