@@ -27,6 +27,7 @@ import stripe
 
 from adapters.stripe_gateway import verify_webhook
 from application.ports import CheckoutSession, Refund, Transfer
+from application.reconcile import StripeObject
 
 PAGE_PATH = "/v1/simulated-stripe/checkout"
 CONNECT_PAGE_PATH = "/v1/simulated-stripe/connect"
@@ -136,6 +137,9 @@ class SimulatedStripe:
             "details_submitted": True,
         }
         return self.signed("account.updated", account, secret=self.connect_webhook_secret)
+
+    def money_objects(self, since: Any) -> list[StripeObject]:
+        return []  # nothing is remembered: reconcile the simulated Stripe against nothing
 
     # -- what the simulated checkout page does ---------------------------------------------
 

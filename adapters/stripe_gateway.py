@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -23,6 +24,7 @@ from application.ports import (
     Refund,
     Transfer,
 )
+from application.reconcile import REFUND_MADE, StripeObject
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 """How old a signed webhook may be (against the wall clock) before it is refused."""
@@ -237,3 +239,37 @@ class StripeGateway:
         if not self.connect_webhook_secret:
             raise InvalidWebhook("no STRIPE_CONNECT_WEBHOOK_SECRET is configured")
         return verify_webhook(payload, signature, self.connect_webhook_secret)
+
+    # -- reconciliation (rules §6) -----------------------------------------------------------
+
+    def money_objects(self, since: datetime) -> list[StripeObject]:
+        """Charges (by PaymentIntent), refunds, transfers (net of reversals) and disputes
+        (what a lost one took) created at or after ``since``."""
+        created = {"gte": int(since.timestamp())}
+        out: list[StripeObject] = []
+
+        def listed(resource: Any) -> Iterator[dict[str, Any]]:
+            with calling_stripe():
+                page = resource.list({"created": created, "limit": 100})
+                for obj in page.auto_paging_iter():
+                    yield obj.to_dict()
+
+        def when(obj: dict[str, Any]) -> datetime:
+            return datetime.fromtimestamp(int(obj.get("created") or 0), UTC)
+
+        v1 = self.client.v1
+        for c in listed(v1.charges):
+            if c.get("payment_intent") and c.get("status", "succeeded") == "succeeded":
+                intent = c["payment_intent"]
+                intent = intent["id"] if isinstance(intent, dict) else intent
+                out.append(StripeObject("charges", str(intent), int(c["amount"]), when(c)))
+        for r in listed(v1.refunds):
+            cents = int(r["amount"]) if r.get("status") in REFUND_MADE else 0
+            out.append(StripeObject("refunds", str(r["id"]), cents, when(r)))
+        for t in listed(v1.transfers):
+            net = int(t["amount"]) - int(t.get("amount_reversed") or 0)
+            out.append(StripeObject("transfers", str(t["id"]), net, when(t)))
+        for d in listed(v1.disputes):
+            cents = int(d["amount"]) if d.get("status") == "lost" else 0
+            out.append(StripeObject("disputes", str(d["id"]), cents, when(d)))
+        return out

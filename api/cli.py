@@ -6,7 +6,9 @@
 - ``peerpush demo`` plays a short scripted scenario and prints the balances from the read models;
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream;
-- ``peerpush create-admin EMAIL`` makes the registered user with that email an admin.
+- ``peerpush create-admin EMAIL`` makes the registered user with that email an admin;
+- ``peerpush reconcile --since DATE [--json]`` compares the ledger with Stripe (exit 1 on any
+  mismatch).
 
 Every command that serves, works or writes needs ``ENV`` (``development`` or ``production``)
 and refuses to start otherwise; production also needs ``DATABASE_URL`` (and ``serve`` every
@@ -26,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from adapters.users import UserStore
-from api import audit_cli
+from api import audit_cli, reconcile_cli
 from api.bootstrap import build_ledger, build_projector, database_settings, migrate
 from api.config import ApiConfig, ConfigError, require_process_environment
 from api.demo import play
@@ -178,6 +180,9 @@ def parser() -> argparse.ArgumentParser:
     admin.add_argument("email")
     admin.set_defaults(func=cmd_create_admin)
     audit_cli.configure(commands.add_parser("audit", help="verify, export or replay the stream"))
+    reconcile_cli.configure(
+        commands.add_parser("reconcile", help="compare the ledger with Stripe since a date")
+    )
     return p
 
 

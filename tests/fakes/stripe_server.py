@@ -6,7 +6,12 @@ gateway, its parameters and its error handling end to end without the internet:
 - ``POST /v1/checkout/sessions``, ``GET /v1/checkout/sessions/{id}``;
 - ``GET /v1/payment_intents/{id}``;
 - ``POST /v1/refunds`` (validated against the payment: amount left, disputed charge),
-  ``GET /v1/refunds?payment_intent=`` (a list object), ``GET /v1/refunds/{id}``.
+  ``GET /v1/refunds?payment_intent=`` (a list object), ``GET /v1/refunds/{id}``;
+- Connect: ``POST /v1/accounts`` (Express), ``POST /v1/account_links``, ``POST /v1/transfers``
+  (refused unless the destination's payouts are enabled), ``GET /v1/transfers?transfer_group=``
+  (a list object), ``GET /v1/transfers/{id}``;
+- for reconciliation: ``GET /v1/charges``, ``GET /v1/disputes``, and ``created[gte]`` on the
+  charge, refund, transfer and dispute lists.
 
 Like Stripe, it keeps each ``Idempotency-Key``'s first response and replays it (errors
 included) for a repeat. Helpers play the payer and Stripe's dashboard (``pay``,
@@ -197,6 +202,10 @@ class FakeStripe:
             return self._create_transfer(params)
         if method == "GET" and path == "/v1/transfers":
             return self._list_transfers(params)
+        if method == "GET" and path == "/v1/charges":
+            return self._listing("/v1/charges", self._charges(), params)
+        if method == "GET" and path == "/v1/disputes":
+            return self._listing("/v1/disputes", list(self.disputes.values()), params)
         for prefix, table in (
             ("/v1/accounts/", self.accounts),
             ("/v1/transfers/", self.transfers),
@@ -268,7 +277,32 @@ class FakeStripe:
 
     def _list_refunds(self, p: dict[str, Any]) -> dict[str, Any]:
         found = [] if self.hide_refunds else self._refunds_of(p.get("payment_intent"))
-        return {"object": "list", "data": found, "has_more": False, "url": "/v1/refunds"}
+        return self._listing("/v1/refunds", found, p)
+
+    def _charges(self) -> list[dict[str, Any]]:
+        """Each PaymentIntent's one charge (what ``latest_charge`` names)."""
+        return [
+            {
+                "id": i["latest_charge"],
+                "object": "charge",
+                "amount": i["amount_received"],
+                "currency": "usd",
+                "payment_intent": i["id"],
+                "status": "succeeded",
+                "metadata": i["metadata"],
+                "created": i.get("_created", 0),
+            }
+            for i in self.intents.values()
+        ]
+
+    @staticmethod
+    def _listing(url: str, found: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
+        created = p.get("created")
+        since = created.get("gte") if isinstance(created, dict) else None
+        if since is not None:
+            found = [o for o in found if int(o.get("created", 0)) >= int(since)]
+        data = [{k: v for k, v in o.items() if not k.startswith("_")} for o in found]
+        return {"object": "list", "data": data, "has_more": False, "url": url}
 
     def _refunds_of(self, payment_intent: str | None) -> list[dict[str, Any]]:
         newest_first = reversed(list(self.refunds.values()))
@@ -335,7 +369,7 @@ class FakeStripe:
             for t in reversed(list(self.transfers.values()))
             if group in (None, t["transfer_group"])
         ]
-        return {"object": "list", "data": found, "has_more": False, "url": "/v1/transfers"}
+        return self._listing("/v1/transfers", found, p)
 
     @staticmethod
     def _public(obj: dict[str, Any]) -> dict[str, Any]:
@@ -357,6 +391,7 @@ class FakeStripe:
                 "currency": "usd",
                 "metadata": dict(session["_intent_metadata"]),
                 "latest_charge": new_id("ch"),
+                "_created": int(time.time()),
             }
             self.intents[intent_id] = intent
             session.update(status="complete", payment_status="paid", payment_intent=intent_id)
@@ -377,6 +412,7 @@ class FakeStripe:
                 "currency": "usd",
                 "metadata": dict(metadata or {}),
                 "latest_charge": new_id("ch"),
+                "_created": int(time.time()),
             }
             self.intents[intent["id"]] = intent
             return str(intent["id"])
@@ -401,6 +437,7 @@ class FakeStripe:
                 "payment_intent": payment_intent,
                 "status": "needs_response",
                 "reason": "fraudulent",
+                "created": int(time.time()),
             }
             self.disputes[dispute["id"]] = dispute
             return self.event("charge.dispute.created", dict(dispute))
