@@ -5,15 +5,18 @@ and what the wallet then shows."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 import stripe
 from fastapi.testclient import TestClient
 
 from adapters.payments import PgLocks
 from adapters.simulated_stripe import SimulatedStripe
 from api.bootstrap import Services
+from api.workers import extra_tasks
 from application.cashouts import CashoutWorker
 from tests.api.conftest import Account, bearer
 
@@ -194,3 +197,35 @@ def test_the_hold_the_minimum_and_the_daily_cap(
     assert over.status_code == 409
     assert (over.json()["reason"], over.json()["cashoutable"]) == ("daily_cap", 500)
     assert wallet(api_client, account, api_services)["cashoutable"] == 500
+
+
+def test_paused_payouts_are_shown_and_hold_the_embedded_workers(
+    api_client: TestClient,
+    api_services: Services,
+    register_user: Callable[..., Account],
+    admin_token: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = register_user()
+    onboarded(api_client, account)
+    credited(api_client, admin_token, account, 2_000)
+    asked = api_client.post("/v1/wallet/cashouts", headers=account.headers, json={"tokens": 1_000})
+    assert asked.status_code == 202
+    monkeypatch.setattr(api_services, "config", replace(api_services.config, payouts_paused=True))
+
+    assert api_client.get("/v1/ready").json()["payouts_paused"] is True
+    assert "peerpush_payouts_paused 1.0" in api_client.get("/v1/metrics").text
+    tasks = dict(extra_tasks(api_services))
+    assert tasks["cashouts"]().paused and tasks["withdrawals"]().paused  # type: ignore[attr-defined]
+    shown = api_client.get(
+        f"/v1/wallet/cashouts/{asked.json()['cashout_id']}", headers=account.headers
+    )
+    assert shown.json()["status"] == "pending"
+
+    monkeypatch.setattr(api_services, "config", replace(api_services.config, payouts_paused=False))
+    assert api_client.get("/v1/ready").json()["payouts_paused"] is False
+    dict(extra_tasks(api_services))["cashouts"]()
+    shown = api_client.get(
+        f"/v1/wallet/cashouts/{asked.json()['cashout_id']}", headers=account.headers
+    )
+    assert shown.json()["status"] == "settled"

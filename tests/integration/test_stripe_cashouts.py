@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from adapters.migrations import upgrade
-from adapters.payments import PgLocks
+from adapters.payments import PgCheckoutSessions, PgLocks
 from adapters.payout_accounts import PgPayoutAccounts
 from adapters.persistence import DatabaseSettings
 from adapters.stripe_gateway import StripeGateway
@@ -20,6 +20,7 @@ from adapters.users import UserStore
 from application.cashouts import Cashouts, CashoutWorker, ConnectEvents, RetryLater, transfer_of
 from application.ledger import Ledger
 from application.ports import AdjustableClock, Transfer
+from application.stripe_events import StripeEvents
 from domain.aggregate import Cause
 from domain.errors import PayoutAccountNotEnabled
 from tests.fakes.stripe_server import API_KEY, FakeStripe
@@ -302,3 +303,17 @@ def test_transfers_are_read_back_as_the_application_sees_them(stack: Stack) -> N
     assert found.metadata["cashout_id"] == str(cashout_id)
     assert stack.gateway().find_transfer(transfer_group=str(uuid4())) is None
     assert isinstance(transfer_of({"id": "tr_1", "metadata": {}}), Transfer)
+
+
+def test_a_reversal_sent_to_the_platform_webhook_is_handled_the_same_way(stack: Stack) -> None:
+    user = stack.user()
+    stack.winnings(user, 5_000)
+    cashout_id = stack.cash_out(user, 2_000)
+    stack.worker().run_pass()
+    [transfer] = stack.transfers_of(cashout_id)
+    events = StripeEvents(
+        stack.ledger, stack.gateway(), PgCheckoutSessions(stack.db), PgLocks(stack.db)
+    )
+
+    assert events.handle(stack.fake.reverse_transfer(str(transfer["id"]), 2_000)) == "reversed"
+    assert stack.ledger.wallet_of(user).cashed_out == 0
