@@ -32,6 +32,7 @@ from application.cashouts import Cashouts, ConnectEvents, RetryLater
 from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable
 from domain.aggregate import Cause
 from domain.cashouts import CashoutHold
+from domain.errors import NotFound
 from domain.wallet import Wallet
 
 router = APIRouter()
@@ -180,7 +181,7 @@ def get_cashout(
     wait_for_position(services, min_position)
     try:
         hold = services.ledger.wallet_of(user.id).cashouts.get(str(cashout_id))
-    except Exception:
+    except NotFound:  # no wallet yet: no cash-out either
         hold = None
     if hold is None:
         raise ApiError(404, "not_found", "no such cash-out")
