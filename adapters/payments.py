@@ -36,13 +36,18 @@ def build_payment_gateway(config: ServiceSettings, users: Any = None) -> Payment
         return StripeGateway(
             api_key=config.stripe_api_key,
             webhook_secret=config.stripe_webhook_secret,
+            connect_webhook_secret=config.stripe_connect_webhook_secret,
             api_base=config.stripe_api_base,
         )
     if config.stripe_mode != "simulated":
         raise ValueError(f"STRIPE_MODE must be stripe or simulated, not {config.stripe_mode!r}")
     if config.production:
         raise RuntimeError("simulated Stripe is refused when ENV=production")
-    return SimulatedStripe(base_url=config.base_url, webhook_secret=config.stripe_webhook_secret)
+    return SimulatedStripe(
+        base_url=config.base_url,
+        webhook_secret=config.stripe_webhook_secret,
+        connect_webhook_secret=config.stripe_connect_webhook_secret,
+    )
 
 
 def _connect(db: DatabaseSettings, *, autocommit: bool) -> psycopg.Connection[dict[str, Any]]:

@@ -133,6 +133,7 @@ class ServiceSettings(ProcessSettings):
         "jwt_secret",
         "stripe_api_key",
         "stripe_webhook_secret",
+        "stripe_connect_webhook_secret",
         "public_base_url",
     )
 
@@ -148,6 +149,10 @@ class ServiceSettings(ProcessSettings):
     stripe_mode: str = "simulated"  # "simulated" | "stripe"; production defaults to stripe
     stripe_api_key: str = "sk_test_simulated"
     stripe_webhook_secret: str = "whsec_simulated"
+    # Connect events (payout accounts) are signed with their own endpoint's secret.
+    stripe_connect_webhook_secret: str = "whsec_connect_simulated"
+    # Withdrawal and cash-out workers hold their work (nothing refused or lost) while set.
+    payouts_paused: bool = False
     stripe_api_base: str = ""  # "" = Stripe's own
     storage: str = "local"  # "local" | "s3"; production defaults to s3
     storage_dir: Path = Path(".data/proofs")

@@ -1,4 +1,5 @@
-"""Stripe through its official client library (rules §6): checkout, refunds, webhooks.
+"""Stripe through its official client library (rules §6): checkout, refunds, webhooks, and
+Connect (payout accounts, transfers for cash-outs).
 
 Only this module and the simulated gateway know the ``stripe`` package. Errors become the
 application's two kinds: :class:`PaymentRefused` (Stripe said no, for good) and
@@ -10,11 +11,20 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 
-from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable, Refund
+from application.cashouts import transfer_of
+from application.ports import (
+    InvalidWebhook,
+    PaymentRefused,
+    PaymentUnavailable,
+    Refund,
+    Transfer,
+)
+from application.reconcile import REFUND_MADE, StripeObject
 
 WEBHOOK_TOLERANCE_SECONDS = 300
 """How old a signed webhook may be (against the wall clock) before it is refused."""
@@ -73,11 +83,14 @@ class StripeGateway:
         *,
         api_key: str,
         webhook_secret: str,
+        connect_webhook_secret: str = "",
         api_base: str = "",
         max_network_retries: int = 2,
         timeout: float = REQUEST_TIMEOUT_SECONDS,
     ) -> None:
         self.webhook_secret = webhook_secret
+        self.connect_webhook_secret = connect_webhook_secret
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -168,3 +181,96 @@ class StripeGateway:
             return None
         metadata = intent.to_dict().get("metadata") or {}
         return {str(k): str(v) for k, v in metadata.items()}
+
+    # -- Connect: payout accounts and transfers (rules §2 cash-outs) -------------------------
+
+    def create_account(self, *, user_id: str, idempotency_key: str) -> str:
+        with calling_stripe():
+            account = self.client.v1.accounts.create(
+                {
+                    "type": "express",
+                    "capabilities": {"transfers": {"requested": True}},
+                    "metadata": {"user_id": user_id},
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return str(account.id)
+
+    def onboarding_link(self, *, account_id: str, refresh_url: str, return_url: str) -> str:
+        with calling_stripe():
+            link = self.client.v1.account_links.create(
+                {
+                    "account": account_id,
+                    "type": "account_onboarding",
+                    "refresh_url": refresh_url,
+                    "return_url": return_url,
+                }
+            )
+        return str(link.url)
+
+    def transfer(
+        self,
+        *,
+        account_id: str,
+        cents: int,
+        transfer_group: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> Transfer:
+        with calling_stripe():
+            created = self.client.v1.transfers.create(
+                {
+                    "amount": cents,
+                    "currency": "usd",
+                    "destination": account_id,
+                    "transfer_group": transfer_group,
+                    "metadata": dict(metadata),
+                },
+                {"idempotency_key": idempotency_key},
+            )
+        return transfer_of(created)
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        with calling_stripe():
+            page = self.client.v1.transfers.list({"transfer_group": transfer_group, "limit": 10})
+            found = [transfer_of(t) for t in page.auto_paging_iter()]
+        return found[0] if found else None
+
+    def verify_connect_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
+        if not self.connect_webhook_secret:
+            raise InvalidWebhook("no STRIPE_CONNECT_WEBHOOK_SECRET is configured")
+        return verify_webhook(payload, signature, self.connect_webhook_secret)
+
+    # -- reconciliation (rules §6) -----------------------------------------------------------
+
+    def money_objects(self, since: datetime) -> list[StripeObject]:
+        """Charges (by PaymentIntent), refunds, transfers (net of reversals) and disputes
+        (what a lost one took) created at or after ``since``."""
+        created = {"gte": int(since.timestamp())}
+        out: list[StripeObject] = []
+
+        def listed(resource: Any) -> Iterator[dict[str, Any]]:
+            with calling_stripe():
+                page = resource.list({"created": created, "limit": 100})
+                for obj in page.auto_paging_iter():
+                    yield obj.to_dict()
+
+        def when(obj: dict[str, Any]) -> datetime:
+            return datetime.fromtimestamp(int(obj.get("created") or 0), UTC)
+
+        v1 = self.client.v1
+        for c in listed(v1.charges):
+            if c.get("payment_intent") and c.get("status", "succeeded") == "succeeded":
+                intent = c["payment_intent"]
+                intent = intent["id"] if isinstance(intent, dict) else intent
+                out.append(StripeObject("charges", str(intent), int(c["amount"]), when(c)))
+        for r in listed(v1.refunds):
+            cents = int(r["amount"]) if r.get("status") in REFUND_MADE else 0
+            out.append(StripeObject("refunds", str(r["id"]), cents, when(r)))
+        for t in listed(v1.transfers):
+            net = int(t["amount"]) - int(t.get("amount_reversed") or 0)
+            out.append(StripeObject("transfers", str(t["id"]), net, when(t)))
+        for d in listed(v1.disputes):
+            cents = int(d["amount"]) if d.get("status") == "lost" else 0
+            out.append(StripeObject("disputes", str(d["id"]), cents, when(d)))
+        return out

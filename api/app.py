@@ -20,7 +20,17 @@ from api.bootstrap import Services, build_services
 from api.deps import plain_url
 from api.metrics import REQUEST_LATENCY, method_label
 from api.middleware import BodySizeLimit, SecurityHeaders
-from api.routers import auth, challenges, clock, deposits, ops, platform, submissions, wallet
+from api.routers import (
+    auth,
+    challenges,
+    clock,
+    deposits,
+    ops,
+    payouts,
+    platform,
+    submissions,
+    wallet,
+)
 from api.workers import Workers, runs_workers_in_process
 
 DESCRIPTION = """The PeerPush ledger: tokens (1 token = 1 US cent), wallets and FIFO lots,
@@ -114,6 +124,7 @@ def routers() -> list[APIRouter]:
         clock.router,
         auth.router,
         deposits.router,
+        payouts.router,
         challenges.router,
         submissions.router,
     ]

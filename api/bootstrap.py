@@ -7,25 +7,30 @@ the tables, so the application runs with the library's table creation turned off
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
+from adapters.payout_accounts import PgPayoutAccounts
 from adapters.persistence import DatabaseSettings, resolve_database_url
 from adapters.proof_store import build_proof_store
 from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.test_clock import PgTestClock
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
+from api.metrics import PAYOUTS_PAUSED
+from application.cashouts import Cashouts, CashoutWorker, ConnectEvents
 from application.ledger import Ledger
 from application.ports import (
     CheckoutSessions,
     Clock,
     Locks,
     PaymentGateway,
+    PayoutAccounts,
+    PayoutGateway,
     ProofStore,
     SystemClock,
 )
@@ -120,6 +125,11 @@ class Services:
     # The embedded default's stand-in for Stripe, whose checkout pages the API serves; None
     # with the real Stripe (its pages are then 404).
     simulated_stripe: SimulatedStripe | None
+    payouts: PayoutGateway  # Stripe Connect: the same Stripe (or simulated Stripe) as payments
+    payout_accounts: PayoutAccounts
+    cashouts: CashoutWorker
+    cashout_requests: Cashouts
+    connect_events: ConnectEvents
 
     def close(self) -> None:
         self.projector.close()
@@ -144,6 +154,8 @@ def build_services(
     checkouts = PgCheckoutSessions(db)
     locks = PgLocks(db)
     reads, proofs = ReadModels(db), build_proof_store(config)
+    payout_accounts = PgPayoutAccounts(users.pool)
+    paused = payouts_paused(config)
     return Services(
         config=config,
         db=db,
@@ -164,8 +176,16 @@ def build_services(
         locks=locks,
         deposits=Deposits(ledger, payments, checkouts),
         stripe_events=StripeEvents(ledger, payments, checkouts, locks),
-        withdrawals=WithdrawalWorker(ledger, payments, locks),
+        withdrawals=WithdrawalWorker(ledger, payments, locks, paused=paused),
         simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
+        # Both gateways (Stripe's and the simulated one) implement the payout port too.
+        payouts=payments,  # type: ignore[arg-type]  # one object, two ports
+        payout_accounts=payout_accounts,
+        cashouts=CashoutWorker(ledger, payments, payout_accounts, locks, paused=paused),  # type: ignore[arg-type]  # one object, two ports
+        cashout_requests=Cashouts(ledger, payout_accounts),
+        connect_events=ConnectEvents(
+            ledger, payout_accounts, livemode=bool(getattr(payments, "livemode", False))
+        ),
     )
 
 
@@ -173,3 +193,14 @@ def build_clock(config: ServiceSettings, db: DatabaseSettings) -> Clock:
     """Business time: the wall clock in production; in development a test clock whose offset
     every process shares (an advance through one API process moves the workers' time too)."""
     return PgTestClock(db) if config.test_clock_enabled else SystemClock()
+
+
+def payouts_paused(config: ServiceSettings) -> Callable[[], bool]:
+    """Whether outgoing money (refunds, transfers) is on hold (``PAYOUTS_PAUSED``): the workers
+    ask before each pass, and the answer is exported as a metric."""
+
+    def paused() -> bool:
+        PAYOUTS_PAUSED.set(1 if config.payouts_paused else 0)
+        return config.payouts_paused
+
+    return paused

@@ -8,7 +8,9 @@
 - ``peerpush demo`` plays a short scripted scenario and prints the balances from the read models;
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream;
-- ``peerpush create-admin EMAIL`` makes the registered user with that email an admin.
+- ``peerpush create-admin EMAIL`` makes the registered user with that email an admin;
+- ``peerpush reconcile --since DATE [--json]`` compares the ledger with Stripe (exit 1 on any
+  mismatch).
 
 Every command that serves, works or writes needs ``ENV`` (``development`` or ``production``)
 and refuses to start otherwise; production also needs ``DATABASE_URL`` (and ``serve`` every
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
 from adapters.users import UserStore
-from api import audit_cli
+from api import audit_cli, reconcile_cli
 from api.bootstrap import (
     build_ledger,
     build_projector,
@@ -219,6 +221,9 @@ def parser() -> argparse.ArgumentParser:
     admin.add_argument("email")
     admin.set_defaults(func=cmd_create_admin)
     audit_cli.configure(commands.add_parser("audit", help="verify, export or replay the stream"))
+    reconcile_cli.configure(
+        commands.add_parser("reconcile", help="compare the ledger with Stripe since a date")
+    )
     return p
 
 

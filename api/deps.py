@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
 from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.users import (
@@ -30,6 +31,7 @@ from projections.position_watch import TooManyWaiters
 # embedded default's simulated Stripe, whose checkout pages the API serves.
 __all__ = [
     "SIMULATED_CHECKOUT_PATH",
+    "SIMULATED_CONNECT_PATH",
     "AuthUser",
     "DuplicateUser",
     "InvalidToken",

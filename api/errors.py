@@ -62,6 +62,7 @@ STATUS_BY_ERROR: list[tuple[type[d.DomainError], int]] = [
     (d.InvalidField, 422),
     (d.ProofTypeNotAllowed, 415),
     (d.NotRefundable, 409),
+    (d.NotCashoutable, 409),
     (d.NotFound, 404),
     (d.Forbidden, 403),
     (d.Conflict, 409),
@@ -115,6 +116,12 @@ def install(app: FastAPI) -> None:
             extra = {"needed": exc.needed, "available": exc.available}
         elif isinstance(exc, d.NotRefundable):
             extra = {"requested": exc.requested, "refundable": exc.refundable}
+        elif isinstance(exc, d.NotCashoutable):
+            extra = {
+                "requested": exc.requested,
+                "cashoutable": exc.cashoutable,
+                "reason": exc.reason,
+            }
         elif isinstance(exc, WalletNotEmpty):
             extra = exc.remaining.as_dict()
         return problem(status_of(exc), exc.code, str(exc), **extra)

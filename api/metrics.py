@@ -86,6 +86,13 @@ def serve_internal(listen: str) -> WSGIServer:
     return server
 
 
+PAYOUTS_PAUSED = Gauge(
+    "peerpush_payouts_paused",
+    "1 while PAYOUTS_PAUSED holds the withdrawal and cash-out workers' Stripe calls",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+
 SETTLEMENT_FAILURES = Counter(
     "peerpush_settlement_failures_total",
     "Challenges whose settlement failed in a worker pass (each is retried on the next pass)",

@@ -53,6 +53,14 @@ class Balances(BaseModel):
     forfeited: int
     penalised: int
     written_off: int
+    refundable: int | None = Field(
+        None, description="what a withdrawal may refund to the card now (null as of a moment)"
+    )
+    cashoutable: int | None = Field(
+        None,
+        description="what a cash-out may take now: payout and adjustment lots past their "
+        "hold, within the daily limit (null as of a moment)",
+    )
     position: int = Field(description="stream position these balances reflect")
 
 
@@ -106,3 +114,34 @@ class WithdrawalOut(BaseModel):
     tokens: int
     lots: list[WithdrawalLot]
     position: int
+
+
+class CashoutLot(BaseModel):
+    lot_id: UUID
+    tokens: int
+
+
+class CashoutIn(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tokens": 1500}]})
+
+    tokens: Tokens
+
+
+class CashoutOut(BaseModel):
+    cashout_id: UUID
+    status: Literal["pending", "settled", "failed"]
+    tokens: int
+    cents: int = Field(description="what the transfer pays: tokens × the token price then")
+    token_price: int
+    transfer_id: str | None = None
+    reason: str | None = None  # why it failed
+    reversed_tokens: int = 0  # tokens given back by reversed transfers
+    lots: list[CashoutLot]
+    position: int
+
+
+class PayoutAccountOut(BaseModel):
+    linked: bool
+    account_id: str | None = None
+    payouts_enabled: bool = False
+    onboarding_url: str | None = None  # Stripe's onboarding page (answered by POST)

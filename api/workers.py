@@ -24,7 +24,7 @@ from application.settlement_worker import SettlementWorker
 log = logging.getLogger("peerpush.workers")
 
 # The periodic workers ``peerpush worker`` runs by name ("all" is every one of them).
-WORKER_NAMES = ("settlement", "withdrawals")
+WORKER_NAMES = ("settlement", "withdrawals", "cashouts")
 
 
 def runs_workers_in_process(config: ServiceSettings, requested: bool | None = None) -> bool:
@@ -64,6 +64,7 @@ def worker_tasks(
     passes: dict[str, Callable[[], object]] = {
         "settlement": lambda: settlement_pass(settlement),
         "withdrawals": withdrawals.run_pass,
+        "cashouts": services.cashouts.run_pass,
     }
     unknown = [name for name in names if name not in passes]
     if unknown:

@@ -27,6 +27,7 @@ from eventsourcing.persistence import IntegrityError, Transcoder
 from application.due import DueIndex
 from application.ports import Clock, SystemClock
 from application.receipts import (
+    CashoutHeld,
     ChallengeCreated,
     Joined,
     Receipt,
@@ -189,6 +190,59 @@ class Ledger(Application[UUID]):
         return self._wallet_command(
             user_id, lambda w, at: w.fail_refund(withdrawal_id, lot_id, cause, at)
         )
+
+    # -- cash-outs through Stripe Connect (rules §2) --------------------------------------
+
+    def request_cashout(
+        self, user_id: UUID, cashout_id: UUID, tokens: int, cause: Cause
+    ) -> CashoutHeld:
+        """Phase one: hold payout and adjustment lots past their hold for one transfer.
+
+        Whether the user has a Connect account with payouts enabled is checked before (it
+        lives in the users table, not in the stream)."""
+        positive_tokens(tokens)
+
+        def attempt() -> CashoutHeld:
+            wallet = self._existing_wallet(user_id)
+            hold = wallet.request_cashout(
+                cashout_id,
+                tokens,
+                self.settings.token_price_usd_cents,
+                self.settings.cashout_limits,
+                cause,
+                self._now(),
+            )
+            receipt = self._save(wallet)
+            lots = tuple((UUID(str(lot)), int(n)) for lot, n in hold.lots)
+            return CashoutHeld(receipt.position, cashout_id, hold.tokens, hold.cents, lots)
+
+        return self._retrying(attempt)
+
+    def settle_cashout(
+        self, user_id: UUID, cashout_id: UUID, transfer_id: str, cause: Cause
+    ) -> Receipt:
+        return self._wallet_command(
+            user_id, lambda w, at: w.settle_cashout(cashout_id, transfer_id, cause, at)
+        )
+
+    def fail_cashout(self, user_id: UUID, cashout_id: UUID, reason: str, cause: Cause) -> Receipt:
+        return self._wallet_command(
+            user_id, lambda w, at: w.fail_cashout(cashout_id, reason, cause, at)
+        )
+
+    def reverse_cashout(
+        self, user_id: UUID, cashout_id: UUID, reversal_id: str, tokens: int, cause: Cause
+    ) -> int:
+        """A transfer reversed (whole or partly): the reversed tokens return to their lots.
+        Returns the tokens given back (0 when this reversal was already recorded)."""
+        back: list[int] = []
+        self._wallet_command(
+            user_id,
+            lambda w, at: back.append(
+                w.reverse_cashout(cashout_id, reversal_id, tokens, cause, at)
+            ),
+        )
+        return back[-1]
 
     def adjust(
         self,

@@ -266,3 +266,72 @@ class Locks(Protocol):
     def hold(self, name: str) -> AbstractContextManager[None]:
         """Wait for the lock and hold it until exit."""
         ...
+
+
+# -- Stripe Connect: payout accounts and transfers (rules §2 cash-outs, §6) --------------------
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A Stripe Transfer to a connected account, as the ledger needs it."""
+
+    transfer_id: str
+    cents: int
+    destination: str
+    transfer_group: str
+    metadata: Mapping[str, str]
+    reversals: tuple[tuple[str, int], ...] = ()  # (reversal id, cents) in Stripe's order
+
+
+@dataclass(frozen=True)
+class PayoutAccount:
+    """A user's Stripe Connect Express account and whether Stripe lets it receive payouts."""
+
+    account_id: str
+    payouts_enabled: bool
+
+
+class PayoutGateway(Protocol):
+    """Stripe Connect as the ledger sees it: onboarding and one transfer per cash-out."""
+
+    def create_account(self, *, user_id: str, idempotency_key: str) -> str:
+        """Create a Connect Express account for the user; returns its id (``acct_…``)."""
+        ...
+
+    def onboarding_link(self, *, account_id: str, refresh_url: str, return_url: str) -> str:
+        """A short-lived Stripe-hosted onboarding page for the account."""
+        ...
+
+    def transfer(
+        self,
+        *,
+        account_id: str,
+        cents: int,
+        transfer_group: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> Transfer:
+        """Move ``cents`` to the connected account. Raises :class:`PaymentRefused` when
+        Stripe will not make it (for good), :class:`PaymentUnavailable` when the outcome is
+        unknown (look it up by its transfer group before trying again)."""
+        ...
+
+    def find_transfer(self, *, transfer_group: str) -> Transfer | None:
+        """The transfer made for this transfer group (our cash-out id), if any."""
+        ...
+
+    def verify_connect_webhook(self, payload: bytes, signature: str) -> Mapping[str, Any]:
+        """A Connect webhook's event, checked with ``STRIPE_CONNECT_WEBHOOK_SECRET``."""
+        ...
+
+
+class PayoutAccounts(Protocol):
+    """Where each user's link to their Connect account is kept (the users table)."""
+
+    def payout_account(self, user_id: str) -> PayoutAccount | None: ...
+
+    def link_payout_account(self, user_id: str, account_id: str) -> None: ...
+
+    def record_payouts_enabled(self, account_id: str, enabled: bool, at: datetime) -> str | None:
+        """Record what Stripe said of the account; returns its user's id (None: not ours)."""
+        ...

@@ -33,6 +33,14 @@ class WithdrawalHeld(Receipt):
 
 
 @dataclass(frozen=True)
+class CashoutHeld(Receipt):
+    cashout_id: UUID
+    tokens: int
+    cents: int
+    lots: tuple[tuple[UUID, int], ...]
+
+
+@dataclass(frozen=True)
 class SubmissionMade(Receipt):
     submission_id: UUID
     slot: str

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.cashouts import CashoutLimits
 from domain.rules import ChallengeLimits
 
 # Frozen (settings never change while a process runs); an empty variable counts as unset; the
@@ -44,6 +45,9 @@ class LedgerSettings(BaseSettings):
     command_retries: int = 12
     max_start_ahead_days: int = Field(default=365, gt=0, le=3_660)
     max_duration_days: int = Field(default=366, gt=0, le=3_660)
+    min_cashout_tokens: int = Field(default=1_000, gt=0)
+    max_cashout_tokens_day: int = Field(default=50_000, gt=0)
+    cashout_hold_days: int = Field(default=7, ge=0)
 
     @property
     def refund_window(self) -> timedelta:
@@ -52,6 +56,14 @@ class LedgerSettings(BaseSettings):
     @property
     def settlement_delay(self) -> timedelta:
         return timedelta(hours=self.settlement_delay_hours)
+
+    @property
+    def cashout_limits(self) -> CashoutLimits:
+        return CashoutLimits(
+            self.min_cashout_tokens,
+            self.max_cashout_tokens_day,
+            timedelta(days=self.cashout_hold_days),
+        )
 
     @property
     def challenge_limits(self) -> ChallengeLimits:

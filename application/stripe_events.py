@@ -9,7 +9,9 @@ become ledger commands, each caused by ``stripe`` and the event id:
   or writes it off (lost);
 - ``charge.refunded`` writes off refunds made outside our flow;
 - ``refund.updated`` / ``refund.failed`` with status failed or canceled returns what the
-  refund took: a refunded lot's tokens, or an external refund's write-off.
+  refund took: a refunded lot's tokens, or an external refund's write-off;
+- ``transfer.reversed`` gives a cash-out's reversed tokens back (transfers are the platform
+  account's, so this usually arrives here rather than at the Connect endpoint).
 
 Anything not ours (no ``user_id`` in the metadata, a payment we do not know) is acknowledged
 and ignored. An event that refers to something not recorded yet (a refund's failure before
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from application import cashouts
 from application.ledger import Ledger
 from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentGateway
 from domain import ids
@@ -354,6 +357,15 @@ class StripeEvents:
         return False
 
 
+def _transfer_reversed(events: StripeEvents, transfer: Mapping[str, Any], cause: Cause) -> str:
+    try:
+        return cashouts.record_transfer_reversals(
+            events.ledger, cashouts.transfer_of(transfer), cause
+        )
+    except cashouts.RetryLater as e:
+        raise RetryLater(str(e)) from None
+
+
 def _uuid(value: object) -> UUID | None:
     try:
         return UUID(str(value)) if value else None
@@ -384,4 +396,5 @@ HANDLERS: dict[str, Handler] = {
     "refund.updated": StripeEvents.refund_updated,
     "refund.failed": StripeEvents.refund_updated,
     "charge.refund.updated": StripeEvents.refund_updated,
+    "transfer.reversed": _transfer_reversed,
 }

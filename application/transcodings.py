@@ -7,6 +7,7 @@ from typing import Any
 
 from eventsourcing.persistence import Transcoding
 
+from domain.cashouts import CashoutHold
 from domain.challenge import Participant, SubmissionRecord
 from domain.rules import ChallengeTerms
 from domain.tokens import Lot
@@ -32,6 +33,7 @@ class DataclassTranscoding(Transcoding):
 SNAPSHOT_TYPES: tuple[tuple[type[Any], str], ...] = (
     (Lot, "peerpush_lot"),
     (WithdrawalHold, "peerpush_withdrawal_hold"),
+    (CashoutHold, "peerpush_cashout_hold"),
     (Participant, "peerpush_participant"),
     (SubmissionRecord, "peerpush_submission_record"),
     (ChallengeTerms, "peerpush_challenge_terms"),

@@ -25,6 +25,9 @@ events that put tokens into a wallet. Each pass, a closed wallet holding tokens 
 to the card at most once after the closing), and whatever no refund returns (not refundable,
 refused, failed later) moves to the platform's ``unclaimed`` account.
 
+While ``PAYOUTS_PAUSED`` is set a pass does nothing (``paused``): requested withdrawals wait,
+none is refused or lost, and the next pass after unpausing resumes them.
+
 Several copies may run: a PostgreSQL advisory lock lets one work per pass while the others
 skip, and recording an outcome twice is refused by the wallet (``OutcomeAlreadyRecorded``).
 """
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -63,6 +66,8 @@ TOKENS_ARRIVE = (
     Wallet.WriteOffReversed.TOPIC,
     Wallet.HoldsReturned.TOPIC,
     Wallet.StakeSettled.TOPIC,
+    Wallet.CashoutFailed.TOPIC,
+    Wallet.CashoutReversed.TOPIC,
 )
 
 
@@ -71,6 +76,7 @@ class WithdrawalPass:
     """What one pass did (for logs, metrics and tests)."""
 
     worked: bool = True
+    paused: bool = False
     refunded: list[tuple[UUID, UUID]] = field(default_factory=list)
     refused: list[tuple[UUID, UUID]] = field(default_factory=list)
     unresolved: list[tuple[UUID, UUID]] = field(default_factory=list)
@@ -90,14 +96,24 @@ def _logged(what: str, wallet_id: UUID) -> Iterator[None]:
 class WithdrawalWorker:
     """Makes and records the refunds of requested withdrawals; resumable and idempotent."""
 
-    def __init__(self, ledger: Ledger, gateway: PaymentGateway, locks: Locks) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: PaymentGateway,
+        locks: Locks,
+        *,
+        paused: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.ledger, self.gateway, self.locks = ledger, gateway, locks
+        self.paused = paused
         self._position = 0  # the last stream position read
         self._wallets: set[UUID] = set()  # wallets with (possibly) unsettled withdrawals
         self._closed: set[UUID] = set()  # wallets of erased users
         self._to_clear: set[UUID] = set()  # closed wallets that may hold tokens
 
     def run_pass(self) -> WithdrawalPass:
+        if self.paused():
+            return WithdrawalPass(worked=False, paused=True)
         with self.locks.try_hold(LOCK_NAME) as mine:
             if not mine:
                 return WithdrawalPass(worked=False)

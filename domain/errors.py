@@ -141,3 +141,32 @@ class WalletClosed(Conflict):
     """The wallet's owner was erased: nobody may move its tokens any more (SPEC §7)."""
 
     code = "wallet_closed"
+
+
+class NotCashoutable(DomainError):
+    """More was asked to cash out than the payout and adjustment lots past their hold hold,
+    or than the rolling daily cap still allows (409, rules §2)."""
+
+    code = "not_cashoutable"
+
+    def __init__(self, requested: int, cashoutable: int, reason: str) -> None:
+        super().__init__(f"requested {requested} tokens, {cashoutable} cash-out-able ({reason})")
+        self.requested = requested
+        self.cashoutable = cashoutable
+        self.reason = reason
+
+
+class BelowMinimumCashout(InvalidAmount):
+    """A cash-out below ``MIN_CASHOUT_TOKENS`` (422, rules §2)."""
+
+    code = "below_minimum_cashout"
+
+
+class PayoutAccountNotEnabled(Conflict):
+    """No Stripe Connect account with payouts enabled is linked to the user (409, rules §2)."""
+
+    code = "payout_account_not_enabled"
+
+
+class UnknownCashout(NotFound):
+    code = "unknown_cashout"

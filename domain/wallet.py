@@ -13,6 +13,7 @@ from uuid import UUID
 
 from domain import ids
 from domain.aggregate import Cause, LedgerAggregate, LedgerCreated, LedgerEvent
+from domain.cashouts import CashoutHold, Cashouts
 from domain.errors import (
     InvalidField,
     NotRefundable,
@@ -50,11 +51,12 @@ class WithdrawalHold:
         return self.outcomes.get(str(lot_id), "pending")
 
 
-class Wallet(LedgerAggregate):
-    """A user's tokens: lots, holds for stakes, penalties and withdrawals, and totals."""
+class Wallet(Cashouts, LedgerAggregate):
+    """A user's tokens: lots, holds for stakes, penalties, withdrawals and cash-outs, and
+    totals. Cash-outs live in :mod:`domain.cashouts`."""
 
     TOPIC = "peerpush:Wallet"
-    class_version = 2
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -67,6 +69,11 @@ class Wallet(LedgerAggregate):
             write_offs={},
             reversed_write_offs={},
         )
+
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        """A snapshot taken before cash-outs existed has none."""
+        state.update(cashouts={})
 
     class Opened(LedgerCreated):
         TOPIC = "peerpush:Wallet.Opened"
@@ -460,6 +467,7 @@ class Wallet(LedgerAggregate):
         self.erasure_tried: dict[str, bool] = {}  # lots held for their one refund since closing
         self.write_offs: dict[str, list[Any]] = {}  # reference → [lot id, w, reason]
         self.reversed_write_offs: dict[str, int] = {}  # reference → w given back
+        self.cashouts: dict[str, CashoutHold] = {}
 
     @classmethod
     def open(cls, user_id: UUID, cause: Cause, at: datetime) -> Wallet:

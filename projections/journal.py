@@ -49,6 +49,10 @@ MONEY_EVENTS = (
     W.LotWrittenOff,
     W.TokensUnclaimed,
     W.WriteOffReversed,
+    W.CashoutRequested,
+    W.CashoutSettled,
+    W.CashoutFailed,
+    W.CashoutReversed,
     C.Settled,
 )
 # What the journal does with an event class: note a wallet's owner, post an entry, or (None)
@@ -101,6 +105,7 @@ def _postings(e: Any, originator: UUID, user: UUID | None) -> list[tuple[str, in
     u = f"user:{user}"
     avail, frozen, pending = f"{u}:available", f"{u}:frozen", f"{u}:withdrawal_pending"
     losses = "platform:dispute_losses"
+    cashing = f"{u}:cashout_pending"
 
     def give_back(source: str, returned: Iterable[Sequence[Any]]) -> None:
         for _lot, refilled, recovered, is_frozen in returned:
@@ -158,4 +163,12 @@ def _postings(e: Any, originator: UUID, user: UUID | None) -> list[tuple[str, in
         move(avail, "platform:unclaimed", e.tokens)
     elif isinstance(e, W.WriteOffReversed):
         give_back("stripe:disputes", e.returned)
+    elif isinstance(e, W.CashoutRequested):
+        move(avail, cashing, e.tokens)
+    elif isinstance(e, W.CashoutSettled):
+        move(cashing, "stripe:transfers", e.tokens)
+    elif isinstance(e, W.CashoutFailed):
+        give_back(cashing, e.returned)
+    elif isinstance(e, W.CashoutReversed):
+        give_back("stripe:transfers", e.returned)
     return sorted((account, amount) for account, amount in lines.items() if amount)

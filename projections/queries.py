@@ -69,6 +69,38 @@ class ReadModels:
     def wallet(self, user_id: UUID) -> dict[str, Any] | None:
         return self.one("SELECT * FROM wallet_balances WHERE user_id = %s", user_id)
 
+    def payable(
+        self, user_id: UUID, now: datetime, hold_days: int, per_day: int
+    ) -> tuple[int, int]:
+        """``(refundable, cashoutable)`` at ``now`` (rules §2): usable deposit lots inside
+        their refund window; usable payout and adjustment lots at least ``hold_days`` old,
+        capped by what the rolling-24 h cash-out limit still allows (cash-outs that failed
+        do not count)."""
+        with self.cursor() as cur:
+            cur.execute(
+                """
+            SELECT
+              coalesce(sum(remaining) FILTER (WHERE source = 'deposit'
+                AND refundable_until > %(now)s), 0) AS refundable,
+              coalesce(sum(remaining) FILTER (WHERE source IN ('payout', 'adjustment')
+                AND created_at <= %(now)s - make_interval(days => %(hold)s)), 0) AS eligible,
+              (SELECT coalesce(sum(t.tokens), 0) FROM wallet_transactions t
+                WHERE t.user_id = %(user)s AND t.type = 'cashout'
+                  AND t.event_time > %(now)s - interval '24 hours' AND t.event_time <= %(now)s
+                  AND NOT EXISTS (SELECT 1 FROM wallet_transactions f
+                    WHERE f.user_id = %(user)s AND f.cashout_id = t.cashout_id
+                      AND f.type = 'cashout_failed')) AS used
+            FROM wallet_lots
+            WHERE user_id = %(user)s AND NOT frozen AND NOT written_off AND remaining > 0
+            """,
+                {"user": user_id, "now": now, "hold": hold_days},
+            )
+            row = cur.fetchone()
+        if row is None:
+            return 0, 0
+        allowance = max(0, per_day - int(row["used"]))
+        return int(row["refundable"]), min(int(row["eligible"]), allowance)
+
     def lots(self, user_id: UUID) -> list[dict[str, Any]]:
         return self.all("SELECT * FROM wallet_lots WHERE user_id = %s ORDER BY seq", user_id)
 

@@ -56,6 +56,7 @@ TX_COLUMNS = (
     "adjustment_id",
     "lot_id",
     "reference",
+    "cashout_id",
     "actor",
     "request_id",
     "event_time",
@@ -131,6 +132,7 @@ class _Batch:
                 refs.get("adjustment_id"),
                 refs.get("lot_id"),
                 refs.get("reference"),
+                refs.get("cashout_id"),
                 e.actor,
                 e.request_id,
                 p.at,
@@ -292,6 +294,34 @@ class _Batch:
             {"lot_id": e.lot_id, "reference": e.reference},
         )
 
+    def _cashout_requested(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        self._take(w, e.taken, p)
+        w["cashout_pending"] += e.tokens
+        return "cashout", e.tokens, {"cashout_id": e.cashout_id}
+
+    def _cashout_settled(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["cashout_pending"] -= e.tokens
+        w["cashed_out"] += e.tokens
+        return (
+            "cashout_transferred",
+            e.tokens,
+            {"cashout_id": e.cashout_id, "reference": e.transfer_id},
+        )
+
+    def _cashout_failed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["cashout_pending"] -= e.tokens
+        self._give_back(w, e.returned, p)
+        return "cashout_failed", e.tokens, {"cashout_id": e.cashout_id, "reference": e.reason}
+
+    def _cashout_reversed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        w["cashed_out"] -= e.tokens
+        self._give_back(w, e.returned, p)
+        return (
+            "cashout_reversed",
+            e.tokens,
+            {"cashout_id": e.cashout_id, "reference": e.reversal_id},
+        )
+
     def _lot(self, lot_id: Any, p: Positioned) -> dict[str, Any]:
         lot = self.lots[_uuid(lot_id)]
         lot["last_position"] = p.position
@@ -378,6 +408,10 @@ CHANGES: dict[type[Any], Callable[[_Batch, dict[str, Any], Positioned, Any], Out
     W.Closed: _Batch._closed,
     W.TokensUnclaimed: _Batch._tokens_unclaimed,
     W.WriteOffReversed: _Batch._write_off_reversed,
+    W.CashoutRequested: _Batch._cashout_requested,
+    W.CashoutSettled: _Batch._cashout_settled,
+    W.CashoutFailed: _Batch._cashout_failed,
+    W.CashoutReversed: _Batch._cashout_reversed,
 }
 
 
@@ -412,6 +446,9 @@ LOT_REFERENCES: dict[type[Any], Callable[[Any], Iterable[Any]] | None] = {
     W.LotWrittenOff: _the_lot,  # its ``taken`` is a token count, not lot pairs
     W.TokensUnclaimed: lambda e: [pair[0] for pair in e.moved],
     W.WriteOffReversed: _returned_lots,
+    W.CashoutRequested: _taken_lots,
+    W.CashoutFailed: _returned_lots,
+    W.CashoutReversed: _returned_lots,
 }
 
 

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ServicesDep
 from api.errors import problem
-from api.metrics import PROJECTION_LAG, exposed_registry
+from api.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
 
 router = APIRouter(tags=["ops"])
 
@@ -34,13 +34,22 @@ def ready(services: ServicesDep) -> Any:
         return problem(503, "not_ready", "the database is not reachable")
     lag = max(0, head - position)
     PROJECTION_LAG.set(lag)
+    paused = services.config.payouts_paused  # withdrawals and cash-outs wait (PAYOUTS_PAUSED)
+    PAYOUTS_PAUSED.set(1 if paused else 0)
     if services.config.production:  # the stream's head and lag are for operators' metrics
         if lag > MAX_READY_LAG:
             return problem(503, "not_ready", "the read models are far behind")
-        return {"status": "ready"}
+        # Named only while paused: operators must see it; the public learns nothing else.
+        return {"status": "ready", "payouts_paused": True} if paused else {"status": "ready"}
     if lag > MAX_READY_LAG:
         return problem(503, "not_ready", "the read models are far behind", lag=lag)
-    return {"status": "ready", "head": head, "read_models_position": position, "lag": lag}
+    return {
+        "status": "ready",
+        "head": head,
+        "read_models_position": position,
+        "lag": lag,
+        "payouts_paused": paused,
+    }
 
 
 @router.get(

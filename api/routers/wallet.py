@@ -54,10 +54,25 @@ def get_wallet(
     row = services.reads.wallet(user.id)
     if row is None:
         return Balances(
-            user_id=user.id, **dict.fromkeys(_ZERO, 0), position=services.reads.position()
+            user_id=user.id,
+            **dict.fromkeys(_ZERO, 0),
+            refundable=0,
+            cashoutable=0,
+            position=services.reads.position(),
         )
+    settings = services.ledger.settings
+    refundable, cashoutable = services.reads.payable(
+        user.id,
+        services.ledger.clock.now(),
+        settings.cashout_hold_days,
+        settings.max_cashout_tokens_day,
+    )
     return Balances(
-        **{k: row[k] for k in _ZERO}, user_id=user.id, position=services.reads.position()
+        **{k: row[k] for k in _ZERO},
+        user_id=user.id,
+        refundable=refundable,
+        cashoutable=cashoutable,
+        position=services.reads.position(),
     )
 
 

@@ -94,6 +94,12 @@ def wallet_problems(w: Wallet) -> list[str]:
     )
     if w.withdrawal_pending != pending:
         out.append(f"{name}: withdrawal_pending {w.withdrawal_pending} != Σ pending lots {pending}")
+    cashing = sum(h.tokens for h in w.cashouts.values() if h.status == "pending")
+    if w.cashout_pending != cashing:
+        out.append(f"{name}: cashout_pending {w.cashout_pending} != Σ pending cash-outs {cashing}")
+    paid = sum(h.tokens - h.reversed for h in w.cashouts.values() if h.status == "settled")
+    if w.cashed_out != paid:
+        out.append(f"{name}: cashed_out {w.cashed_out} != Σ settled − reversed {paid}")
     return out
 
 

@@ -43,6 +43,10 @@ MONEY_TOPICS = frozenset(
         W.LotWrittenOff,
         W.TokensUnclaimed,
         W.WriteOffReversed,
+        W.CashoutRequested,
+        W.CashoutSettled,
+        W.CashoutFailed,
+        W.CashoutReversed,
         Challenge.Settled,
     )
 )

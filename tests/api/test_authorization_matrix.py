@@ -301,6 +301,24 @@ def webhook(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
     return w.client.post("/v1/stripe/webhook", json={"id": "evt_unsigned"}, headers=headers)
 
 
+def connect_webhook(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
+    return w.client.post("/v1/stripe/connect-webhook", json={"id": "evt_unsigned"}, headers=headers)
+
+
+def someone_elses_cashout(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
+    return w.client.get(f"/v1/wallet/cashouts/{uuid.uuid4()}", headers=headers)
+
+
+def simulated_onboarding(action: str) -> Send:
+    def send(w: World, _: str, headers: dict[str, str]) -> httpx.Response:
+        path = f"/v1/simulated-stripe/connect/acct_sim_{uuid.uuid4().hex[:16]}{action}"
+        if action:
+            return w.client.post(path, headers=headers, follow_redirects=False)
+        return w.client.get(path, headers=headers)
+
+    return send
+
+
 CHALLENGE = "/v1/challenges/{challenge_id}"
 SUBMISSION = "/v1/submissions/{submission_id}"
 DEPOSIT = {
@@ -330,8 +348,25 @@ ROWS: list[Row] = [
     Row("POST /v1/wallet/withdrawals", (401, 202, 202, 202), json={"tokens": 1}),
     Row("GET /v1/wallet/withdrawals/{withdrawal_id}", (401, 200, 404, 404)),
     Row("POST /v1/wallet/deposits", (401, 201, 201, 201), json=DEPOSIT),
+    # Cash-outs: nobody here has an enabled payout account (409); a cash-out id not one's
+    # own is a 404.
+    Row("POST /v1/wallet/cashouts", (401, 409, 409, 409), json={"tokens": 1_000}),
+    Row("GET /v1/wallet/cashouts/{cashout_id}", (401, 404, 404, 404), send=someone_elses_cashout),
+    Row("GET /v1/payout-account", (401, 200, 200, 200)),
+    Row("POST /v1/payout-account", (401, 200, 200, 200)),
     # Stripe: the signature is the authentication; the checkout page is the payer's browser's.
     Row("POST /v1/stripe/webhook", (400, 400, 400, 400), send=webhook),
+    Row("POST /v1/stripe/connect-webhook", (400, 400, 400, 400), send=connect_webhook),
+    Row(
+        "GET /v1/simulated-stripe/connect/{account_id}",
+        (200, 200, 200, 200),
+        send=simulated_onboarding(""),
+    ),
+    Row(
+        "POST /v1/simulated-stripe/connect/{account_id}/complete",
+        (303, 303, 303, 303),
+        send=simulated_onboarding("/complete"),
+    ),
     Row("GET /v1/simulated-stripe/checkout/{session_id}", (200, 200, 200, 200)),
     Row(
         "POST /v1/simulated-stripe/checkout/{session_id}/pay",

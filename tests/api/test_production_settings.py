@@ -18,13 +18,21 @@ PRODUCTION = {
     "JWT_SECRET": "p" * 40,
     "STRIPE_API_KEY": "sk_live_0123456789",
     "STRIPE_WEBHOOK_SECRET": "whsec_0123456789",
+    "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connect_0123456789",
     "PUBLIC_BASE_URL": "https://ledger.example.com",
 }
 
 
 @pytest.mark.parametrize(
     "missing",
-    ["DATABASE_URL", "JWT_SECRET", "STRIPE_API_KEY", "STRIPE_WEBHOOK_SECRET", "PUBLIC_BASE_URL"],
+    [
+        "DATABASE_URL",
+        "JWT_SECRET",
+        "STRIPE_API_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_CONNECT_WEBHOOK_SECRET",
+        "PUBLIC_BASE_URL",
+    ],
 )
 def test_production_refuses_to_start_without_each_required_setting(
     missing: str, monkeypatch: pytest.MonkeyPatch

@@ -108,6 +108,20 @@ def known_ids(
 ) -> dict[str, str]:
     """Path parameters naming things that exist, seen from ``user``'s side."""
     user = callers["user"]
+    # A cash-out of ``user``'s: an enabled payout account, and winnings past their hold.
+    account_id = api_client.post("/v1/payout-account", headers=user).json()["account_id"]
+    onboarded = api_client.post(
+        f"/v1/simulated-stripe/connect/{account_id}/complete", follow_redirects=False
+    )
+    assert onboarded.status_code == 303, onboarded.text
+    user_id = uuid.UUID(api_client.get("/v1/auth/me", headers=user).json()["id"])
+    api_services.ledger.adjust(
+        user_id, "credit", 2_000, "fuzz prize", uuid.uuid4(), Cause.admin("fuzz")
+    )
+    week = {"seconds": 8 * 24 * 3600}
+    assert api_client.post("/v1/test-clock/advance", json=week, headers=user).is_success
+    cashout = api_client.post("/v1/wallet/cashouts", json={"tokens": 1_000}, headers=user)
+    assert cashout.status_code == 202, cashout.text
     owner_member = _member(api_client, api_services)
     owner = owner_member["headers"]
     starts_at = next_midnight(api_services.clock.now())
@@ -138,6 +152,8 @@ def known_ids(
         "submission_id": submitted.json()["id"],
         "withdrawal_id": withdrawal.json()["withdrawal_id"],
         "session_id": checkout.json()["session_id"],
+        "cashout_id": cashout.json()["cashout_id"],
+        "account_id": account_id,
         "user_id": str(owner_member["id"]),  # holds tokens: an admin's erasure is refused
     }
 

@@ -48,12 +48,17 @@ from application.erasure import erase_user
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
+from domain.cashouts import FAILED as CASHOUT_FAILED
+from domain.cashouts import PENDING as CASHOUT_PENDING
+from domain.cashouts import SETTLED as CASHOUT_SETTLED
 from domain.challenge import ACTIVE, CANCELLED, DRAFT, SETTLED, Challenge
 from domain.errors import (
+    BelowMinimumCashout,
     DomainError,
     DuplicateVote,
     Forbidden,
     InsufficientFunds,
+    NotCashoutable,
     NotParticipant,
     NotRefundable,
     OutcomeAlreadyRecorded,
@@ -76,6 +81,7 @@ TIMEZONES = ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo")
 WINDOWS = (("00:00", "00:00"), ("06:00", "22:00"), ("20:00", "04:00"))
 PHOTO_HASHES = tuple(c * 64 for c in "abc")
 REFUND_WORKER = Cause.worker("refunds")
+CASHOUT_WORKER = Cause.worker("cashouts")
 ERASURE_WORKER = Cause.worker("erasure")
 SETTLEMENT_DELAY = timedelta(hours=24)
 
@@ -163,6 +169,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.disputes: list[tuple[str, str]] = []  # (dispute id, payment intent id)
         self.external_refunds: list[tuple[UUID, str]] = []  # (user, refund id) written off
         self.erased: set[UUID] = set()
+        self.cashouts: list[tuple[UUID, UUID]] = []  # (user, cash-out id)
 
     def make_app(self, clock: AdjustableClock) -> Ledger:
         return replaying_ledger(clock)
@@ -430,6 +437,120 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         command()
         assert self.available(user_id) == before + (tokens if credit else -tokens)
+
+    # -- cash-outs through Stripe Connect (rules §2) ----------------------------------------
+
+    @rule(
+        user=user_index,
+        tokens=st.sampled_from([1, 999, 1_000, 1_500, 3_000, 60_000]),
+        retried=st.booleans(),
+    )
+    def request_cashout(self, user: int, tokens: int, retried: bool) -> None:
+        """Payout and adjustment lots at least 7 days old, oldest first; below the minimum,
+        above the daily cap or above what those lots hold is refused and changes nothing."""
+        user_id = USERS[user]
+        wallet = self.wallet(user_id)
+        cashout_id = uuid4()
+        command = partial(
+            self.app.request_cashout, user_id, cashout_id, tokens, Cause.user(user_id)
+        )
+        if wallet is None:
+            self.attempt(command)
+            return
+        limits = self.app.settings.cashout_limits
+        if user_id in self.erased:
+            self.refused(command, WalletClosed)
+            return
+        if tokens < limits.minimum:
+            self.refused(command, BelowMinimumCashout)
+            return
+        allowance = limits.per_day - wallet.cashed_out_last_day(self.now())
+        if tokens > min(allowance, wallet.cashoutable(self.now(), limits.hold)):
+            self.refused(command, NotCashoutable)
+            return
+        held = command()
+        assert sum(n for _, n in held.lots) == tokens
+        for lot_id, _ in held.lots:
+            lot = self.app.wallet_of(user_id).lot(lot_id)
+            assert lot.source != "deposit", "card money left by a cash-out"
+            assert lot.created_at <= self.now() - limits.hold, "a lot left before its hold"
+        after = self.app.wallet_of(user_id)
+        assert after.available == wallet.available - tokens
+        assert after.cashout_pending == wallet.cashout_pending + tokens
+        if retried:
+            head = self.app.head()
+            assert command().lots == held.lots
+            assert self.app.head() == head, "a retried cash-out recorded events"
+        self.cashouts.append((user_id, cashout_id))
+
+    @rule(user=user_index)
+    def winnings_mature(self, user: int) -> None:
+        """An admin's 2,500-token credit, then a week and a day: enough to cash out."""
+        user_id = USERS[user]
+        self.attempt(
+            lambda: self.app.adjust(user_id, "credit", 2_500, "prize", uuid4(), Cause.admin(ADMIN))
+        )
+        self.clock.advance(timedelta(days=8))
+
+    @precondition(lambda self: self.cashouts)
+    @rule(i=pick, stray=strays, made=st.booleans())
+    def cashout_worker_records_outcome(self, i: int, stray: int, made: bool) -> None:
+        """The transfer's one outcome: settled (the tokens leave), or failed (they return)."""
+        user_id, cashout_id = self.cashouts[i % len(self.cashouts)]
+        before = self.app.wallet_of(user_id)
+        hold = before.cashouts[str(cashout_id)]
+        if stray and hold.status != CASHOUT_PENDING:
+            return
+        if made:
+            command = partial(
+                self.app.settle_cashout,
+                user_id,
+                cashout_id,
+                f"tr_{cashout_id.hex[:8]}",
+                CASHOUT_WORKER,
+            )
+        else:
+            command = partial(
+                self.app.fail_cashout, user_id, cashout_id, "account_closed", CASHOUT_WORKER
+            )
+        if hold.status != CASHOUT_PENDING:
+            self.refused(command, OutcomeAlreadyRecorded)
+            return
+        command()
+        after = self.app.wallet_of(user_id)
+        assert after.cashout_pending == before.cashout_pending - hold.tokens
+        if made:
+            assert after.cashouts[str(cashout_id)].status == CASHOUT_SETTLED
+            assert after.cashed_out == before.cashed_out + hold.tokens
+        else:
+            assert after.cashouts[str(cashout_id)].status == CASHOUT_FAILED
+            assert after.available + after.frozen >= before.available + before.frozen
+
+    @precondition(lambda self: self.cashouts)
+    @rule(i=pick, part=st.sampled_from([1, 300, 1_000, 100_000]), again=st.booleans())
+    def transfer_reversed(self, i: int, part: int, again: bool) -> None:
+        """``transfer.reversed``, whole or partial: only a settled transfer gives tokens back,
+        never more than it paid, and a reversal delivered twice counts once."""
+        user_id, cashout_id = self.cashouts[i % len(self.cashouts)]
+        before = self.app.wallet_of(user_id)
+        hold = before.cashouts[str(cashout_id)]
+        reversal_id = f"trr_{len(hold.reversals)}"
+        back = self.app.reverse_cashout(
+            user_id, cashout_id, reversal_id, part, Cause.stripe("evt_reversed")
+        )
+        if hold.status != CASHOUT_SETTLED:
+            assert back == 0
+            return
+        assert back == min(part, hold.tokens - hold.reversed)
+        after = self.app.wallet_of(user_id)
+        assert after.cashed_out == before.cashed_out - back
+        if again:
+            head = self.app.head()
+            assert (
+                self.app.reverse_cashout(user_id, cashout_id, reversal_id, part, Cause.stripe("e"))
+                == 0
+            )
+            assert self.app.head() == head, "a reversal delivered twice recorded events"
 
     # -- erasure (rules §7) ----------------------------------------------------------------------
 
@@ -1100,6 +1221,17 @@ def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> N
         m.refund_fails_later(i=len(m.withdrawn) - 1, stray=1)
         m.erasure_worker(i=0)
         assert m.app.wallet_of(poor).unclaimed == 1_007
+        every_step_checked(m)
+
+        m.winnings_mature(user=2)
+        m.request_cashout(user=2, tokens=1_500, retried=True)
+        m.cashout_worker_records_outcome(i=len(m.cashouts) - 1, stray=1, made=True)
+        m.transfer_reversed(i=len(m.cashouts) - 1, part=300, again=True)
+        m.transfer_reversed(i=len(m.cashouts) - 1, part=100_000, again=False)
+        assert m.app.wallet_of(peer).cashed_out == 0
+        m.request_cashout(user=2, tokens=1_000, retried=False)
+        m.cashout_worker_records_outcome(i=len(m.cashouts) - 1, stray=1, made=False)
+        assert len(m.cashouts) == 2 and m.app.wallet_of(peer).cashout_pending == 0
         every_step_checked(m)
         settled = m.app.challenge(main.challenge_id)
         assert settled.status == SETTLED and settled.pool == 0

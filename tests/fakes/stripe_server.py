@@ -6,7 +6,12 @@ gateway, its parameters and its error handling end to end without the internet:
 - ``POST /v1/checkout/sessions``, ``GET /v1/checkout/sessions/{id}``;
 - ``GET /v1/payment_intents/{id}``;
 - ``POST /v1/refunds`` (validated against the payment: amount left, disputed charge),
-  ``GET /v1/refunds?payment_intent=`` (a list object), ``GET /v1/refunds/{id}``.
+  ``GET /v1/refunds?payment_intent=`` (a list object), ``GET /v1/refunds/{id}``;
+- Connect: ``POST /v1/accounts`` (Express), ``POST /v1/account_links``, ``POST /v1/transfers``
+  (refused unless the destination's payouts are enabled), ``GET /v1/transfers?transfer_group=``
+  (a list object), ``GET /v1/transfers/{id}``;
+- for reconciliation: ``GET /v1/charges``, ``GET /v1/disputes``, and ``created[gte]`` on the
+  charge, refund, transfer and dispute lists.
 
 Like Stripe, it keeps each ``Idempotency-Key``'s first response and replays it (errors
 included) for a repeat. Helpers play the payer and Stripe's dashboard (``pay``,
@@ -15,7 +20,10 @@ send, signed as Stripe signs them: ``t=<unix time>,v1=HMAC-SHA256(secret, "<t>.<
 
 Fault injection, for crash and retry tests: ``drop_refund_responses`` (make the refund, then
 drop the connection without answering), ``refund_status`` (the status new refunds get),
-``hide_refunds`` (the list endpoint returns nothing, as if a look-up missed).
+``hide_refunds`` (the list endpoint returns nothing, as if a look-up missed);
+``drop_transfer_responses``, ``transfer_error`` (a code every new transfer is refused with).
+Connect helpers: ``enable_payouts`` (``account.updated``), ``reverse_transfer``
+(``transfer.reversed``, whole or partial).
 """
 
 from __future__ import annotations
@@ -89,12 +97,16 @@ class FakeStripe:
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
     disputes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     idempotent: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
     # fault injection
     drop_refund_responses: int = 0
     refund_status: str = "succeeded"
     hide_refunds: bool = False
+    drop_transfer_responses: int = 0
+    transfer_error: str = ""
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -154,6 +166,13 @@ class FakeStripe:
                 if url.path == "/v1/refunds" and method == "POST" and self.drop_refund_responses:
                     self.drop_refund_responses -= 1
                     drop = True
+                if (
+                    url.path == "/v1/transfers"
+                    and method == "POST"
+                    and self.drop_transfer_responses
+                ):
+                    self.drop_transfer_responses -= 1
+                    drop = True
         if drop:  # the refund exists; the caller never hears of it
             handler.close_connection = True
             handler.connection.close()
@@ -175,7 +194,21 @@ class FakeStripe:
             return self._create_refund(params)
         if method == "GET" and path == "/v1/refunds":
             return self._list_refunds(params)
+        if method == "POST" and path == "/v1/accounts":
+            return self._create_account(params)
+        if method == "POST" and path == "/v1/account_links":
+            return self._create_account_link(params)
+        if method == "POST" and path == "/v1/transfers":
+            return self._create_transfer(params)
+        if method == "GET" and path == "/v1/transfers":
+            return self._list_transfers(params)
+        if method == "GET" and path == "/v1/charges":
+            return self._listing("/v1/charges", self._charges(), params)
+        if method == "GET" and path == "/v1/disputes":
+            return self._listing("/v1/disputes", list(self.disputes.values()), params)
         for prefix, table in (
+            ("/v1/accounts/", self.accounts),
+            ("/v1/transfers/", self.transfers),
             ("/v1/checkout/sessions/", self.sessions),
             ("/v1/payment_intents/", self.intents),
             ("/v1/refunds/", self.refunds),
@@ -244,11 +277,99 @@ class FakeStripe:
 
     def _list_refunds(self, p: dict[str, Any]) -> dict[str, Any]:
         found = [] if self.hide_refunds else self._refunds_of(p.get("payment_intent"))
-        return {"object": "list", "data": found, "has_more": False, "url": "/v1/refunds"}
+        return self._listing("/v1/refunds", found, p)
+
+    def _charges(self) -> list[dict[str, Any]]:
+        """Each PaymentIntent's one charge (what ``latest_charge`` names)."""
+        return [
+            {
+                "id": i["latest_charge"],
+                "object": "charge",
+                "amount": i["amount_received"],
+                "currency": "usd",
+                "payment_intent": i["id"],
+                "status": "succeeded",
+                "metadata": i["metadata"],
+                "created": i.get("_created", 0),
+            }
+            for i in self.intents.values()
+        ]
+
+    @staticmethod
+    def _listing(url: str, found: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
+        created = p.get("created")
+        since = created.get("gte") if isinstance(created, dict) else None
+        if since is not None:
+            found = [o for o in found if int(o.get("created", 0)) >= int(since)]
+        data = [{k: v for k, v in o.items() if not k.startswith("_")} for o in found]
+        return {"object": "list", "data": data, "has_more": False, "url": url}
 
     def _refunds_of(self, payment_intent: str | None) -> list[dict[str, Any]]:
         newest_first = reversed(list(self.refunds.values()))
         return [r for r in newest_first if payment_intent in (None, r["payment_intent"])]
+
+    def _create_account(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("type") != "express":
+            raise StripeError(400, "parameter_invalid", "only Express accounts are faked")
+        account = {
+            "id": new_id("acct"),
+            "object": "account",
+            "type": "express",
+            "charges_enabled": False,
+            "payouts_enabled": False,
+            "details_submitted": False,
+            "metadata": p.get("metadata", {}),
+        }
+        self.accounts[account["id"]] = account
+        return account
+
+    def _create_account_link(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("account") not in self.accounts:
+            raise StripeError(404, "resource_missing", "No such account")
+        for name in ("refresh_url", "return_url", "type"):
+            if not p.get(name):
+                raise StripeError(400, "parameter_missing", f"Missing {name}")
+        return {
+            "object": "account_link",
+            "url": f"https://connect.stripe.test/setup/e/{p['account']}/{new_id('link')}",
+            "expires_at": int(time.time()) + 300,
+        }
+
+    def _create_transfer(self, p: dict[str, Any]) -> dict[str, Any]:
+        account = self.accounts.get(p.get("destination", ""))
+        if account is None:
+            raise StripeError(404, "resource_missing", "No such destination")
+        if self.transfer_error:
+            raise StripeError(400, self.transfer_error, "The transfer was refused.")
+        if not account["payouts_enabled"]:
+            raise StripeError(400, "insufficient_capabilities_for_transfer", "Not enabled.")
+        if p.get("currency") != "usd" or int(p.get("amount", 0)) <= 0:
+            raise StripeError(400, "parameter_invalid", "a positive usd amount is required")
+        transfer_id = new_id("tr")
+        transfer = {
+            "id": transfer_id,
+            "object": "transfer",
+            "amount": int(p["amount"]),
+            "amount_reversed": 0,
+            "currency": "usd",
+            "destination": account["id"],
+            "transfer_group": p.get("transfer_group"),
+            "metadata": p.get("metadata", {}),
+            "reversed": False,
+            "reversals": {"object": "list", "data": [], "has_more": False},
+            "created": int(time.time()),
+        }
+        self.transfers[transfer_id] = transfer
+        return transfer
+
+    def _list_transfers(self, p: dict[str, Any]) -> dict[str, Any]:
+        group = p.get("transfer_group")
+        found = [
+            t
+            for t in reversed(list(self.transfers.values()))
+            if group in (None, t["transfer_group"])
+        ]
+        return self._listing("/v1/transfers", found, p)
 
     @staticmethod
     def _public(obj: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +391,7 @@ class FakeStripe:
                 "currency": "usd",
                 "metadata": dict(session["_intent_metadata"]),
                 "latest_charge": new_id("ch"),
+                "_created": int(time.time()),
             }
             self.intents[intent_id] = intent
             session.update(status="complete", payment_status="paid", payment_intent=intent_id)
@@ -290,6 +412,7 @@ class FakeStripe:
                 "currency": "usd",
                 "metadata": dict(metadata or {}),
                 "latest_charge": new_id("ch"),
+                "_created": int(time.time()),
             }
             self.intents[intent["id"]] = intent
             return str(intent["id"])
@@ -314,6 +437,7 @@ class FakeStripe:
                 "payment_intent": payment_intent,
                 "status": "needs_response",
                 "reason": "fraudulent",
+                "created": int(time.time()),
             }
             self.disputes[dispute["id"]] = dispute
             return self.event("charge.dispute.created", dict(dispute))
@@ -357,6 +481,34 @@ class FakeStripe:
                 for r in self.refunds.values()
                 if all(r["metadata"].get(k) == v for k, v in metadata.items())
             ]
+
+    def enable_payouts(self, account_id: str, enabled: bool = True) -> dict[str, Any]:
+        """The user finishes (or loses) onboarding: ``account.updated``."""
+        with self.lock:
+            account = self.accounts[account_id]
+            account.update(payouts_enabled=enabled, charges_enabled=enabled, details_submitted=True)
+            return self.event("account.updated", dict(account))
+
+    def reverse_transfer(self, transfer_id: str, cents: int | None = None) -> dict[str, Any]:
+        """The platform (or Stripe) reverses a transfer, whole or in part:
+        ``transfer.reversed``, the transfer with every reversal so far."""
+        with self.lock:
+            transfer = self.transfers[transfer_id]
+            left = transfer["amount"] - transfer["amount_reversed"]
+            amount = left if cents is None else min(cents, left)
+            reversal = {
+                "id": new_id("trr"),
+                "object": "transfer_reversal",
+                "amount": amount,
+                "transfer": transfer_id,
+            }
+            transfer["reversals"]["data"].append(reversal)
+            transfer["amount_reversed"] += amount
+            transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+            return self.event("transfer.reversed", json.loads(json.dumps(transfer)))
+
+    def transfer_calls(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "POST" and r.path == "/v1/transfers"]
 
     def refund_calls(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v1/refunds"]

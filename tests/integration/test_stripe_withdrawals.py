@@ -233,3 +233,18 @@ def test_only_one_copy_works_at_a_time(stack: Stack) -> None:
     assert not skipped.worked
     assert stack.fake.refund_calls() == []
     assert stack.worker().run_pass().worked
+
+
+def test_paused_payouts_hold_withdrawals_and_resume_them(stack: Stack) -> None:
+    user = uuid4()
+    stack.deposit(user, 1_000)
+    withdrawal_id, _ = stack.withdraw(user, 400)
+
+    paused = WithdrawalWorker(
+        stack.ledger, stack.gateway(), PgLocks(stack.db), paused=lambda: True
+    ).run_pass()
+    assert paused.paused and stack.fake.refund_calls() == []
+    assert set(stack.outcomes(user, withdrawal_id).values()) == {"pending"}
+
+    stack.worker().run_pass()
+    assert set(stack.outcomes(user, withdrawal_id).values()) == {"refunded"}

@@ -304,6 +304,7 @@ def _journal_matches(ws: dict[UUID, Wallet], cs: dict[UUID, Any], accounts: dict
             "available": balance(f"{u}:available"),
             "frozen": balance(f"{u}:frozen"),
             "withdrawal_pending": balance(f"{u}:withdrawal_pending"),
+            "cashout_pending": balance(f"{u}:cashout_pending"),
         }
         expected = {k: getattr(w, k) for k in got}
         assert got == expected, f"journal accounts of {w.user_id}: {got} != {expected}"
@@ -323,6 +324,7 @@ def _journal_matches(ws: dict[UUID, Wallet], cs: dict[UUID, Any], accounts: dict
         "stripe:clearing": -sum(w.deposited for w in wallets_),
         "stripe:refunds": sum(w.refunded for w in wallets_),
         "stripe:disputes": sum(w.written_off_total for w in wallets_),
+        "stripe:transfers": sum(w.cashed_out for w in wallets_),
         "platform:adjustments": sum(w.adjusted_out - w.adjusted_in for w in wallets_),
         "platform:dispute_losses": -sum(lot.loss for w in wallets_ for lot in w.lots.values()),
         "platform:revenue": sum(c.fee + c.forfeited for c in settled),

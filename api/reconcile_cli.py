@@ -1,0 +1,80 @@
+"""``peerpush reconcile --since DATE [--json]``: the ledger against Stripe (rules §6).
+
+Lists, through the configured Stripe adapter (``STRIPE_MODE``, ``STRIPE_API_KEY``,
+``STRIPE_API_BASE``), Stripe's charges, refunds, transfers and disputes created since DATE
+and matches them with the ledger's deposits, refunds, cash-outs and written-off lots by Stripe
+id. Prints the matched totals and every mismatch; exits 0 when everything matches, 1 on any
+mismatch. Reads the event store only; writes nothing. The simulated Stripe remembers nothing,
+so against it every ledger record is "missing at Stripe".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from adapters.payments import build_payment_gateway
+from adapters.settings import ServiceSettings
+from api.bootstrap import build_ledger, database_settings
+from application.reconcile import (
+    Report,
+    StripeRecords,
+    ledger_records,
+    reconcile,
+    wallet_events,
+)
+
+
+def parse_since(value: str) -> datetime:
+    """An ISO 8601 date or time; UTC when it names no offset."""
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def run(since: datetime, ledger: Any, stripe: StripeRecords) -> Report:
+    return reconcile(since, ledger_records(wallet_events(ledger)), stripe)
+
+
+def write_text(report: Report, out: TextIO) -> None:
+    out.write(f"reconciliation since {report.since.isoformat()}\n")
+    for kind, totals in report.matched.items():
+        out.write(f"  matched {kind:<10} {totals['count']:>6}  {totals['cents']:>12} cents\n")
+    if report.ok:
+        out.write("no mismatch\n")
+        return
+    out.write(f"{len(report.mismatches)} mismatch(es):\n")
+    for m in report.mismatches:
+        out.write(
+            f"  {m.problem:<18} {m.kind:<10} {m.stripe_id}  "
+            f"ledger={m.ledger_cents} stripe={m.stripe_cents}\n"
+        )
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    config = ServiceSettings.from_env()
+    gateway: Any = build_payment_gateway(config)
+    ledger = build_ledger(database_settings(), run_migrations=False)
+    try:
+        report = run(args.since, ledger, gateway)
+    finally:
+        ledger.close()
+    if args.json:
+        json.dump(report.as_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_text(report, sys.stdout)
+    return 0 if report.ok else 1
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("--since", required=True, type=parse_since, metavar="DATE")
+    parser.add_argument("--json", action="store_true", help="the report as JSON")
+    parser.set_defaults(func=cmd_reconcile)

@@ -1,0 +1,296 @@
+"""Cash-outs through Stripe Connect (rules §2, §6): the payout account, cash-outs, the Connect
+webhook, and (off production) the simulated onboarding page.
+
+- ``POST /payout-account`` creates (once) the caller's Connect Express account and answers a
+  fresh onboarding link; ``GET /payout-account`` shows whether payouts are enabled, which
+  Stripe's ``account.updated`` decides.
+- ``POST /wallet/cashouts`` holds tokens for one transfer (202; the cash-out worker makes it);
+  ``GET /wallet/cashouts/{id}`` shows what became of it.
+- ``POST /stripe/connect-webhook`` receives Connect events, checked with
+  ``STRIPE_CONNECT_WEBHOOK_SECRET``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel
+
+from api.bootstrap import Services
+from api.deps import (
+    SIMULATED_CONNECT_PATH as CONNECT_PAGE_PATH,
+)
+from api.deps import (
+    CurrentUser,
+    ServicesDep,
+    SimulatedStripe,
+    wait_for_position,
+)
+from api.errors import ApiError
+from api.idempotency import run_creating
+from api.schemas import CashoutIn, CashoutOut, PayoutAccountOut
+from application.cashouts import ConnectEvents, RetryLater
+from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable
+from domain.aggregate import Cause
+from domain.cashouts import CashoutHold
+from domain.errors import NotFound
+from domain.wallet import Wallet
+
+router = APIRouter()
+
+RETRY_WEBHOOK_SECONDS = "60"
+
+
+class ConnectWebhookReceived(BaseModel):
+    received: bool
+    event_id: str
+    outcome: str  # what was done: payouts_enabled, reversed, ignored_livemode, …
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "") or "")
+
+
+# -- the payout account ---------------------------------------------------------------------
+
+
+@router.post(
+    "/payout-account",
+    tags=["payouts"],
+    response_model=PayoutAccountOut,
+    responses={503: {"description": "Stripe is unavailable; try again"}},
+)
+def link_payout_account(user: CurrentUser, services: ServicesDep) -> PayoutAccountOut:
+    """Link a Stripe Connect Express account (created once per user) and answer a fresh
+    onboarding link; payouts are enabled when Stripe says so (``account.updated``)."""
+    base = services.config.base_url.rstrip("/")
+    try:
+        account = services.payout_accounts.payout_account(str(user.id))
+        if account is None:
+            account_id = services.payouts.create_account(
+                user_id=str(user.id), idempotency_key=f"connect-account:{user.id}"
+            )
+            services.payout_accounts.link_payout_account(str(user.id), account_id)
+            account = services.payout_accounts.payout_account(str(user.id))
+            assert account is not None
+        url = services.payouts.onboarding_link(
+            account_id=account.account_id,
+            refresh_url=f"{base}/v1/payout-account",
+            return_url=f"{base}/v1/payout-account",
+        )
+    except PaymentRefused as e:
+        raise ApiError(422, "payout_account_refused", f"Stripe refused: {e}") from None
+    except PaymentUnavailable:
+        raise ApiError(
+            503,
+            "payment_provider_unavailable",
+            "Stripe could not be reached; try again",
+            headers={"Retry-After": "5"},
+        ) from None
+    return PayoutAccountOut(
+        linked=True,
+        account_id=account.account_id,
+        payouts_enabled=account.payouts_enabled,
+        onboarding_url=url,
+    )
+
+
+@router.get("/payout-account", tags=["payouts"], response_model=PayoutAccountOut)
+def get_payout_account(user: CurrentUser, services: ServicesDep) -> PayoutAccountOut:
+    account = services.payout_accounts.payout_account(str(user.id))
+    if account is None:
+        return PayoutAccountOut(linked=False)
+    return PayoutAccountOut(
+        linked=True, account_id=account.account_id, payouts_enabled=account.payouts_enabled
+    )
+
+
+# -- cash-outs --------------------------------------------------------------------------------
+
+
+def _cashout_out(hold: CashoutHold, position: int) -> CashoutOut:
+    return CashoutOut(
+        cashout_id=hold.cashout_id,
+        status=hold.status,
+        tokens=hold.tokens,
+        cents=hold.cents,
+        token_price=hold.token_price,
+        transfer_id=hold.transfer_id or None,
+        reason=hold.reason or None,
+        reversed_tokens=hold.reversed,
+        lots=[{"lot_id": lot, "tokens": n} for lot, n in hold.lots],
+        position=position,
+    )
+
+
+@router.post(
+    "/wallet/cashouts",
+    tags=["wallet"],
+    status_code=202,
+    response_model=CashoutOut,
+    responses={
+        409: {"description": "no enabled payout account, or more than is cash-out-able now"},
+        422: {"description": "below MIN_CASHOUT_TOKENS"},
+    },
+)
+def request_cashout(
+    body: CashoutIn,
+    request: Request,
+    user: CurrentUser,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> Any:
+    """Cash winnings out to the linked Stripe account: payout and adjustment lots at least
+    ``CASHOUT_HOLD_DAYS`` old, oldest first; the transfer follows (see GET)."""
+    cashouts = services.cashout_requests
+
+    def act(cashout_id: UUID) -> tuple[int, dict[str, Any]]:
+        # The id is the Idempotency-Key's (a retry names the same cash-out), or new.
+        cashouts.request(user.id, cashout_id, body.tokens, Cause.user(user.id, request_id(request)))
+        return respond(cashout_id, 0, [services.ledger.wallet_of(user.id)])
+
+    def respond(
+        cashout_id: UUID, position: int, saved: Sequence[object]
+    ) -> tuple[int, dict[str, Any]]:
+        [wallet] = [a for a in saved if isinstance(a, Wallet)]
+        head = position or services.ledger.head()
+        return 202, _cashout_out(wallet.cashout(cashout_id), head).model_dump(mode="json")
+
+    return run_creating(
+        services,
+        user.id,
+        "POST /wallet/cashouts",
+        idempotency_key,
+        body.model_dump(),
+        act,
+        respond,
+    )
+
+
+@router.get(
+    "/wallet/cashouts/{cashout_id}",
+    tags=["wallet"],
+    response_model=CashoutOut,
+    responses={404: {"description": "no such cash-out of yours"}},
+)
+def get_cashout(
+    cashout_id: UUID,
+    user: CurrentUser,
+    services: ServicesDep,
+    min_position: int | None = None,
+) -> CashoutOut:
+    wait_for_position(services, min_position)
+    try:
+        hold = services.ledger.wallet_of(user.id).cashouts.get(str(cashout_id))
+    except NotFound:  # no wallet yet: no cash-out either
+        hold = None
+    if hold is None:
+        raise ApiError(404, "not_found", "no such cash-out")
+    return _cashout_out(hold, services.ledger.head())
+
+
+# -- the Connect webhook ----------------------------------------------------------------------
+
+
+def connect_events(services: Services) -> ConnectEvents:
+    return services.connect_events
+
+
+@router.post(
+    "/stripe/connect-webhook",
+    tags=["stripe"],
+    response_model=ConnectWebhookReceived,
+    responses={
+        400: {"description": "missing, wrong or stale Stripe-Signature: nothing recorded"},
+        503: {"description": "the event refers to something not recorded yet: redeliver"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def connect_webhook(
+    request: Request,
+    services: ServicesDep,
+    stripe_signature: Annotated[str | None, Header()] = None,
+) -> ConnectWebhookReceived:
+    """Stripe Connect's events (``account.updated``, ``transfer.reversed``), verified with
+    ``STRIPE_CONNECT_WEBHOOK_SECRET``; an event of the other mode (live/test) is ignored."""
+    payload = await request.body()
+    return await run_in_threadpool(
+        receive_connect_webhook, services, payload, stripe_signature or ""
+    )
+
+
+def receive_connect_webhook(
+    services: Services, payload: bytes, signature: str
+) -> ConnectWebhookReceived:
+    try:
+        event = services.payouts.verify_connect_webhook(payload, signature)
+    except InvalidWebhook as e:
+        raise ApiError(400, "invalid_signature", f"webhook refused: {e}") from None
+    try:
+        outcome = connect_events(services).handle(event)
+    except (RetryLater, PaymentUnavailable) as e:
+        raise ApiError(
+            503, "retry_later", str(e), headers={"Retry-After": RETRY_WEBHOOK_SECONDS}
+        ) from None
+    return ConnectWebhookReceived(received=True, event_id=str(event.get("id", "")), outcome=outcome)
+
+
+# -- simulated Stripe Connect onboarding (embedded default only) -------------------------------
+
+
+def _simulated(services: Services, account_id: str) -> SimulatedStripe:
+    gateway = services.payouts
+    if services.config.production or not isinstance(gateway, SimulatedStripe):
+        raise ApiError(404, "not_found", "there is no simulated Stripe here")
+    if not account_id.startswith("acct_sim_"):
+        raise ApiError(404, "not_found", "no such account")
+    return gateway
+
+
+@router.get(
+    CONNECT_PAGE_PATH.removeprefix("/v1") + "/{account_id}",
+    tags=["simulated stripe"],
+    response_class=HTMLResponse,
+    responses={404: {"description": "not the simulated Stripe"}},
+)
+def simulated_onboarding_page(account_id: str, services: ServicesDep) -> HTMLResponse:
+    """The simulated Connect onboarding page: finish it to enable payouts."""
+    _simulated(services, account_id)
+    aid = html.escape(account_id)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Simulated Stripe Connect</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
+<h1>Simulated Stripe Connect onboarding</h1>
+<p>Account <code>{aid}</code>. No identity is checked: this page stands in for Stripe
+outside production.</p>
+<form method="post" action="{CONNECT_PAGE_PATH}/{aid}/complete">
+<button>Finish onboarding</button></form>
+</body></html>"""
+    return HTMLResponse(page)
+
+
+@router.post(
+    CONNECT_PAGE_PATH.removeprefix("/v1") + "/{account_id}/complete",
+    tags=["simulated stripe"],
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={404: {}},
+)
+def simulated_onboarding_complete(account_id: str, services: ServicesDep) -> RedirectResponse:
+    """Finish onboarding: a signed ``account.updated`` (payouts enabled) delivered to our own
+    Connect webhook handling; then back to the payout account."""
+    gateway = _simulated(services, account_id)
+    payload, signature = gateway.onboarded_webhook(account_id)
+    receive_connect_webhook(services, payload, signature)
+    return RedirectResponse(f"{services.config.base_url.rstrip('/')}/v1/payout-account", 303)
