@@ -7,8 +7,8 @@ the tables, so the application runs with the library's table creation turned off
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
@@ -121,15 +121,34 @@ class Services:
     locks: Locks
     deposits: Deposits
     stripe_events: StripeEvents
-    withdrawals: WithdrawalWorker
     # The embedded default's stand-in for Stripe, whose checkout pages the API serves; None
     # with the real Stripe (its pages are then 404).
     simulated_stripe: SimulatedStripe | None
     payouts: PayoutGateway  # Stripe Connect: the same Stripe (or simulated Stripe) as payments
     payout_accounts: PayoutAccounts
-    cashouts: CashoutWorker
     cashout_requests: Cashouts
     connect_events: ConnectEvents
+
+    # The workers that send money out, built here so they hold their work while payouts are
+    # paused (PAYOUTS_PAUSED: asked before each pass, exported as a metric).
+    withdrawals: WithdrawalWorker = field(init=False)
+    cashouts: CashoutWorker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.withdrawals = WithdrawalWorker(
+            self.ledger, self.payments, self.locks, paused=self.payouts_paused
+        )
+        self.cashouts = CashoutWorker(
+            self.ledger,
+            self.payouts,
+            self.payout_accounts,
+            self.locks,
+            paused=self.payouts_paused,
+        )
+
+    def payouts_paused(self) -> bool:
+        PAYOUTS_PAUSED.set(1 if self.config.payouts_paused else 0)
+        return self.config.payouts_paused
 
     def close(self) -> None:
         self.projector.close()
@@ -155,7 +174,6 @@ def build_services(
     locks = PgLocks(db)
     reads, proofs = ReadModels(db), build_proof_store(config)
     payout_accounts = PgPayoutAccounts(users.pool)
-    paused = payouts_paused(config)
     return Services(
         config=config,
         db=db,
@@ -176,12 +194,10 @@ def build_services(
         locks=locks,
         deposits=Deposits(ledger, payments, checkouts),
         stripe_events=StripeEvents(ledger, payments, checkouts, locks),
-        withdrawals=WithdrawalWorker(ledger, payments, locks, paused=paused),
         simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
         # Both gateways (Stripe's and the simulated one) implement the payout port too.
         payouts=payments,  # type: ignore[arg-type]  # one object, two ports
         payout_accounts=payout_accounts,
-        cashouts=CashoutWorker(ledger, payments, payout_accounts, locks, paused=paused),  # type: ignore[arg-type]  # one object, two ports
         cashout_requests=Cashouts(ledger, payout_accounts),
         connect_events=ConnectEvents(
             ledger, payout_accounts, livemode=bool(getattr(payments, "livemode", False))
@@ -193,14 +209,3 @@ def build_clock(config: ServiceSettings, db: DatabaseSettings) -> Clock:
     """Business time: the wall clock in production; in development a test clock whose offset
     every process shares (an advance through one API process moves the workers' time too)."""
     return PgTestClock(db) if config.test_clock_enabled else SystemClock()
-
-
-def payouts_paused(config: ServiceSettings) -> Callable[[], bool]:
-    """Whether outgoing money (refunds, transfers) is on hold (``PAYOUTS_PAUSED``): the workers
-    ask before each pass, and the answer is exported as a metric."""
-
-    def paused() -> bool:
-        PAYOUTS_PAUSED.set(1 if config.payouts_paused else 0)
-        return config.payouts_paused
-
-    return paused

@@ -5,7 +5,6 @@ and what the wallet then shows."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,7 +15,7 @@ from fastapi.testclient import TestClient
 from adapters.payments import PgLocks
 from adapters.simulated_stripe import SimulatedStripe
 from api.bootstrap import Services
-from api.workers import extra_tasks
+from api.workers import worker_tasks
 from application.cashouts import CashoutWorker
 from tests.api.conftest import Account, bearer
 
@@ -211,20 +210,24 @@ def test_paused_payouts_are_shown_and_hold_the_embedded_workers(
     credited(api_client, admin_token, account, 2_000)
     asked = api_client.post("/v1/wallet/cashouts", headers=account.headers, json={"tokens": 1_000})
     assert asked.status_code == 202
-    monkeypatch.setattr(api_services, "config", replace(api_services.config, payouts_paused=True))
+    monkeypatch.setattr(
+        api_services, "config", api_services.config.model_copy(update={"payouts_paused": True})
+    )
 
     assert api_client.get("/v1/ready").json()["payouts_paused"] is True
     assert "peerpush_payouts_paused 1.0" in api_client.get("/v1/metrics").text
-    tasks = dict(extra_tasks(api_services))
+    tasks = dict(worker_tasks(api_services))
     assert tasks["cashouts"]().paused and tasks["withdrawals"]().paused  # type: ignore[attr-defined]
     shown = api_client.get(
         f"/v1/wallet/cashouts/{asked.json()['cashout_id']}", headers=account.headers
     )
     assert shown.json()["status"] == "pending"
 
-    monkeypatch.setattr(api_services, "config", replace(api_services.config, payouts_paused=False))
+    monkeypatch.setattr(
+        api_services, "config", api_services.config.model_copy(update={"payouts_paused": False})
+    )
     assert api_client.get("/v1/ready").json()["payouts_paused"] is False
-    dict(extra_tasks(api_services))["cashouts"]()
+    dict(worker_tasks(api_services))["cashouts"]()
     shown = api_client.get(
         f"/v1/wallet/cashouts/{asked.json()['cashout_id']}", headers=account.headers
     )

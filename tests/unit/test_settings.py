@@ -18,6 +18,7 @@ PRODUCTION = {
     "JWT_SECRET": "p" * 40,
     "STRIPE_API_KEY": "sk_live_0123456789",
     "STRIPE_WEBHOOK_SECRET": "whsec_0123456789",
+    "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_connect_0123456789",
     "PUBLIC_BASE_URL": "https://ledger.example.com",
 }
 
