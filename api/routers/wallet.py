@@ -15,6 +15,7 @@ from api.errors import ApiError
 from api.idempotency import run_creating
 from api.schemas import Balances, LotOut, TransactionPage, WithdrawalIn, WithdrawalOut
 from domain.aggregate import Cause
+from domain.balances import SHOWN
 from domain.errors import NotFound, NotRefundable
 from domain.wallet import Wallet
 from projections.point_in_time import WalletAsOf, wallet_as_of
@@ -54,20 +55,7 @@ def get_wallet(
     )
 
 
-_ZERO = (
-    "available",
-    "frozen",
-    "staked",
-    "withdrawal_pending",
-    "cashout_pending",
-    "deposited",
-    "refunded",
-    "cashed_out",
-    "won",
-    "forfeited",
-    "penalised",
-    "written_off",
-)
+_ZERO = SHOWN
 
 
 def _wallet_as_of(services: Any, user: AuthUser, as_of: str) -> tuple[int, WalletAsOf | None]:
