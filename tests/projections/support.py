@@ -193,9 +193,15 @@ def _wallets_match(ws: dict[UUID, Wallet], rows: dict[str, list[dict[str, Any]]]
         got = {f: row[f] for f in BALANCES}
         expected = {f: getattr(w, f) for f in BALANCES}
         assert got == expected, f"wallet of {w.user_id}: {got} != {expected}"
-        assert row["user_id"] == w.user_id and row["lot_count"] == len(w.lots)
+        assert row["user_id"] == w.user_id and row["lot_count"] == len(w.lots) + w.lots_dropped
 
-        lots = sorted(lots_of[wallet_id], key=lambda r: r["seq"])
+        # Rows of lots whose records the wallet dropped (rules §1) stay in the read model.
+        lots = [
+            r
+            for r in sorted(lots_of[wallet_id], key=lambda r: r["seq"])
+            if str(r["lot_id"]) in w.lots
+        ]
+        assert len(lots_of[wallet_id]) - len(lots) == w.lots_dropped
         assert [r["lot_id"] for r in lots] == [UUID(k) for k in w.lots], (
             f"wallet of {w.user_id}: lots out of creation order"
         )
