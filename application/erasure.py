@@ -29,8 +29,8 @@ from application.ledger import Ledger
 from application.ports import CheckoutSessions
 from domain.aggregate import Cause
 from domain.errors import Conflict, NotFound
-from domain.tokens import total
 from domain.wallet import Wallet
+from domain.wallet_state import held
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def remaining_in(wallet: Wallet | None) -> Remaining:
         available=wallet.available,
         frozen=wallet.frozen,
         staked=wallet.staked,
-        penalties=sum(total(held) for held in wallet.penalties.values()),
+        penalties=sum(held(parts) for parts in wallet.penalties.values()),
         pending=wallet.withdrawal_pending + wallet.cashout_pending,
     )
 

@@ -153,6 +153,7 @@ class Ledger(Application[UUID]):
                 cause,
                 self._now(),
             )
+            wallet.drop_old_lot_records(self.settings.dispute_window, cause, self._now())
             return self._save(wallet)
 
         return self._retrying(attempt)
@@ -263,6 +264,7 @@ class Ledger(Application[UUID]):
             at = self._now()
             if direction == "credit":
                 wallet.credit_adjustment(adjustment_id, tokens, reason, cause, at)
+                wallet.drop_old_lot_records(self.settings.dispute_window, cause, at)
             else:
                 wallet.debit_adjustment(adjustment_id, tokens, reason, cause, at)
             return self._save(wallet)

@@ -54,6 +54,11 @@ class LedgerSettings(BaseSettings):
         return timedelta(days=self.refund_window_days)
 
     @property
+    def dispute_window(self) -> timedelta:
+        """How long an empty lot's record is kept for disputes (rules §1)."""
+        return timedelta(days=self.dispute_window_days)
+
+    @property
     def settlement_delay(self) -> timedelta:
         return timedelta(hours=self.settlement_delay_hours)
 

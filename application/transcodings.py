@@ -11,7 +11,7 @@ from domain.cashouts import CashoutHold
 from domain.challenge import Participant, SubmissionRecord
 from domain.rules import ChallengeTerms
 from domain.tokens import Lot
-from domain.wallet import WithdrawalHold
+from domain.wallet_state import EarlyLoss, LotPart, WithdrawalHold, WriteOffRecord
 
 
 class DataclassTranscoding(Transcoding):
@@ -34,6 +34,9 @@ SNAPSHOT_TYPES: tuple[tuple[type[Any], str], ...] = (
     (Lot, "peerpush_lot"),
     (WithdrawalHold, "peerpush_withdrawal_hold"),
     (CashoutHold, "peerpush_cashout_hold"),
+    (LotPart, "peerpush_lot_part"),
+    (EarlyLoss, "peerpush_early_loss"),
+    (WriteOffRecord, "peerpush_write_off"),
     (Participant, "peerpush_participant"),
     (SubmissionRecord, "peerpush_submission_record"),
     (ChallengeTerms, "peerpush_challenge_terms"),

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 from domain.errors import InsufficientFunds, InvalidAmount
@@ -19,7 +20,14 @@ from domain.errors import InsufficientFunds, InvalidAmount
 MAX_TOKENS = 2**53
 """Largest amount a command may carry: beyond it a JSON number stops being exact."""
 
-LotSource = Literal["deposit", "payout", "adjustment"]
+
+class LotSource(StrEnum):
+    """Where a lot's tokens came from (rules §1)."""
+
+    DEPOSIT = "deposit"
+    PAYOUT = "payout"
+    ADJUSTMENT = "adjustment"
+
 
 Taken = tuple[tuple[UUID, int], ...]
 """``(lot_id, tokens)`` pairs consumed by one debit, in consumption order."""
@@ -75,13 +83,17 @@ class Lot:
     written_off: bool = False
     loss: int = 0
 
+    def __post_init__(self) -> None:
+        # A snapshot stores the source as its string; the record holds the enum.
+        self.source = LotSource(self.source)
+
     @property
     def usable(self) -> bool:
         return not self.frozen and not self.written_off
 
     def refundable_at(self, now: datetime) -> bool:
         return (
-            self.source == "deposit"
+            self.source is LotSource.DEPOSIT
             and self.usable
             and self.refundable_until is not None
             and now < self.refundable_until

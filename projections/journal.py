@@ -28,33 +28,11 @@ import psycopg
 from domain.challenge import Challenge
 from domain.wallet import Wallet
 from projections.base import Positioned, by_class, copy_rows, fetch_by, with_topic_prefix
+from projections.money_events import MONEY_EVENTS
 
 W, C = Wallet, Challenge
 ENTRY_COLUMNS = ("position", "event_type", "originator_id", "actor", "request_id", "event_time")
 POSTING_COLUMNS = ("position", "account", "amount")
-MONEY_EVENTS = (
-    W.DepositCredited,
-    W.StakeLocked,
-    W.PenaltyCharged,
-    W.HoldsReturned,
-    W.StakeSettled,
-    W.WithdrawalRequested,
-    W.LotRefunded,
-    W.LotRefundRefused,
-    W.RefundFailed,
-    W.AdjustmentCredited,
-    W.AdjustmentDebited,
-    W.LotFrozen,
-    W.LotUnfrozen,
-    W.LotWrittenOff,
-    W.TokensUnclaimed,
-    W.WriteOffReversed,
-    W.CashoutRequested,
-    W.CashoutSettled,
-    W.CashoutFailed,
-    W.CashoutReversed,
-    C.Settled,
-)
 # What the journal does with an event class: note a wallet's owner, post an entry, or (None)
 # nothing; looked up once per class in a batch instead of isinstance checks per event.
 _KINDS: dict[type[Any], str | None] = {W.Opened: "owner", **dict.fromkeys(MONEY_EVENTS, "entry")}

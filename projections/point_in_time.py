@@ -17,6 +17,7 @@ from eventsourcing.persistence import StoredEvent
 
 from application.ledger import Ledger
 from domain import ids
+from domain.balances import SHOWN, figures
 from domain.errors import NotFound
 from domain.tokens import Lot
 from domain.wallet import Wallet
@@ -34,20 +35,7 @@ class WalletAsOf:
     @property
     def balances(self) -> dict[str, int]:
         w = self.wallet
-        return {
-            "available": w.available,
-            "frozen": w.frozen,
-            "staked": w.staked,
-            "withdrawal_pending": w.withdrawal_pending,
-            "cashout_pending": w.cashout_pending,
-            "deposited": w.deposited,
-            "refunded": w.refunded,
-            "cashed_out": w.cashed_out,
-            "won": w.won,
-            "forfeited": w.forfeited,
-            "penalised": w.penalised,
-            "written_off": w.written_off_total,
-        }
+        return figures(w, SHOWN)
 
     @property
     def lots(self) -> list[Lot]:

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import psycopg
 
+from domain.balances import FIGURES
 from domain.wallet import Wallet
 from projections.base import (
     Positioned,
@@ -25,23 +26,7 @@ from projections.base import (
 )
 
 W = Wallet
-BALANCE_FIELDS = (
-    "available",
-    "frozen",
-    "staked",
-    "withdrawal_pending",
-    "cashout_pending",
-    "deposited",
-    "refunded",
-    "cashed_out",
-    "won",
-    "forfeited",
-    "penalised",
-    "written_off",
-    "adjusted_in",
-    "adjusted_out",
-    "unclaimed",
-)
+BALANCE_FIELDS = FIGURES
 TX_COLUMNS = (
     "position",
     "wallet_id",

@@ -22,6 +22,7 @@ from api.schemas import (
     WithdrawalOut,
 )
 from domain.aggregate import Cause
+from domain.balances import SHOWN
 from domain.errors import NotFound, NotRefundable
 from domain.wallet import Wallet
 from projections.point_in_time import WalletAsOf, wallet_as_of
@@ -76,20 +77,7 @@ def get_wallet(
     )
 
 
-_ZERO = (
-    "available",
-    "frozen",
-    "staked",
-    "withdrawal_pending",
-    "cashout_pending",
-    "deposited",
-    "refunded",
-    "cashed_out",
-    "won",
-    "forfeited",
-    "penalised",
-    "written_off",
-)
+_ZERO = SHOWN
 
 
 def _wallet_as_of(services: Services, user: AuthUser, as_of: str) -> tuple[int, WalletAsOf | None]:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from domain.challenge import CANCELLED, SETTLED, Challenge
-from domain.tokens import total
 from domain.wallet import Wallet
+from domain.wallet_state import held
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def wallet_problems(w: Wallet) -> list[str]:
             out.append(f"{name}: lot {lot.lot_id} remainder {lot.remaining} of {lot.amount}")
         if lot.loss < 0:
             out.append(f"{name}: lot {lot.lot_id} negative dispute loss {lot.loss}")
-    staked = sum(sum(n for _, n in taken) for taken in w.stakes.values())
+    staked = sum(held(parts) for parts in w.stakes.values())
     if w.staked != staked:
         out.append(f"{name}: staked {w.staked} != Σ stake holds {staked}")
     pending = sum(
@@ -166,18 +166,18 @@ def problems(wallets: Sequence[Wallet], challenges: Sequence[Challenge]) -> list
             if challenge_id not in open_pools:
                 out.append(f"wallet {w.id} (user {w.user_id}) holds for closed {challenge_id}")
                 continue
-            held_in[challenge_id] += total(w.stakes.get(challenge_id, ())) + total(
+            held_in[challenge_id] += held(w.stakes.get(challenge_id, ())) + held(
                 w.penalties.get(challenge_id, ())
             )
     for challenge_id, pool in open_pools.items():
         if held_in[challenge_id] != pool:
             out.append(f"challenge {challenge_id}: wallets hold {held_in[challenge_id]} != {pool}")
-    held = sum(w.staked for w in wallets) + sum(
-        total(taken) for w in wallets for taken in w.penalties.values()
+    in_holds = sum(w.staked for w in wallets) + sum(
+        held(parts) for w in wallets for parts in w.penalties.values()
     )
     pools = sum(open_pools.values())
-    if held != pools:
-        out.append(f"Σ staked + penalties held {held} != Σ open pools {pools}")
+    if in_holds != pools:
+        out.append(f"Σ staked + penalties held {in_holds} != Σ open pools {pools}")
     t = totals(wallets, challenges)
     if t.credited != t.accounted:
         out.append(f"conservation: credited {t.credited} != accounted {t.accounted} ({t})")

@@ -19,38 +19,12 @@ from eventsourcing.persistence import Notification
 from domain.challenge import CANCELLED, SETTLED, Challenge
 from domain.wallet import Wallet
 from projections.audit.findings import Finding
+from projections.money_events import MONEY_TOPICS
 
 MAX_EVENT_FINDINGS = 50
 
 OTHER, WALLET, MONEY, CHALLENGE, SETTLEMENT = range(5)
 W = Wallet
-MONEY_TOPICS = frozenset(
-    cls.TOPIC
-    for cls in (
-        W.DepositCredited,
-        W.StakeLocked,
-        W.PenaltyCharged,
-        W.HoldsReturned,
-        W.StakeSettled,
-        W.WithdrawalRequested,
-        W.LotRefunded,
-        W.LotRefundRefused,
-        W.RefundFailed,
-        W.AdjustmentCredited,
-        W.AdjustmentDebited,
-        W.LotFrozen,
-        W.LotUnfrozen,
-        W.LotWrittenOff,
-        W.TokensUnclaimed,
-        W.WriteOffReversed,
-        W.CashoutRequested,
-        W.CashoutSettled,
-        W.CashoutFailed,
-        W.CashoutReversed,
-        Challenge.Settled,
-    )
-)
-"""The events that move tokens between journal accounts: each must have one journal entry."""
 CLOSING = {Challenge.Settled.TOPIC, Challenge.Cancelled.TOPIC}
 
 
@@ -68,6 +42,7 @@ OnTransaction = Callable[[int, UUID, int | None, int | None], None]
 """Told of each Wallet money event: (position, wallet, change of available, available after);
 the two numbers are None when the event was not applied (its wallet can no longer be trusted)."""
 SETTLED_TOPIC = Challenge.Settled.TOPIC
+DROPPED_TOPIC = Wallet.LotRecordsDropped.TOPIC
 
 
 class Replay:
@@ -99,6 +74,8 @@ class Replay:
         self.failed = 0
         self.stopped: dict[UUID, int] = {}
         self._kinds: dict[str, int] = {}
+        self.dropped_lots: set[str] = set()
+        """Lots whose records a wallet dropped (rules §1): their read-model rows stay."""
 
     def apply(self, n: Notification) -> None:
         position = n.id
@@ -151,6 +128,8 @@ class Replay:
                 on_transaction(position, oid, after - before, after)
             elif topic == SETTLED_TOPIC:
                 self.results[oid] = {str(r[0]): (r[1], r[2], r[3], r[5]) for r in event.results}
+            elif topic == DROPPED_TOPIC:
+                self.dropped_lots.update(str(lot_id) for lot_id in event.lot_ids)
         if topic in CLOSING:
             self._compact(store.get(oid))
 

@@ -10,24 +10,12 @@ from uuid import uuid5
 from api.cli import main
 from domain import ids
 from domain.aggregate import Cause
+from domain.balances import SHOWN
 from projections.audit.balance import balance
 from tests.audit.support import NS, Audited, cli, connect, scenario
 
 LOT = ("seq", "source", "amount", "remaining", "frozen", "written_off")
-BALANCES = (
-    "available",
-    "frozen",
-    "staked",
-    "withdrawal_pending",
-    "cashout_pending",
-    "deposited",
-    "refunded",
-    "cashed_out",
-    "won",
-    "forfeited",
-    "penalised",
-    "written_off",
-)
+BALANCES = SHOWN
 
 
 def read_model(a: Audited) -> dict[Any, dict[str, Any]]:

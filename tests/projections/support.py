@@ -20,6 +20,7 @@ from adapters.persistence import DatabaseSettings
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
+from domain.balances import FIGURES
 from domain.challenge import SETTLED
 from domain.wallet import Wallet
 from projections.runner import Projector
@@ -141,23 +142,7 @@ def bulk_wallet_events(
 
 # -- the read models against the aggregates ---------------------------------------------------
 
-BALANCES = (
-    "available",
-    "frozen",
-    "staked",
-    "withdrawal_pending",
-    "cashout_pending",
-    "deposited",
-    "refunded",
-    "cashed_out",
-    "won",
-    "forfeited",
-    "penalised",
-    "adjusted_in",
-    "adjusted_out",
-    "unclaimed",
-    "closed",
-)
+BALANCES = (*FIGURES, "closed")
 
 
 def assert_read_models_match_domain(ledger: Ledger, db: DatabaseSettings) -> None:
@@ -205,12 +190,18 @@ def _wallets_match(ws: dict[UUID, Wallet], rows: dict[str, list[dict[str, Any]]]
         txs_of[tx["wallet_id"]].append(tx)
     for wallet_id, w in ws.items():
         row = balances[wallet_id]
-        got = {f: row[f] for f in (*BALANCES, "written_off")}
-        expected = {f: getattr(w, f) for f in BALANCES} | {"written_off": w.written_off_total}
+        got = {f: row[f] for f in BALANCES}
+        expected = {f: getattr(w, f) for f in BALANCES}
         assert got == expected, f"wallet of {w.user_id}: {got} != {expected}"
-        assert row["user_id"] == w.user_id and row["lot_count"] == len(w.lots)
+        assert row["user_id"] == w.user_id and row["lot_count"] == len(w.lots) + w.lots_dropped
 
-        lots = sorted(lots_of[wallet_id], key=lambda r: r["seq"])
+        # Rows of lots whose records the wallet dropped (rules §1) stay in the read model.
+        lots = [
+            r
+            for r in sorted(lots_of[wallet_id], key=lambda r: r["seq"])
+            if str(r["lot_id"]) in w.lots
+        ]
+        assert len(lots_of[wallet_id]) - len(lots) == w.lots_dropped
         assert [r["lot_id"] for r in lots] == [UUID(k) for k in w.lots], (
             f"wallet of {w.user_id}: lots out of creation order"
         )
