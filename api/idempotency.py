@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` handling for mutating routes (SPEC §7).
+"""``Idempotency-Key`` handling for mutating routes (rules §7).
 
 With a key, scoped to the user and the route and kept 24 h:
 

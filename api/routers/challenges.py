@@ -188,7 +188,8 @@ def join(
     services.limits.check("join", str(user.id))  # 30/min: codes cannot be probed at speed
 
     def joined(_: UUID, position: int, saved: Sequence[object]) -> JoinOut | None:
-        # Only a join that took the user in saves events (a re-join saves none).
+        # Only a join that took the user in changes the challenge (a re-join changes nothing,
+        # or opens a wallet missing since an old join).
         found = [a for a in saved if isinstance(a, Challenge) and a.is_participant(user.id)]
         return JoinOut.joined_in(found[0], user.id, position) if found else None
 

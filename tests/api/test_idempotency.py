@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` (SPEC §7): a repeat replays the first response, another body is 422, a
+"""``Idempotency-Key`` (rules §7): a repeat replays the first response, another body is 422, a
 repeat while the first still runs is 409, keys are per user and route and kept 24 h, and a
 failed command gives its key back."""
 

@@ -19,6 +19,8 @@ from fastapi.testclient import TestClient
 from adapters.users import Outcome
 from api.bootstrap import Services
 from api.idempotency import REPLAYED_HEADER, request_hash
+from domain.aggregate import Cause
+from domain.errors import NotFound
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight, text
 
 
@@ -180,6 +182,25 @@ def test_a_join_and_a_rejoin_replay_with_their_own_status(stack: Stack) -> None:
     assert (replayed_again.status_code, replayed_again.json()) == (200, again.json())
     assert replayed_first.headers[REPLAYED_HEADER] == "true"
     assert replayed_again.headers[REPLAYED_HEADER] == "true"
+
+
+def test_a_rejoin_that_only_opens_a_missing_wallet_is_still_a_rejoin(stack: Stack) -> None:
+    """A participation recorded without a wallet (a free challenge joined before joins opened
+    one): the re-join saves only the wallet's opening, and answers, and stores, 200."""
+    cid, code, _ = open_challenge(stack, entry_stake=0)
+    player, ledger = stack.user(tokens=0), stack.services.ledger
+    challenge = ledger.challenge(UUID(cid))
+    challenge.join(player.id, "UTC", Cause.user(player.id, "older-join"), stack.now())
+    ledger.save(challenge)
+    with pytest.raises(NotFound):
+        ledger.wallet_of(player.id)
+    headers = key_header()
+    again = join(player, code, **headers)
+    assert (again.status_code, again.json()["joined"]) == (200, False), again.text
+    assert ledger.wallet_of(player.id).available == 0  # opened by the re-join
+    replay = join(player, code, **headers)
+    assert (replay.status_code, replay.json()) == (200, again.json())
+    assert replay.headers[REPLAYED_HEADER] == "true"
 
 
 # -- responses stored in the command's transaction ----------------------------------------

@@ -1,4 +1,4 @@
-"""Ids of created things come from the ``Idempotency-Key``'s stored record (SPEC §7), the
+"""Ids of created things come from the ``Idempotency-Key``'s stored record (rules §7), the
 stored response is written in the command's own transaction, and client request ids are
 bounded before they reach the permanent stream."""
 
