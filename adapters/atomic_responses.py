@@ -1,14 +1,14 @@
 """An ``Idempotency-Key``'s response, stored in the same transaction as the command's events.
 
-rules §7 asks for the stored response to be written with the command's effect: if the process
+Rules §7 ask for the stored response to be written with the command's effect: if the process
 dies after the events commit but before it answers, the retry must find the response and replay
 it, and if storing the response fails, the events must not be committed either.
 
 The HTTP layer puts a `PendingResponse` in a context variable around the command
 (`responding`); the ledger's save reaches `ResponseStoringRecorder.insert_events`, which, once
 the events are inserted and their positions known, asks the pending response for its status
-and body (from the last position and the aggregates just saved, passed down by the ledger as
-``saved_aggregates``) and stores them on the events' own cursor. Only a save that commits
+and body (from the last position and the aggregates the save changed, passed down by the ledger
+as ``saved_aggregates``) and stores them on the events' own cursor. Only a save that commits
 counts: a save rolled back by a version conflict (and retried by the ledger) leaves nothing.
 
 Without a pending response (no key, workers, the command line) the recorder is the library's.

@@ -212,6 +212,12 @@ class JoinOut(BaseModel):
             position=done.position,
         )
 
+    @classmethod
+    def joined_in(cls, challenge: Challenge, user_id: UUID, position: int) -> JoinOut:
+        """A new participation, as the join's save left the challenge."""
+        done = Joined(position, challenge.id, joined=True)
+        return cls.of(done, challenge.participant(user_id))
+
 
 class ChallengeSummaryOut(BaseModel):
     id: UUID = Field(validation_alias="challenge_id")

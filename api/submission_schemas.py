@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from api.schemas import Body
 from application.receipts import SubmissionMade, VoteCounted
-from application.submissions import Review, SubmissionItem
+from application.submissions import Proof, Review, SubmissionItem
 from domain.verification import Verification
 
 
@@ -40,6 +40,29 @@ class SubmissionMadeOut(BaseModel):
                 "position": made.position,
             }
         )
+
+    @classmethod
+    def recorded(cls, verification: Verification, position: int) -> SubmissionMadeOut:
+        """The submission as its save recorded it."""
+        made = SubmissionMade(
+            position,
+            verification.id,
+            verification.slot,
+            verification.status,
+            verification.flags,
+        )
+        return cls.of(verification.challenge_id, verification.proof_type, made)
+
+
+class ProofSent(BaseModel):
+    """What an ``Idempotency-Key`` on an upload covers: the proof's type and content."""
+
+    proof_type: str
+    sha256: str
+
+    @classmethod
+    def of(cls, proof: Proof) -> ProofSent:
+        return cls(proof_type=proof.proof_type, sha256=proof.sha256)
 
 
 class SubmissionItemOut(BaseModel):
@@ -133,6 +156,19 @@ class VoteOut(BaseModel):
                 "position": counted.position,
             }
         )
+
+    @classmethod
+    def recorded(cls, verification: Verification, position: int) -> VoteOut:
+        """The count as the vote's save left the submission (decided or still pending)."""
+        counted = VoteCounted(
+            position,
+            verification.status,
+            len(verification.approvals),
+            len(verification.rejections),
+            verification.needed,
+            verification.eligible,
+        )
+        return cls.of(counted)
 
 
 class ReviewOut(BaseModel):

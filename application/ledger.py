@@ -634,9 +634,12 @@ class Ledger(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def _save(self, *aggregates: LedgerAggregate) -> Receipt:
-        # The recorder receives the saved aggregates too: an HTTP request's idempotent response
-        # is built from them and stored in the same transaction (adapters/atomic_responses.py).
-        recordings = self.save(*aggregates, saved_aggregates=aggregates)
+        # The recorder receives the aggregates this save changes too: an HTTP request's
+        # idempotent response is built from them and stored in the same transaction
+        # (adapters/atomic_responses.py). Only the changed ones, so a response can tell what
+        # the command did (a re-join that only opens a wallet did not join).
+        changed = tuple(a for a in aggregates if a.pending_events)
+        recordings = self.save(*aggregates, saved_aggregates=changed)
         if not recordings:
             return Receipt(self._head())
         return Receipt(recordings[-1].notification.id)

@@ -1,8 +1,8 @@
 """What every PeerPush aggregate and event shares: who caused it, and when.
 
 Every event records its actor (``user:<id>``, ``admin:<id>``, ``stripe`` or
-``worker:<name>``) and the request or webhook id that caused it (SPEC §8), and carries the
-business time given by the application's clock as its timestamp (SPEC §7).
+``worker:<name>``) and the request or webhook id that caused it (rules §8), and carries the
+business time given by the application's clock as its timestamp (rules §7).
 """
 
 from __future__ import annotations

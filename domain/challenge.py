@@ -1,4 +1,4 @@
-"""The challenge: who staked, what they submitted, and how the pool ends (SPEC §3–5).
+"""The challenge: who staked, what they submitted, and how the pool ends (rules §3–5).
 
 The challenge holds the pool; the tokens themselves are accounted in the wallets. A command
 that moves money saves the challenge together with the wallets it touches, so the two never
@@ -380,7 +380,7 @@ class Challenge(LedgerAggregate):
     def receive_submission(
         self, user_id: UUID, proof_type: str, sha256: str, cause: Cause, at: datetime
     ) -> NewSubmission:
-        """Place a submission in its slot; refuse it outside the rules (SPEC §4)."""
+        """Place a submission in its slot; refuse it outside the rules (rules §4)."""
         participant = self.participant(user_id)
         if self.status != ACTIVE:
             raise SubmissionRefused(f"the challenge is {self.status}")

@@ -14,7 +14,7 @@ class DomainError(Exception):
 
 
 class InvalidAmount(DomainError):
-    """A token amount is not a positive whole number within limits (SPEC §1)."""
+    """A token amount is not a positive whole number within limits (rules §1)."""
 
     code = "invalid_amount"
 
@@ -138,7 +138,7 @@ class ConcurrencyConflict(Conflict):
 
 
 class WalletClosed(Conflict):
-    """The wallet's owner was erased: nobody may move its tokens any more (SPEC §7)."""
+    """The wallet's owner was erased: nobody may move its tokens any more (rules §7)."""
 
     code = "wallet_closed"
 

@@ -1,4 +1,4 @@
-"""Invite codes: a unique six-character name for a challenge (SPEC §3).
+"""Invite codes: a unique six-character name for a challenge (rules §3).
 
 The code's aggregate id is derived from the code itself, so two challenges claiming one code
 collide in the event store and the second is given another code.

@@ -1,4 +1,4 @@
-"""The terms a challenge is created with (SPEC §3), validated in one place.
+"""The terms a challenge is created with (rules §3), validated in one place.
 
 Terms are fixed once the challenge is published: they may be edited only in draft.
 """
@@ -26,7 +26,7 @@ CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 @dataclass(frozen=True)
 class ChallengeLimits:
-    """Configurable bounds of SPEC §3 (bold numbers)."""
+    """Configurable bounds of rules §3 (bold numbers)."""
 
     max_entry_stake: int = 100_000
     max_participants: int = 500

@@ -1,8 +1,8 @@
 """Slot arithmetic: when a challenge's time window is open, and which slot a proof counts for.
 
-A *slot* is the unit a participant must fill (SPEC §4): the local date, in the governing
+A *slot* is the unit a participant must fill (rules §4): the local date, in the governing
 timezone, on which a time window **opens**. Settlement compares the slots a participant filled
-with the slots the challenge expected (SPEC §5), so both sides must come from the same rules,
+with the slots the challenge expected (rules §5), so both sides must come from the same rules,
 and those rules must give the same answer on every replay. Everything here is therefore a pure
 function of its arguments: no clock, no I/O, only ``zoneinfo`` for the calendar.
 

@@ -1,4 +1,4 @@
-"""Who finishes a challenge and how its pool is divided (SPEC §5).
+"""Who finishes a challenge and how its pool is divided (rules §5).
 
 Plain functions over plain values, so the arithmetic is tested without any aggregate.
 """

@@ -1,4 +1,4 @@
-"""Tokens and the lots that hold them (SPEC §1).
+"""Tokens and the lots that hold them (rules §1).
 
 A lot remembers where its tokens came from, so a refund can go back to the card that paid
 and a returned stake can go back to the very lots it was taken from. Debits consume lots in

@@ -1,4 +1,4 @@
-"""Peer review of one submission (SPEC §4).
+"""Peer review of one submission (rules §4).
 
 With ``eligible = participants − 1`` and ``needed = ceil(quorum_pct × eligible / 100)``, a
 submission is accepted once approvals reach ``needed`` and rejected once so many have

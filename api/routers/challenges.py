@@ -13,11 +13,11 @@ position).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from api.bootstrap import Services
 from api.challenge_schemas import (
@@ -38,18 +38,13 @@ from api.challenge_schemas import (
 )
 from api.deps import CurrentUser, ServicesDep, cause_of, wait_for_position
 from api.errors import ApiError
-from api.idempotency import run_creating, run_idempotent
+from api.idempotency import Idempotent, Respond
 from application.access import Caller, participant_challenge, visible_challenge
 from domain.challenge import Challenge
 from projections import challenge_queries as queries
 
 router = APIRouter(prefix="/challenges", tags=["challenges"])
 
-Answer = tuple[int, dict[str, Any]]
-Responder = Callable[[UUID, int, Sequence[object]], Answer | None]
-"""Builds a command's response from what its save stored (see ``api.idempotency``)."""
-
-Key = Annotated[str | None, Header(max_length=200, description="replays the first response")]
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until read models reach it")]
 
 
@@ -60,59 +55,23 @@ def view(
     return challenge_view(challenge, user.id, user.is_admin, delay, position)
 
 
-def created(challenge_id: UUID, invite_code: str, position: int) -> Answer:
-    out = ChallengeCreatedOut(id=challenge_id, invite_code=invite_code, position=position)
-    return 201, out.model_dump(mode="json")
-
-
-def respond_created(challenge_id: UUID, position: int, saved: Sequence[object]) -> Answer | None:
-    """The draft's answer, built in the save that created it."""
-    challenge = saved_challenge(saved, challenge_id)
-    if challenge is None or challenge.invite_code is None:
-        return None  # not this command's save: the response is stored after it
-    return created(challenge.id, challenge.invite_code, position)
-
-
 def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:
     """The challenge among the aggregates a command saved (as they are after the command)."""
     found = [a for a in saved if isinstance(a, Challenge) and a.id == challenge_id]
     return found[0] if found else None
 
 
-def responder(challenge_id: UUID, user: Caller, services: Services) -> Responder:
-    """The challenge's view after a command, built in the command's transaction."""
+def viewed_after(challenge_id: UUID, user: Caller, services: Services) -> Respond:
+    """The challenge's view after a command, built in the command's transaction from the
+    challenge it saved (see ``api.idempotency``)."""
 
-    def respond(
-        _: UUID, position: int, saved: Sequence[object]
-    ) -> tuple[int, dict[str, Any]] | None:
+    def respond(_: UUID, position: int, saved: Sequence[object]) -> ChallengeOut | None:
         challenge = saved_challenge(saved, challenge_id)
         if challenge is None:
             return None  # the challenge did not change: the response is stored after the command
-        return 200, view(challenge, user, services, position).model_dump(mode="json")
+        return view(challenge, user, services, position)
 
     return respond
-
-
-def run_on_challenge(
-    services: Services,
-    user: Caller,
-    challenge_id: UUID,
-    route: str,
-    key: str | None,
-    body: Any,
-    command: Callable[[Challenge], int],
-) -> Any:
-    """Run a command on a challenge the user can see (404 otherwise) once per
-    Idempotency-Key; ``command`` returns its position and the answer is the challenge's
-    view after it."""
-
-    def act(_: UUID) -> tuple[int, dict[str, Any]]:
-        position = command(visible_challenge(services.ledger, challenge_id, user))
-        after = services.ledger.challenge(challenge_id)
-        return 200, view(after, user, services, position).model_dump(mode="json")
-
-    respond = responder(challenge_id, user, services)
-    return run_creating(services, user.id, route, key, body, act, respond)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -129,20 +88,29 @@ def create_challenge(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Key = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> ChallengeCreatedOut:
     """Draft a challenge (its invite code is drawn now; publish it to open it)."""
 
-    def act(challenge_id: UUID) -> Answer:
-        # The id is the Idempotency-Key's (a retry names the same draft), or new.
-        terms, cause = terms_of(body.model_dump()), cause_of(user, request)
-        made = services.ledger.create_challenge(user.id, cause, challenge_id=challenge_id, **terms)
-        return created(made.challenge_id, made.invite_code, made.position)
+    def drafted(
+        challenge_id: UUID, position: int, saved: Sequence[object]
+    ) -> ChallengeCreatedOut | None:
+        challenge = saved_challenge(saved, challenge_id)
+        if challenge is None or challenge.invite_code is None:
+            return None  # not this command's save: the response is stored after it
+        return ChallengeCreatedOut(
+            id=challenge.id, invite_code=challenge.invite_code, position=position
+        )
 
-    fingerprint = body.model_dump(mode="json")
-    return run_creating(
-        services, user.id, "POST /challenges", idempotency_key, fingerprint, act, respond_created
-    )
+    # The id is the Idempotency-Key's (a retry names the same draft), or new.
+    with idempotent.operation(body, drafted) as draft:
+        terms, cause = terms_of(body.model_dump()), cause_of(user, request)
+        made = services.ledger.create_challenge(user.id, cause, challenge_id=draft.id, **terms)
+        return draft.answer(
+            ChallengeCreatedOut(
+                id=made.challenge_id, invite_code=made.invite_code, position=made.position
+            )
+        )
 
 
 @router.patch(
@@ -156,19 +124,17 @@ def edit_challenge(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Key = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> ChallengeOut:
     """Change a draft's fields or rules (owner only)."""
     changes = terms_of(body.model_dump(exclude_unset=True))
-
-    def command(_: Challenge) -> int:
+    with idempotent.operation(body, viewed_after(challenge_id, user, services)) as edit:
+        visible_challenge(services.ledger, challenge_id, user)
         cause = cause_of(user, request)
-        return services.ledger.edit_challenge(challenge_id, user.id, cause, **changes).position
-
-    route, fingerprint = f"PATCH /challenges/{challenge_id}", body.model_dump(mode="json")
-    return run_on_challenge(
-        services, user, challenge_id, route, idempotency_key, fingerprint, command
-    )
+        done = services.ledger.edit_challenge(challenge_id, user.id, cause, **changes)
+        return edit.answer(
+            view(services.ledger.challenge(challenge_id), user, services, done.position)
+        )
 
 
 @router.post(
@@ -181,22 +147,18 @@ def publish(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
+    idempotent: Idempotent,
     body: PublishIn | None = None,
-    idempotency_key: Key = None,
-) -> Any:
+) -> ChallengeOut:
     """Open the challenge; the owner joins and stakes in the same step."""
     given = body or PublishIn(timezone=None)
-
-    def command(_: Challenge) -> int:
+    with idempotent.operation(given, viewed_after(challenge_id, user, services)) as publishing:
+        visible_challenge(services.ledger, challenge_id, user)
         cause = cause_of(user, request)
-        return services.ledger.publish(
-            challenge_id, user.id, cause, timezone=given.timezone
-        ).position
-
-    route = f"POST /challenges/{challenge_id}/publish"
-    return run_on_challenge(
-        services, user, challenge_id, route, idempotency_key, given.model_dump(), command
-    )
+        done = services.ledger.publish(challenge_id, user.id, cause, timezone=given.timezone)
+        return publishing.answer(
+            view(services.ledger.challenge(challenge_id), user, services, done.position)
+        )
 
 
 @router.post(
@@ -219,21 +181,23 @@ def join(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Key = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> JoinOut:
     """Join by invite code, locking the stake. Joining again answers 200 with
     ``joined: false`` and the existing participation (no second stake)."""
     services.limits.check("join", str(user.id))  # 30/min: codes cannot be probed at speed
 
-    def act() -> Answer:
+    def joined(_: UUID, position: int, saved: Sequence[object]) -> JoinOut | None:
+        # Only a join that took the user in changes the challenge (a re-join changes nothing,
+        # or opens a wallet missing since an old join).
+        found = [a for a in saved if isinstance(a, Challenge) and a.is_participant(user.id)]
+        return JoinOut.joined_in(found[0], user.id, position) if found else None
+
+    with idempotent.operation(body, joined) as joining:
         cause = cause_of(user, request)
         done = services.ledger.join(body.invite_code, user.id, body.timezone, cause)
         me = services.ledger.challenge(done.challenge_id).participant(user.id)
-        return (201 if done.joined else 200), JoinOut.of(done, me).model_dump(mode="json")
-
-    return run_idempotent(
-        services, user.id, "POST /challenges/join", idempotency_key, body.model_dump(), act
-    )
+        return joining.answer(JoinOut.of(done, me), status=201 if done.joined else 200)
 
 
 @router.post(
@@ -246,24 +210,22 @@ def cancel(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
+    idempotent: Idempotent,
     body: CancelIn | None = None,
-    idempotency_key: Key = None,
-) -> Any:
+) -> ChallengeOut:
     """The owner cancels a draft, or an active challenge before it starts; an admin may
     cancel any unsettled challenge. Every stake and penalty goes back to its lots."""
     given = body or CancelIn()
-
-    def command(challenge: Challenge) -> int:
+    with idempotent.operation(given, viewed_after(challenge_id, user, services)) as cancelling:
+        challenge = visible_challenge(services.ledger, challenge_id, user)
         as_admin = challenge.acts_as_admin(user.id, user.is_admin)
         cause = cause_of(user, request, as_admin=as_admin)
-        return services.ledger.cancel(
+        done = services.ledger.cancel(
             challenge_id, user.id, cause, is_admin=user.is_admin, reason=given.reason
-        ).position
-
-    route = f"POST /challenges/{challenge_id}/cancel"
-    return run_on_challenge(
-        services, user, challenge_id, route, idempotency_key, given.model_dump(), command
-    )
+        )
+        return cancelling.answer(
+            view(services.ledger.challenge(challenge_id), user, services, done.position)
+        )
 
 
 @router.post(
@@ -276,18 +238,18 @@ def settle(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Key = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> ChallengeOut:
     """Divide the pool once ``settles_at`` has passed (owner or admin; the settlement worker
     does it by itself). Settling a settled challenge changes nothing."""
-
-    def command(challenge: Challenge) -> int:
+    with idempotent.operation(None, viewed_after(challenge_id, user, services)) as settling:
+        challenge = visible_challenge(services.ledger, challenge_id, user)
         as_admin = challenge.acts_as_admin(user.id, user.is_admin)
         cause = cause_of(user, request, as_admin=as_admin)
-        return services.ledger.settle(challenge_id, user.id, cause, is_admin=user.is_admin).position
-
-    route = f"POST /challenges/{challenge_id}/settle"
-    return run_on_challenge(services, user, challenge_id, route, idempotency_key, {}, command)
+        done = services.ledger.settle(challenge_id, user.id, cause, is_admin=user.is_admin)
+        return settling.answer(
+            view(services.ledger.challenge(challenge_id), user, services, done.position)
+        )
 
 
 # -- queries ----------------------------------------------------------------------------

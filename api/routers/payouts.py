@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request
@@ -33,7 +33,7 @@ from api.deps import (
     wait_for_position,
 )
 from api.errors import ApiError
-from api.idempotency import run_creating
+from api.idempotency import Idempotent
 from api.schemas import CashoutIn, CashoutOut, PayoutAccountOut
 from application.cashouts import ConnectEvents, RetryLater
 from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable
@@ -144,33 +144,22 @@ def request_cashout(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> CashoutOut:
     """Cash winnings out to the linked Stripe account: payout and adjustment lots at least
     ``CASHOUT_HOLD_DAYS`` old, oldest first; the transfer follows (see GET)."""
-    cashouts = services.cashout_requests
 
-    def act(cashout_id: UUID) -> tuple[int, dict[str, Any]]:
-        # The id is the Idempotency-Key's (a retry names the same cash-out), or new.
-        cashouts.request(user.id, cashout_id, body.tokens, Cause.user(user.id, request_id(request)))
-        return respond(cashout_id, 0, [services.ledger.wallet_of(user.id)])
-
-    def respond(
-        cashout_id: UUID, position: int, saved: Sequence[object]
-    ) -> tuple[int, dict[str, Any]]:
+    def stored(cashout_id: UUID, position: int, saved: Sequence[object]) -> CashoutOut:
         [wallet] = [a for a in saved if isinstance(a, Wallet)]
-        head = position or services.ledger.head()
-        return 202, _cashout_out(wallet.cashout(cashout_id), head).model_dump(mode="json")
+        return _cashout_out(wallet.cashout(cashout_id), position)
 
-    return run_creating(
-        services,
-        user.id,
-        "POST /wallet/cashouts",
-        idempotency_key,
-        body.model_dump(),
-        act,
-        respond,
-    )
+    # The id is the Idempotency-Key's (a retry names the same cash-out), or new.
+    with idempotent.operation(body, stored) as cashout:
+        held = services.cashout_requests.request(
+            user.id, cashout.id, body.tokens, Cause.user(user.id, request_id(request))
+        )
+        wallet = services.ledger.wallet_of(user.id)
+        return cashout.answer(_cashout_out(wallet.cashout(cashout.id), held.position))
 
 
 @router.get(

@@ -7,17 +7,19 @@ and maps the answer. The form is read by :mod:`api.proof_form`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 
 from api.deps import CurrentUser, ServicesDep, SubmissionsDep, cause_of, wait_for_position
-from api.idempotency import run_idempotent
+from api.idempotency import Idempotent
 from api.proof_form import MULTIPART_BODY, read_proof
 from api.submission_schemas import (
+    ProofSent,
     ReviewOut,
     SubmissionItemOut,
     SubmissionMadeOut,
@@ -25,10 +27,9 @@ from api.submission_schemas import (
     VoteIn,
     VoteOut,
 )
+from domain.verification import Verification
 
 router = APIRouter(tags=["submissions"])
-
-Key = Annotated[str | None, Header(max_length=200)]
 
 
 @router.post(
@@ -49,23 +50,23 @@ async def submit(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Key = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> SubmissionMadeOut:
     """Submit a proof for the current slot (multipart: ``proof_type``, ``text``, ``file``)."""
     proof = await read_proof(request, services.config.max_proof_bytes)
     cause = cause_of(user, request)
 
-    def act() -> tuple[int, dict[str, Any]]:
-        made = services.submissions.submit(challenge_id, user, proof, cause)
-        return 201, SubmissionMadeOut.of(challenge_id, proof.proof_type, made).model_dump(
-            mode="json"
-        )
+    def submitted(_: UUID, position: int, saved: Sequence[object]) -> SubmissionMadeOut | None:
+        found = [a for a in saved if isinstance(a, Verification)]
+        return SubmissionMadeOut.recorded(found[0], position) if found else None
 
-    fingerprint = {"proof_type": proof.proof_type, "sha256": proof.sha256}
-    route = f"POST /challenges/{challenge_id}/submissions"
-    return await run_in_threadpool(
-        run_idempotent, services, user.id, route, idempotency_key, fingerprint, act
-    )
+    def record() -> SubmissionMadeOut:
+        # A key covers the proof's type and digest, not the multipart framing.
+        with idempotent.operation(ProofSent.of(proof), submitted) as submission:
+            made = services.submissions.submit(challenge_id, user, proof, cause)
+            return submission.answer(SubmissionMadeOut.of(challenge_id, proof.proof_type, made))
+
+    return await run_in_threadpool(record)
 
 
 @router.get(
@@ -135,18 +136,19 @@ def vote(
     request: Request,
     user: CurrentUser,
     services: ServicesDep,
-    idempotency_key: Key = None,
-) -> Any:
+    idempotent: Idempotent,
+) -> VoteOut:
     """Approve or reject another participant's submission; the deciding vote settles its
     verdict (and a rejection's penalty)."""
 
-    def act() -> tuple[int, dict[str, Any]]:
-        cause = cause_of(user, request)
-        counted = services.submissions.vote(submission_id, user, body.approve, cause)
-        return 201, VoteOut.of(counted).model_dump(mode="json")
+    def counted(_: UUID, position: int, saved: Sequence[object]) -> VoteOut | None:
+        found = [a for a in saved if isinstance(a, Verification) and a.id == submission_id]
+        return VoteOut.recorded(found[0], position) if found else None
 
-    route = f"POST /submissions/{submission_id}/votes"
-    return run_idempotent(services, user.id, route, idempotency_key, body.model_dump(), act)
+    with idempotent.operation(body, counted) as voting:
+        cause = cause_of(user, request)
+        done = services.submissions.vote(submission_id, user, body.approve, cause)
+        return voting.answer(VoteOut.of(done))
 
 
 @router.get("/reviews", response_model=list[ReviewOut])

@@ -8,7 +8,9 @@ Fixtures for every API test (other modules under ``tests/api`` use them as they 
   ``headers``) registered and logged in over HTTP;
 - ``register_and_login(email=None)`` → an access token;
 - ``admin_token``: an access token of a fresh admin;
-- ``rate_limits_on``: the limiter switched on, with no counts, for one test.
+- ``rate_limits_on``: the limiter switched on, with no counts, for one test;
+- ``lenient_client``: a client that answers a server error with its 500;
+- ``failing_response_writes``: storing any ``Idempotency-Key`` response fails, for one test.
 
 ``bearer(token)`` builds the ``Authorization`` header. Emails and usernames are unique per call,
 so tests in one module never collide.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -149,3 +152,33 @@ def rate_limits_on(api_services: Services) -> Iterator[None]:
     finally:
         limits.enabled = False
         limits.reset()
+
+
+@pytest.fixture(scope="module")
+def lenient_client(api_services: Services) -> Iterator[TestClient]:
+    """A client that answers a server error with its 500, as a real client would see it."""
+    app = create_app(api_services, start_workers=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def failing_response_writes(api_services: Services) -> Iterator[None]:
+    """A trigger that refuses to store any response, as a full disk or a bug would."""
+    schema = api_services.db.schema
+    with psycopg.connect(api_services.db.url, autocommit=True) as conn:
+        conn.execute(
+            f"""CREATE FUNCTION "{schema}".refuse_responses() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'response store unavailable'; END $$ LANGUAGE plpgsql"""
+        )
+        conn.execute(
+            f"""CREATE TRIGGER refuse_responses BEFORE UPDATE ON "{schema}".idempotency_keys
+            FOR EACH ROW WHEN (NEW.state = 'done')
+            EXECUTE FUNCTION "{schema}".refuse_responses()"""
+        )
+    try:
+        yield
+    finally:
+        with psycopg.connect(api_services.db.url, autocommit=True) as conn:
+            conn.execute(f'DROP TRIGGER refuse_responses ON "{schema}".idempotency_keys')
+            conn.execute(f'DROP FUNCTION "{schema}".refuse_responses()')

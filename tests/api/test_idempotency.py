@@ -13,13 +13,21 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
+from pydantic import RootModel
 from starlette.requests import Request
 
 from adapters.users import IdempotencyStore, Outcome, UserStore
 from api.bootstrap import Services
 from api.errors import ApiError
-from api.idempotency import REPLAYED_HEADER, request_hash, route_key, run_idempotent
+from api.idempotency import (
+    REPLAYED_HEADER,
+    IdempotentRequest,
+    Replayed,
+    request_hash,
+    route_key,
+)
 from domain.errors import InsufficientFunds
 from tests.api.conftest import Account, bearer
 
@@ -38,6 +46,9 @@ class Counting:
         return 201, {"run": self.runs, "id": str(uuid.uuid4())}
 
 
+Payload = RootModel[dict[str, Any]]
+
+
 def run(
     services: Services,
     action: Callable[[], tuple[int, dict[str, Any]]],
@@ -46,9 +57,16 @@ def run(
     body: Any = None,
     user: UUID | None = None,
     route: str = ROUTE,
-) -> Any:
-    user = user or USER
-    return run_idempotent(services, user, route, key, body or {"tokens": 5}, action)
+) -> JSONResponse:
+    """``action`` run as a route runs its command: in an operation of the request's key."""
+    request = IdempotentRequest(services.idempotency, user or USER, route, 200, key)
+    try:
+        with request.operation(Payload(body or {"tokens": 5})) as operation:
+            status, answer = action()
+            answered = operation.answer(Payload(answer), status=status)
+            return JSONResponse(answered.model_dump(mode="json"), status_code=status)
+    except Replayed as replay:
+        return replay.response()
 
 
 def payload(response: Any) -> Any:

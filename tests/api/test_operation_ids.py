@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.atomic_responses import PendingResponse, responding
-from api.app import create_app
 from api.bootstrap import Services
 from api.idempotency import REPLAYED_HEADER, request_hash
 from domain.aggregate import Cause
@@ -25,14 +24,6 @@ from tests.api.test_challenges import challenge_body, next_midnight
 
 WITHDRAWALS = "/v1/wallet/withdrawals"
 ADJUSTMENTS = "/v1/admin/adjustments"
-
-
-@pytest.fixture(scope="module")
-def lenient_client(api_services: Services) -> Iterator[TestClient]:
-    """A client that answers a server error with its 500, as a real client would see it."""
-    app = create_app(api_services, start_workers=False)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield client
 
 
 def fund(services: Services, user_id: UUID, cents: int = 1_000) -> None:
@@ -259,28 +250,6 @@ def test_a_crash_after_the_commit_leaves_the_response_to_replay(
     assert retry.headers.get(REPLAYED_HEADER) == "true"
     assert retry.json()["tokens"] == 120 and retry.json()["status"] == "pending"
     assert pending(api_services, account.id) == 120
-
-
-@pytest.fixture
-def failing_response_writes(api_services: Services) -> Iterator[None]:
-    """A trigger that refuses to store any response, as a full disk or a bug would."""
-    schema = api_services.db.schema
-    with psycopg.connect(api_services.db.url, autocommit=True) as conn:
-        conn.execute(
-            f"""CREATE FUNCTION "{schema}".refuse_responses() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION 'response store unavailable'; END $$ LANGUAGE plpgsql"""
-        )
-        conn.execute(
-            f"""CREATE TRIGGER refuse_responses BEFORE UPDATE ON "{schema}".idempotency_keys
-            FOR EACH ROW WHEN (NEW.state = 'done')
-            EXECUTE FUNCTION "{schema}".refuse_responses()"""
-        )
-    try:
-        yield
-    finally:
-        with psycopg.connect(api_services.db.url, autocommit=True) as conn:
-            conn.execute(f'DROP TRIGGER refuse_responses ON "{schema}".idempotency_keys')
-            conn.execute(f'DROP FUNCTION "{schema}".refuse_responses()')
 
 
 def test_a_failure_storing_the_response_rolls_the_withdrawal_back(

@@ -28,6 +28,7 @@ def test_every_relative_link_in_a_document_names_a_file_of_the_repository(
 
 
 def test_nothing_in_the_repository_points_outside_it() -> None:
+    """Rules are cited from docs/rules.md ("rules §n"), never from a spec a clone lacks."""
     tracked = [
         p
         for folder in ("domain", "application", "projections", "adapters", "api", "docs")
