@@ -128,8 +128,12 @@ class Disputes(WalletState):
         written_off: int
         returned: Returned
         reopened: bool
+        # The lot is still disputed: it is frozen again and its tokens come back frozen.
+        refrozen: bool = False
 
         def apply(self, wallet: WalletState) -> None:
+            if self.refrozen:
+                wallet.lot(self.lot_id).frozen = True
             wallet._give_back(self.returned)
             wallet.written_off_total -= self.written_off
             if self.reopened:
@@ -266,6 +270,13 @@ class Disputes(WalletState):
             for ref, other in self.write_offs.items()
             if ref != reference
         )
+        # A dispute still open on the lot keeps whatever comes back to it frozen (rules §1).
+        refrozen = not lot.frozen and str(lot.lot_id) in self.disputes.values()
+        returned = returning(self.lots, [(lot.lot_id, found.written_off)])
+        if refrozen:
+            returned = tuple(
+                (lot_id, refilled, recovered, True) for lot_id, refilled, recovered, _ in returned
+            )
         self._record(
             self.WriteOffReversed,
             cause,
@@ -273,7 +284,8 @@ class Disputes(WalletState):
             reference=reference,
             lot_id=lot.lot_id,
             written_off=found.written_off,
-            returned=returning(self.lots, [(lot.lot_id, found.written_off)]),
+            returned=returned,
             reopened=lot.written_off and not still_closed,
+            refrozen=refrozen,
         )
         return True

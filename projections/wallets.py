@@ -269,6 +269,8 @@ class _Batch:
         return "unclaimed", e.tokens, {}
 
     def _write_off_reversed(self, w: dict[str, Any], p: Positioned, e: Any) -> Outcome:
+        if e.refrozen:
+            self._lot(e.lot_id, p)["frozen"] = True
         self._give_back(w, e.returned, p)
         if e.reopened:
             self._lot(e.lot_id, p)["written_off"] = False

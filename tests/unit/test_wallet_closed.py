@@ -152,3 +152,18 @@ def test_a_snapshot_taken_before_wallets_could_close_still_loads() -> None:
     assert (restored.available, restored.closed, restored.unclaimed) == (100, False, 0)
     restored.close(ADMIN, T0)
     assert restored.move_unclaimed(ERASURE, T0 + WINDOW) == ((A, 100),)
+
+
+def test_tokens_a_failed_external_refund_gives_back_to_a_disputed_lot_arrive_frozen() -> None:
+    """The dispute is still open: what comes back to its lot is frozen until it is decided
+    (rules §1), never usable in between (found by the state machine)."""
+    w = wallet(("pi_a", 100))
+    w.open_dispute("pi_a", "dp_1", STRIPE, T0)
+    w.write_off(A, "re_ext", "external_refund", 100, STRIPE, T0)
+
+    w.reverse_write_off("re_ext", STRIPE, T0)
+
+    lot = w.lot(A)
+    assert (lot.written_off, lot.frozen, lot.remaining) == (False, True, 100)
+    assert (w.available, w.frozen) == (0, 100)
+    conserved(w)
