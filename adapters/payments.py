@@ -30,8 +30,13 @@ LOCK_CLASS = 0x70617973  # "pays": advisory locks of the payment flows, keyed pe
 LOCK_WAIT = "10s"
 
 
-def build_payment_gateway(config: ServiceSettings, users: Any = None) -> PaymentGateway:
-    """The gateway ``config.stripe_mode`` names; simulated Stripe is refused in production."""
+def build_payment_gateway(
+    config: ServiceSettings, db: DatabaseSettings | None = None
+) -> PaymentGateway:
+    """The gateway ``config.stripe_mode`` names; simulated Stripe is refused in production.
+
+    The simulated Stripe keeps the money it moves in ``db`` (every process sees the same, as
+    Stripe would), so ``peerpush reconcile`` can reconcile against it."""
     if config.stripe_mode == "stripe":
         return StripeGateway(
             api_key=config.stripe_api_key,
@@ -47,6 +52,7 @@ def build_payment_gateway(config: ServiceSettings, users: Any = None) -> Payment
         base_url=config.base_url,
         webhook_secret=config.stripe_webhook_secret,
         connect_webhook_secret=config.stripe_connect_webhook_secret,
+        db=db,
     )
 
 

@@ -13,6 +13,14 @@ nothing and the repeated call returns the same transfer.
 Nothing is kept in memory: ids are derived from idempotency keys (the same key, the same
 session or refund, as with Stripe), and the page reads the session from the
 ``checkout_sessions`` table, so any API process can serve it.
+
+The money it moves is kept in PostgreSQL (``simulated_stripe_objects``, migration 0012), as
+Stripe keeps its own: the charge of a paid checkout (when its webhooks are made), every refund
+and every transfer, once per id. ``peerpush reconcile`` lists them (``money_objects``) exactly
+as it lists the real Stripe's, so in the embedded default it reconciles against the simulated
+Stripe (rules §6), and a repeated refund or transfer is found by ``find_refund`` and
+``find_transfer`` as at Stripe. Built without a database (tests of the signatures only), it
+remembers nothing.
 """
 
 from __future__ import annotations
@@ -21,10 +29,15 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+import psycopg
 import stripe
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
+from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
 from adapters.stripe_gateway import verify_webhook
 from application.ports import CheckoutSession, Refund, Transfer
 from application.reconcile import StripeObject
@@ -37,18 +50,93 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
+def _refund(row: Mapping[str, Any]) -> Refund:
+    return Refund(
+        refund_id=row["stripe_id"],
+        status="succeeded",
+        cents=int(row["cents"]),
+        payment_intent_id=str(row["payment_intent_id"]),
+        metadata={str(k): str(v) for k, v in (row["metadata"] or {}).items()},
+    )
+
+
+def _transfer(row: Mapping[str, Any]) -> Transfer:
+    return Transfer(
+        transfer_id=row["stripe_id"],
+        cents=int(row["cents"]),
+        destination=str(row["destination"]),
+        transfer_group=str(row["transfer_group"]),
+        metadata={str(k): str(v) for k, v in (row["metadata"] or {}).items()},
+    )
+
+
 class SimulatedStripe:
-    """A stateless stand-in for Stripe that behaves like it where the ledger can tell."""
+    """A stand-in for Stripe that behaves like it where the ledger (and reconcile) can tell."""
 
     simulated = True
 
     def __init__(
-        self, *, base_url: str, webhook_secret: str, connect_webhook_secret: str = ""
+        self,
+        *,
+        base_url: str,
+        webhook_secret: str,
+        connect_webhook_secret: str = "",
+        db: DatabaseSettings | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self.connect_webhook_secret = connect_webhook_secret or webhook_secret
         self.livemode = False
+        self.db = db
+
+    # -- what it remembers (one connection per call, like the checkout sessions) ------------
+
+    def _rows(self, query: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        if self.db is None:
+            return []
+        with psycopg.connect(
+            self.db.url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            options=f"-c search_path={self.db.schema}",
+        ) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def _keep(
+        self,
+        kind: str,
+        stripe_id: str,
+        cents: int,
+        *,
+        payment_intent_id: str | None = None,
+        destination: str | None = None,
+        transfer_group: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """Record an object once; returns what was recorded first (the same id, the same
+        object, as Stripe answers a repeated idempotency key)."""
+        rows = self._rows(
+            "WITH kept AS (INSERT INTO simulated_stripe_objects (kind, stripe_id, cents, "
+            "payment_intent_id, destination, transfer_group, metadata) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (kind, stripe_id) DO NOTHING "
+            "RETURNING *) "
+            "SELECT * FROM kept UNION ALL SELECT * FROM simulated_stripe_objects "
+            "WHERE kind = %s AND stripe_id = %s AND NOT EXISTS (SELECT 1 FROM kept)",
+            (
+                kind,
+                stripe_id,
+                cents,
+                payment_intent_id,
+                destination,
+                transfer_group,
+                Jsonb(dict(metadata or {})),
+                kind,
+                stripe_id,
+            ),
+        )
+        return rows[0] if rows else None
 
     # -- the gateway ----------------------------------------------------------------------
 
@@ -77,8 +165,18 @@ class SimulatedStripe:
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> Refund:
+        refund_id = "re_sim_" + _digest("refund", idempotency_key)
+        kept = self._keep(
+            "refunds",
+            refund_id,
+            cents,
+            payment_intent_id=payment_intent_id,
+            metadata=metadata,
+        )
+        if kept is not None:
+            return _refund(kept)
         return Refund(
-            refund_id="re_sim_" + _digest("refund", idempotency_key),
+            refund_id=refund_id,
             status="succeeded",
             cents=cents,
             payment_intent_id=payment_intent_id,
@@ -86,8 +184,13 @@ class SimulatedStripe:
         )
 
     def find_refund(self, *, payment_intent_id: str, metadata: Mapping[str, str]) -> Refund | None:
-        # Nothing is remembered; a repeated refund call returns the same refund anyway.
-        return None
+        """A refund of the payment made with this metadata (every simulated refund succeeds)."""
+        rows = self._rows(
+            "SELECT * FROM simulated_stripe_objects WHERE kind = 'refunds' "
+            "AND payment_intent_id = %s AND metadata @> %s ORDER BY created, stripe_id LIMIT 1",
+            (payment_intent_id, Jsonb(dict(metadata))),
+        )
+        return _refund(rows[0]) if rows else None
 
     def refunds(self, payment_intent_id: str) -> Sequence[Refund]:
         return ()  # no refund is ever made outside our flow here
@@ -112,8 +215,19 @@ class SimulatedStripe:
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> Transfer:
+        transfer_id = "tr_sim_" + _digest("transfer", idempotency_key)
+        kept = self._keep(
+            "transfers",
+            transfer_id,
+            cents,
+            destination=account_id,
+            transfer_group=transfer_group,
+            metadata=metadata,
+        )
+        if kept is not None:
+            return _transfer(kept)
         return Transfer(
-            transfer_id="tr_sim_" + _digest("transfer", idempotency_key),
+            transfer_id=transfer_id,
             cents=cents,
             destination=account_id,
             transfer_group=transfer_group,
@@ -121,7 +235,12 @@ class SimulatedStripe:
         )
 
     def find_transfer(self, *, transfer_group: str) -> Transfer | None:
-        return None  # nothing is remembered; the repeated call returns the same transfer
+        rows = self._rows(
+            "SELECT * FROM simulated_stripe_objects WHERE kind = 'transfers' "
+            "AND transfer_group = %s ORDER BY created, stripe_id LIMIT 1",
+            (transfer_group,),
+        )
+        return _transfer(rows[0]) if rows else None
 
     def verify_connect_webhook(self, payload: bytes, signature: str) -> dict[str, Any]:
         return verify_webhook(payload, signature, self.connect_webhook_secret)
@@ -138,15 +257,27 @@ class SimulatedStripe:
         }
         return self.signed("account.updated", account, secret=self.connect_webhook_secret)
 
-    def money_objects(self, since: Any) -> list[StripeObject]:
-        return []  # nothing is remembered: reconcile the simulated Stripe against nothing
+    def money_objects(self, since: datetime) -> list[StripeObject]:
+        """Its charges (by PaymentIntent), refunds and transfers created at or after ``since``,
+        as the real gateway lists Stripe's (every simulated refund succeeds, no transfer is
+        reversed and no payment disputed, so each object's cents are what it moved)."""
+        rows = self._rows(
+            "SELECT kind, stripe_id, cents, created FROM simulated_stripe_objects "
+            "WHERE created >= %s ORDER BY created, kind, stripe_id",
+            (since,),
+        )
+        return [
+            StripeObject(r["kind"], r["stripe_id"], int(r["cents"]), r["created"]) for r in rows
+        ]
 
     # -- what the simulated checkout page does ---------------------------------------------
 
     def payment_webhooks(self, session: CheckoutSession) -> list[tuple[bytes, str]]:
         """The signed webhooks of a paid session: the session completed, and its
-        PaymentIntent succeeded (both, as Stripe sends them; the ledger credits once)."""
+        PaymentIntent succeeded (both, as Stripe sends them; the ledger credits once). The
+        charge is recorded here, once, as Stripe has it before it sends them."""
         payment_intent = "pi_sim_" + _digest("payment", session.session_id)
+        self._keep("charges", payment_intent, session.cents, payment_intent_id=payment_intent)
         metadata = {
             "user_id": session.user_id,
             "tokens": str(session.tokens),

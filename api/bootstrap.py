@@ -169,7 +169,7 @@ def build_services(
     clock = build_clock(config, db)
     ledger = build_ledger(db, clock=clock, process=config, run_migrations=False)
     users = UserStore(db)
-    payments = build_payment_gateway(config, users)
+    payments = build_payment_gateway(config, db)
     checkouts = PgCheckoutSessions(db)
     locks = PgLocks(db)
     reads, proofs = ReadModels(db), build_proof_store(config)

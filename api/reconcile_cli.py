@@ -4,8 +4,8 @@ Lists, through the configured Stripe adapter (``STRIPE_MODE``, ``STRIPE_API_KEY`
 ``STRIPE_API_BASE``), Stripe's charges, refunds, transfers and disputes created since DATE
 and matches them with the ledger's deposits, refunds, cash-outs and written-off lots by Stripe
 id. Prints the matched totals and every mismatch; exits 0 when everything matches, 1 on any
-mismatch. Reads the event store only; writes nothing. The simulated Stripe remembers nothing,
-so against it every ledger record is "missing at Stripe".
+mismatch. Reads only; writes nothing. In the embedded default (``STRIPE_MODE=simulated``) it
+reconciles against the simulated Stripe, whose money is kept in the service's database.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def write_text(report: Report, out: TextIO) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     config = ServiceSettings.from_env()
-    gateway: Any = build_payment_gateway(config)
-    ledger = build_ledger(database_settings(), run_migrations=False)
+    db = database_settings(config)
+    gateway: Any = build_payment_gateway(config, db)
+    ledger = build_ledger(db, run_migrations=False)
     try:
         report = run(args.since, ledger, gateway)
     finally:
