@@ -36,6 +36,7 @@ from application.ports import (
     PaymentUnavailable,
     PayoutAccounts,
     PayoutGateway,
+    RetryLater,
     Transfer,
 )
 from application.receipts import CashoutHeld
@@ -196,10 +197,6 @@ def transfer_of(obj: Any) -> Transfer:
         metadata={str(k): str(v) for k, v in (values.get("metadata") or {}).items()},
         reversals=tuple((str(r["id"]), int(r.get("amount") or 0)) for r in reversals),
     )
-
-
-class RetryLater(Exception):
-    """The event refers to a transfer whose settlement is not recorded yet; deliver it again."""
 
 
 def record_transfer_reversals(ledger: Ledger, transfer: Transfer, cause: Cause) -> str:

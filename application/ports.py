@@ -202,6 +202,11 @@ class InvalidWebhook(Exception):
     """A webhook whose signature is missing, wrong or too old (400, nothing recorded)."""
 
 
+class RetryLater(Exception):
+    """The event refers to something the ledger has not recorded yet (a refund, a credit, a
+    transfer's settlement): Stripe is asked to deliver it again (503)."""
+
+
 @dataclass(frozen=True)
 class CheckoutSession:
     """A Checkout Session we opened for a deposit, and what became of it."""

@@ -29,7 +29,7 @@ from uuid import UUID
 
 from application import cashouts
 from application.ledger import Ledger
-from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentGateway
+from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentGateway, RetryLater
 from domain import ids
 from domain.aggregate import Cause
 from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound, WalletClosed
@@ -54,10 +54,6 @@ class DepositLimitExceeded(Conflict):
             f"checkouts, so {remaining} more may be bought now (asked {requested})"
         )
         self.limit, self.used, self.requested, self.remaining = limit, used, requested, remaining
-
-
-class RetryLater(Exception):
-    """The event refers to something the ledger has not recorded yet; deliver it again."""
 
 
 @dataclass(frozen=True)
@@ -358,12 +354,7 @@ class StripeEvents:
 
 
 def _transfer_reversed(events: StripeEvents, transfer: Mapping[str, Any], cause: Cause) -> str:
-    try:
-        return cashouts.record_transfer_reversals(
-            events.ledger, cashouts.transfer_of(transfer), cause
-        )
-    except cashouts.RetryLater as e:
-        raise RetryLater(str(e)) from None
+    return cashouts.record_transfer_reversals(events.ledger, cashouts.transfer_of(transfer), cause)
 
 
 def _uuid(value: object) -> UUID | None:

@@ -26,12 +26,12 @@ from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.origins import same_origin
 from api.schemas import Body, Tokens
-from application.ports import CheckoutSession, InvalidWebhook, PaymentRefused, PaymentUnavailable
-from application.stripe_events import DepositLimitExceeded, RetryLater
+from api.webhooks import WEBHOOK_DOCS, deliver
+from application.ports import CheckoutSession, PaymentRefused, PaymentUnavailable
+from application.stripe_events import DepositLimitExceeded
 
 router = APIRouter()
 
-RETRY_WEBHOOK_SECONDS = "60"
 
 ReturnUrl = Annotated[
     str,
@@ -132,16 +132,7 @@ def create_deposit(
     "/stripe/webhook",
     tags=["stripe"],
     response_model=WebhookReceived,
-    responses={
-        400: {"description": "missing, wrong or stale Stripe-Signature: nothing recorded"},
-        503: {"description": "the event refers to something not recorded yet: redeliver"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    },
+    **WEBHOOK_DOCS,
 )
 async def stripe_webhook(
     request: Request,
@@ -155,17 +146,10 @@ async def stripe_webhook(
 
 def receive_webhook(services: Services, payload: bytes, signature: str) -> WebhookReceived:
     """Verify a webhook and apply it: the one path every Stripe event takes."""
-    try:
-        event = services.payments.verify_webhook(payload, signature)
-    except InvalidWebhook as e:
-        raise ApiError(400, "invalid_signature", f"webhook refused: {e}") from None
-    try:
-        outcome = services.stripe_events.handle(event)
-    except (RetryLater, PaymentUnavailable) as e:
-        raise ApiError(
-            503, "retry_later", str(e), headers={"Retry-After": RETRY_WEBHOOK_SECONDS}
-        ) from None
-    return WebhookReceived(received=True, event_id=str(event.get("id", "")), outcome=outcome)
+    event_id, outcome = deliver(
+        services.payments.verify_webhook, services.stripe_events.handle, payload, signature
+    )
+    return WebhookReceived(received=True, event_id=event_id, outcome=outcome)
 
 
 # -- simulated Stripe (embedded default only) -------------------------------------------------

@@ -35,16 +35,14 @@ from api.deps import (
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import CashoutIn, CashoutOut, PayoutAccountOut
-from application.cashouts import ConnectEvents, RetryLater
-from application.ports import InvalidWebhook, PaymentRefused, PaymentUnavailable
+from api.webhooks import WEBHOOK_DOCS, deliver
+from application.ports import PaymentRefused, PaymentUnavailable
 from domain.aggregate import Cause
 from domain.cashouts import CashoutHold
 from domain.errors import NotFound
 from domain.wallet import Wallet
 
 router = APIRouter()
-
-RETRY_WEBHOOK_SECONDS = "60"
 
 
 class ConnectWebhookReceived(BaseModel):
@@ -187,24 +185,11 @@ def get_cashout(
 # -- the Connect webhook ----------------------------------------------------------------------
 
 
-def connect_events(services: Services) -> ConnectEvents:
-    return services.connect_events
-
-
 @router.post(
     "/stripe/connect-webhook",
     tags=["stripe"],
     response_model=ConnectWebhookReceived,
-    responses={
-        400: {"description": "missing, wrong or stale Stripe-Signature: nothing recorded"},
-        503: {"description": "the event refers to something not recorded yet: redeliver"},
-    },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    },
+    **WEBHOOK_DOCS,
 )
 async def connect_webhook(
     request: Request,
@@ -222,17 +207,10 @@ async def connect_webhook(
 def receive_connect_webhook(
     services: Services, payload: bytes, signature: str
 ) -> ConnectWebhookReceived:
-    try:
-        event = services.payouts.verify_connect_webhook(payload, signature)
-    except InvalidWebhook as e:
-        raise ApiError(400, "invalid_signature", f"webhook refused: {e}") from None
-    try:
-        outcome = connect_events(services).handle(event)
-    except (RetryLater, PaymentUnavailable) as e:
-        raise ApiError(
-            503, "retry_later", str(e), headers={"Retry-After": RETRY_WEBHOOK_SECONDS}
-        ) from None
-    return ConnectWebhookReceived(received=True, event_id=str(event.get("id", "")), outcome=outcome)
+    event_id, outcome = deliver(
+        services.payouts.verify_connect_webhook, services.connect_events.handle, payload, signature
+    )
+    return ConnectWebhookReceived(received=True, event_id=event_id, outcome=outcome)
 
 
 # -- simulated Stripe Connect onboarding (embedded default only) -------------------------------

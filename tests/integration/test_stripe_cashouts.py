@@ -17,9 +17,9 @@ from adapters.payout_accounts import PgPayoutAccounts
 from adapters.persistence import DatabaseSettings
 from adapters.stripe_gateway import StripeGateway
 from adapters.users import UserStore
-from application.cashouts import Cashouts, CashoutWorker, ConnectEvents, RetryLater, transfer_of
+from application.cashouts import Cashouts, CashoutWorker, ConnectEvents, transfer_of
 from application.ledger import Ledger
-from application.ports import AdjustableClock, Transfer
+from application.ports import AdjustableClock, RetryLater, Transfer
 from application.stripe_events import StripeEvents
 from domain.aggregate import Cause
 from domain.errors import PayoutAccountNotEnabled
