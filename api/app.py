@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 
 from adapters.settings import ServiceSettings
 from api import errors, idempotency
@@ -64,7 +65,10 @@ def create_app(
             if services is None:
                 built.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline wheel: they
+    # render with no internet (FastAPI's default pages load them from a CDN).
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="PeerPush Ledger",
         version="1",
         description=DESCRIPTION,
@@ -97,6 +101,9 @@ def create_app(
     for router in found:
         app.include_router(router, prefix="/v1")
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
 
 
 # rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
