@@ -22,6 +22,7 @@ from api.deps import plain_url
 from api.metrics import REQUEST_LATENCY, method_label
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.routers import (
+    admin_pages,
     auth,
     challenges,
     clock,
@@ -100,6 +101,7 @@ def create_app(
     errors.document(app, found)
     for router in found:
         app.include_router(router, prefix="/v1")
+    app.include_router(admin_pages.router)  # HTML for browsers, outside the JSON API
     return app
 
 

@@ -2,11 +2,11 @@
 
 ``analyst`` is a cluster-wide role (NOLOGIN): it is created once, by whichever schema's
 migration runs first, and every schema's migration grants it SELECT on that schema's read-model
-tables and views. It is given no event table, no users, refresh tokens, rate-limit addresses,
-idempotency responses, checkout sessions, payout accounts (in users) or simulated Stripe objects, and not
-the invite codes of ``challenge_summaries`` (a private challenge's key). People log in as roles
-of their own that are members of it (``CREATE ROLE alice LOGIN PASSWORD '…' IN ROLE analyst``);
-see docs/read-models.md.
+tables and views. It is given no event table, no users (nor their payout accounts), refresh
+tokens, rate-limit addresses, idempotency responses, checkout sessions or simulated Stripe
+objects, and not the invite codes of ``challenge_summaries`` (a private challenge's key).
+People log in as roles of their own that are members of it
+(``CREATE ROLE alice LOGIN PASSWORD '…' IN ROLE analyst``; see docs/read-models.md).
 
 Where the migrating user may not create roles, a DBA creates ``analyst`` first (the statement
 below); the migration then only grants. Without the role it warns and grants nothing.

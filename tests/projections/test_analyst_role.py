@@ -54,9 +54,7 @@ def test_an_analyst_reads_balances_revenue_and_the_journal(
     projected.ledger.credit_deposit(user, "pi_analyst", 1_500, Cause.stripe("evt_1"))
     projected.projector.catch_up()
 
-    row = as_analyst.execute(
-        "SELECT sum(deposited) AS deposited FROM wallet_balances"
-    ).fetchone()
+    row = as_analyst.execute("SELECT sum(deposited) AS deposited FROM wallet_balances").fetchone()
     assert row is not None and row["deposited"] == 1_500
     balances = as_analyst.execute("SELECT sum(balance) AS total FROM journal_balances").fetchone()
     assert balances is not None and balances["total"] == 0
