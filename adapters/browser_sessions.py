@@ -58,9 +58,7 @@ class Cookie:
 
 
 class BrowserSessions:
-    def __init__(
-        self, tokens: TokenService, logins: Logins, *, secure: Callable[[], bool]
-    ) -> None:
+    def __init__(self, tokens: TokenService, logins: Logins, *, secure: Callable[[], bool]) -> None:
         """``secure``: whether cookies are ``Secure`` (asked per cookie: production)."""
         self.tokens, self.logins, self.secure = tokens, logins, secure
 
