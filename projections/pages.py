@@ -12,6 +12,8 @@ from datetime import datetime
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from projections.audit.findings import KINDS
+from projections.audit.verify import Report
 from projections.charts import svg_chart
 from projections.dashboard import Chart, Dashboard
 
@@ -55,5 +57,53 @@ def message_page(heading: str, message: str) -> str:
     return TEMPLATES.get_template("message.html").render(heading=heading, message=message)
 
 
-def generated_at(now: datetime) -> str:
-    return now.strftime("%Y-%m-%d %H:%M:%S UTC")
+# Each kind of finding (projections.audit.findings.KINDS) as the check that holds without it.
+CHECKS = {
+    "expect_head": "the stream is unchanged up to the head an earlier audit printed",
+    "chain": "the stored stream matches the hash chain recorded over it",
+    "chain_row": "the stored chain's own rows are complete and unaltered",
+    "event": "every stored event decodes and applies to its aggregate",
+    "invariant": "rules §8's invariants hold on the replayed wallets and challenges",
+    "read_model": "every read-model row equals the replayed stream",
+    "journal": "the stored journal balances and records every money event",
+}
+
+
+@dataclass(frozen=True)
+class InvariantRow:
+    check: str
+    holds: bool
+    result: str
+
+
+def invariant_rows(report: Report) -> list[InvariantRow]:
+    """One row per kind of audit check: it holds, or how many findings it has."""
+    rows = []
+    for kind, meaning in KINDS.items():
+        if kind == "expect_head" and not any(f.kind == kind for f in report.findings):
+            continue  # only asked for when an earlier head was given
+        found = sum(1 for f in report.findings if f.kind == kind)
+        check = CHECKS.get(kind, "none found: " + meaning)
+        rows.append(InvariantRow(check, not found, "holds" if not found else f"{found} finding(s)"))
+    t = report.totals
+    if t:
+        same = t["credited"] == t["accounted"]
+        rows.append(
+            InvariantRow(
+                "conservation: every token credited is in exactly one place",
+                same,
+                "holds" if same else f"credited {t['credited']:,} ≠ accounted {t['accounted']:,}",
+            )
+        )
+    zero = sum(report.accounts.values()) == 0
+    rows.append(InvariantRow("the journal's balances sum to zero", zero, "holds" if zero else "no"))
+    return rows
+
+
+def audit_page(report: Report, generated: datetime) -> str:
+    """``peerpush audit report``: the audit as one printable page an auditor can sign."""
+    return TEMPLATES.get_template("audit_report.html").render(
+        r=report,
+        invariants=invariant_rows(report),
+        generated=generated.strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )

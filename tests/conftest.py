@@ -7,8 +7,10 @@ under ``./.data`` (a developer's machine). They never skip for want of a databas
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +43,26 @@ def pg_settings(database_url: str) -> Iterator[DatabaseSettings]:
 def pg_env(pg_settings: DatabaseSettings) -> dict[str, str]:
     """An ``eventsourcing`` environment whose tables are created in this test's schema."""
     return pg_settings.eventsourcing_env(create_table=True)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, installed with apt when missing (CI runs as root with apt
+    reachable): the browser tests and the PDF report never skip for want of it."""
+    if not CHROMIUM.exists():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=True, env=env, timeout=900)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, env=env, timeout=1500)
+    assert CHROMIUM.exists(), "apt-get install chromium did not provide /usr/bin/chromium"
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests leave what a person may want to look at (screenshots, reports): gitignored."""
+    folder = Path(__file__).resolve().parent / "artifacts"
+    folder.mkdir(exist_ok=True)
+    return folder
