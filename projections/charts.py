@@ -15,6 +15,8 @@ from typing import Literal
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 70, 16, 28, 40
 PALETTE = ("#2f6fb0", "#e08a1e", "#3c9a4e", "#b8433a", "#7a5aa6")
+# Series whose meaning has a colour of its own (losses red, cancellations grey).
+NAMED = {"dispute_losses": "#b8433a", "forfeited": "#b8433a", "cancelled": "#8c8c8c"}
 MAX_X_LABELS = 8
 
 
@@ -78,7 +80,7 @@ def svg_chart(
     for k, (name, _) in enumerate(series):
         x = LEFT + k * 130
         out.append(
-            f'<rect x="{x}" y="6" width="10" height="10" fill="{PALETTE[k % len(PALETTE)]}"/>'
+            f'<rect x="{x}" y="6" width="10" height="10" fill="{colour(name, k)}"/>'
             f'<text x="{x + 14}" y="15">{escape(name)}</text>'
         )
     out.append("</svg>")
@@ -95,7 +97,7 @@ def _marks(
     out: list[str] = []
     if kind == "line":
         for k, (name, values) in enumerate(series):
-            color = PALETTE[k % len(PALETTE)]
+            color = colour(name, k)
             points = [(LEFT + band * (i + 0.5), y(v)) for i, v in enumerate(values)]
             path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
             out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
@@ -109,7 +111,7 @@ def _marks(
     for i, category in enumerate(categories):
         up = down = 0
         for k, (name, values) in enumerate(series):
-            v, color = values[i], PALETTE[k % len(PALETTE)]
+            v, color = values[i], colour(name, k)
             if kind == "stacked":
                 width, x = band * 0.7, LEFT + band * (i + 0.15)
                 base = up if v >= 0 else down
@@ -122,6 +124,10 @@ def _marks(
             shape = f'x="{x:.1f}" y="{top:.1f}" width="{width:.1f}" height="{bottom - top:.1f}"'
             out.append(_mark("rect", shape, color, category, name, v))
     return out
+
+
+def colour(name: str, k: int) -> str:
+    return NAMED.get(name, PALETTE[k % len(PALETTE)])
 
 
 def _mark(tag: str, shape: str, color: str, category: str, name: str, value: int) -> str:
