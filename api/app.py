@@ -16,13 +16,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi_offline import FastAPIOffline
 
 from adapters.settings import ServiceSettings
-from api import errors, idempotency
+from api import admin_pages, errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
 from api.metrics import REQUEST_LATENCY, method_label
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.routers import (
-    admin_pages,
     auth,
     challenges,
     clock,
