@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Literal
 
 from adapters.jwt_tokens import AuthUser, InvalidToken, TokenService
 from adapters.users import Logins
@@ -54,7 +55,7 @@ class Cookie:
     secure: bool
     path: str = COOKIE_PATH
     httponly: bool = True
-    samesite: str = "strict"
+    samesite: Literal["strict"] = "strict"
 
 
 class BrowserSessions:

@@ -32,8 +32,8 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def html(body: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(body, status, headers={**NO_STORE, **(headers or {})})
+def html(body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(body, status, headers=NO_STORE)
 
 
 def with_cookies(response: Response, *cookies: Cookie) -> Response:
@@ -45,7 +45,7 @@ def with_cookies(response: Response, *cookies: Cookie) -> Response:
             path=c.path,
             secure=c.secure,
             httponly=c.httponly,
-            samesite="strict",
+            samesite=c.samesite,
         )
     return response
 

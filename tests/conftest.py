@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,8 @@ def pg_env(pg_settings: DatabaseSettings) -> dict[str, str]:
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SESSION_STARTED = time.time()
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +66,16 @@ def chromium() -> str:
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """Where tests leave what a person may want to look at (screenshots, reports): gitignored."""
-    folder = Path(__file__).resolve().parent / "artifacts"
-    folder.mkdir(exist_ok=True)
-    return folder
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the artifacts this run left (screenshots, the audit report and its PDF)."""
+    if not ARTIFACTS.is_dir():
+        return
+    made = sorted(p for p in ARTIFACTS.iterdir() if p.stat().st_mtime >= SESSION_STARTED)
+    if made:
+        terminalreporter.write_sep("-", "artifacts")
+        for path in made:
+            terminalreporter.write_line(str(path))
