@@ -137,13 +137,23 @@ def revenue_per_day(reads: ReadModels, r: DateRange) -> Chart:
 def stakes_at_stake(reads: ReadModels, r: DateRange) -> Chart:
     """Tokens staked in challenges still open at the end of each day: stakes joined by then in
     challenges not settled or cancelled by then (penalties are not dated, so not included)."""
+    # Each stake counts from its join day until the day its challenge closed: +stake on the
+    # one, -stake on the other, summed up to each day (one pass, whatever the range).
     rows = reads.all(
-        "SELECT d::date AS day, (SELECT coalesce(sum(p.stake), 0) "
+        "WITH moves AS ("
+        "  SELECT (p.joined_at AT TIME ZONE 'UTC')::date AS day, p.stake AS delta "
+        "  FROM challenge_participants p "
+        "  UNION ALL "
+        "  SELECT (s.closed_at AT TIME ZONE 'UTC')::date, -p.stake "
         "  FROM challenge_participants p JOIN challenge_summaries s USING (challenge_id) "
-        "  WHERE p.joined_at < ((d::date + 1)::timestamp AT TIME ZONE 'UTC') "
-        "    AND (s.closed_at IS NULL "
-        "      OR s.closed_at >= ((d::date + 1)::timestamp AT TIME ZONE 'UTC'))) AS staked "
-        "FROM generate_series(%s::date, %s::date, interval '1 day') d ORDER BY 1",
+        "  WHERE s.closed_at IS NOT NULL), "
+        "per_day AS (SELECT day, sum(delta) AS delta FROM moves GROUP BY day) "
+        "SELECT d::date AS day, "
+        "  (SELECT coalesce(sum(delta), 0) FROM per_day WHERE day < %s::date) "
+        "  + sum(coalesce(per_day.delta, 0)) OVER (ORDER BY d) AS staked "
+        "FROM generate_series(%s::date, %s::date, interval '1 day') d "
+        "LEFT JOIN per_day ON per_day.day = d::date ORDER BY 1",
+        r.since,
         r.since,
         r.until,
     )

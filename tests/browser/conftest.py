@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,9 +24,8 @@ from playwright.sync_api import Browser, Page, Route, sync_playwright
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
 from api.app import create_app
 from api.bootstrap import Services, build_services
-from domain.aggregate import Cause
 from tests.api.conftest import PASSWORD, api_config
-from tests.audit.support import Audited, open_audited, scenario
+from tests.audit.support import open_audited, open_challenge, scenario
 
 STARTUP_SECONDS = 60.0
 
@@ -39,36 +37,6 @@ class Site:
     services: Services
     admin_email: str
     user_email: str
-
-
-def open_challenge(a: Audited) -> None:
-    """A published challenge still running, with three stakes in its pool, and a refund."""
-    ledger, now = a.ledger, a.clock.now()
-    owner, *others = (uuid.uuid5(uuid.NAMESPACE_URL, f"open-{n}") for n in range(3))
-    for user in (owner, *others):
-        ledger.credit_deposit(user, f"pi_open_{user.hex[:6]}", 2_000, Cause.stripe("evt_open"))
-    start = (now + timedelta(days=1)).replace(hour=0, minute=0)
-    made = ledger.create_challenge(
-        owner,
-        Cause.user(owner),
-        name="Still open",
-        starts_at=start,
-        ends_at=start + timedelta(days=5),
-        entry_stake=700,
-        window_start="00:00",
-        window_end="00:00",
-        timezone="UTC",
-        verification_mode="quorum",
-        penalty_tokens=0,
-        proof_types=["text"],
-    )
-    ledger.publish(made.challenge_id, owner, Cause.user(owner))
-    for user in others:
-        ledger.join(made.invite_code, user, "UTC", Cause.user(user))
-    held = ledger.request_withdrawal(owner, uuid.uuid4(), 300, Cause.user(owner))
-    for lot_id, _ in held.lots:
-        refund = f"re_open_{lot_id.hex[:8]}"
-        ledger.record_refund(owner, held.withdrawal_id, lot_id, refund, Cause.worker("refunds"))
 
 
 def serve(services: Services) -> tuple[str, uvicorn.Server, threading.Thread]:
