@@ -10,6 +10,8 @@ Expiry is checked against the wall clock, never the application's business clock
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +29,9 @@ ALGORITHM = "HS256"
 ISSUER = "peerpush"
 ACCESS = "access"
 REFRESH = "refresh"
+# A browser session on the admin pages (a cookie): never accepted where an access token is.
+BROWSER = "browser"
+BROWSER_SESSION_TTL = timedelta(hours=8)
 # Used and revoked refresh tokens are kept this long past their expiry, then purged.
 REFRESH_RETENTION = timedelta(days=1)
 PURGE_EVERY_SECONDS = 600.0
@@ -121,6 +126,44 @@ class TokenService:
             if row is not None:
                 _revoke_family(cur, row["family"], _now())
 
+    # -- browser sessions (the admin pages' cookie) ------------------------------------------
+
+    def issue_browser(self, user_id: UUID, role: str) -> tuple[str, int]:
+        """A browser session for a user who has just proved who they are: the cookie's value
+        and its lifetime in seconds. Like a login, it starts a session family of its own (one
+        refresh record no token is ever issued for), so ending the family ends it."""
+        now, family = _now(), uuid4()
+        ttl = min(BROWSER_SESSION_TTL, self.refresh_ttl)
+        with self.users.transaction() as cur:
+            self._insert_refresh(cur, uuid4(), family, user_id, now)
+        claims = {"sub": str(user_id), "role": role, "typ": BROWSER, "sid": str(family)}
+        return self._encode(claims, now, ttl, uuid4()), int(ttl.total_seconds())
+
+    def verify_browser(self, token: str) -> AuthUser:
+        """The user a browser session names, if it is genuine, current and not ended."""
+        return self._live(self._decode(token, BROWSER))
+
+    def end_browser(self, token: str) -> None:
+        """Sign out: end the browser session (even an expired one)."""
+        claims = self._decode(token, BROWSER, verify_exp=False)
+        try:
+            family = UUID(str(claims.get("sid")))
+        except ValueError:
+            raise InvalidToken("the token is not valid") from None
+        with self.users.transaction() as cur:
+            _revoke_family(cur, family, _now())
+
+    def form_token(self, binding: str) -> str:
+        """The CSRF token a form must send back: a MAC of what the browser's cookie holds (the
+        session, or the sign-in form's nonce), which another site can neither read nor make."""
+        mac = hmac.new(self.secret.encode(), f"csrf:{binding}".encode(), hashlib.sha256)
+        return mac.hexdigest()
+
+    def form_token_ok(self, binding: str | None, token: str | None) -> bool:
+        if not binding or not token:
+            return False
+        return hmac.compare_digest(self.form_token(binding), token)
+
     # -- verification ----------------------------------------------------------------------
 
     def verify_access(self, token: str) -> AuthUser:
@@ -128,7 +171,9 @@ class TokenService:
 
         The role comes from the users table, so a promotion or demotion applies at once.
         """
-        claims = self._decode(token, ACCESS)
+        return self._live(self._decode(token, ACCESS))
+
+    def _live(self, claims: dict[str, Any]) -> AuthUser:
         try:
             session = UUID(str(claims.get("sid")))
         except ValueError:

@@ -35,6 +35,7 @@ __all__ = [
     "IdempotencyStore",
     "InvalidToken",
     "Limit",
+    "Logins",
     "Outcome",
     "RateLimited",
     "RateLimiter",
@@ -223,3 +224,25 @@ class UserStore:
         with self.transaction() as cur:
             row = cur.execute(sql, params).fetchone()
         return UserRecord(**row) if row else None
+
+
+class Logins:
+    """The one sign-in check, for the JSON API's login and the admin pages' alike (rules §7):
+    the per-address limit, the failed-login limits per account, then the password."""
+
+    def __init__(self, users: UserStore, limits: RateLimiter) -> None:
+        self.users, self.limits = users, limits
+
+    def authenticate(self, email: str, password: str, address: str) -> UserRecord | None:
+        """The account these credentials open, or None (a failure, counted); `RateLimited`
+        (429) when the address or the account has used its attempts."""
+        self.limits.check("login", address)
+        try:
+            account = email_key(email)
+        except ValueError:
+            return None  # no account can have such an email: nothing to count against
+        self.limits.check_login_failures(account, address)
+        user = self.users.authenticate(email, password)
+        if user is None:
+            self.limits.count_login_failure(account, address)
+        return user

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 
 from adapters.settings import ServiceSettings
-from api import errors, idempotency
+from api import admin_pages, errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
 from api.metrics import REQUEST_LATENCY, method_label
@@ -64,7 +65,10 @@ def create_app(
             if services is None:
                 built.close()
 
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the fastapi-offline wheel: they
+    # render with no internet (FastAPI's default pages load them from a CDN).
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="PeerPush Ledger",
         version="1",
         description=DESCRIPTION,
@@ -96,7 +100,11 @@ def create_app(
     errors.document(app, found)
     for router in found:
         app.include_router(router, prefix="/v1")
+    app.include_router(admin_pages.router)  # HTML for browsers, outside the JSON API
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
 
 
 # rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a

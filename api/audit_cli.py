@@ -1,20 +1,24 @@
-"""``peerpush audit verify|export|balance`` (also ``python -m projections.audit``).
+"""``peerpush audit verify|report|export|balance`` (also ``python -m projections.audit``).
 
 Read-only against ``DATABASE_URL`` (or the embedded server) and ``DB_SCHEMA``: no migration
-is run and nothing is written. ``verify`` exits 0 when clean and 1 on any finding.
+is run and nothing is written. ``verify`` exits 0 when clean and 1 on any finding; ``report``
+writes the same audit as a printable HTML page (and PDF), with the same exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
+from adapters.pdf import NoBrowser, print_to_pdf
 from api.bootstrap import build_ledger, database_settings
 from application.ledger import Ledger
 from domain.errors import NotFound
@@ -22,6 +26,7 @@ from projections.audit.balance import balance, parse_as_of, write_text
 from projections.audit.chaincheck import parse_head
 from projections.audit.export import export
 from projections.audit.verify import verify
+from projections.pages import audit_page
 from projections.position_times import IndexBehind
 
 
@@ -36,6 +41,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report.write_json(sys.stdout)
     else:
         report.write_text(sys.stdout)
+    return 0 if report.clean else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    report = verify(database_settings(), decoder(), expect_head=args.expect_head)
+    html = Path(args.html)
+    html.write_text(audit_page(report, datetime.now(UTC)), encoding="utf-8")
+    print(f"audit report written to {html}", file=sys.stderr)
+    if args.pdf:
+        try:
+            print_to_pdf(html, Path(args.pdf))
+        except (NoBrowser, subprocess.SubprocessError) as error:
+            print(f"audit report: no PDF: {error}", file=sys.stderr)
+            return 2
+        print(f"audit report printed to {args.pdf}", file=sys.stderr)
     return 0 if report.clean else 1
 
 
@@ -87,7 +107,7 @@ def _time(text: str) -> datetime:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add ``verify``, ``export`` and ``balance`` under ``peerpush audit``."""
+    """Add ``verify``, ``report``, ``export`` and ``balance`` under ``peerpush audit``."""
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     actions = parser.add_subparsers(dest="audit_command", required=True)
@@ -101,6 +121,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a chain head printed by an earlier audit: prove the stream unchanged up to it",
     )
     v.set_defaults(func=cmd_verify)
+
+    r = actions.add_parser("report", help="the audit as a printable page an auditor can sign")
+    r.add_argument("--html", required=True, metavar="FILE", help="write the page here")
+    r.add_argument("--pdf", metavar="FILE", help="also print it to PDF (headless Chromium)")
+    r.add_argument("--expect-head", metavar="POSITION:HEX", type=parse_head)
+    r.set_defaults(func=cmd_report)
 
     e = actions.add_parser("export", help="stream decoded events or the journal")
     e.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")

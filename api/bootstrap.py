@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
+from adapters.browser_sessions import BrowserSessions
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.payout_accounts import PgPayoutAccounts
@@ -20,7 +21,7 @@ from adapters.proof_store import build_proof_store
 from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.test_clock import PgTestClock
-from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
+from adapters.users import IdempotencyStore, Logins, RateLimiter, TokenService, UserStore
 from api.metrics import PAYOUTS_PAUSED
 from application.cashouts import Cashouts, CashoutWorker, ConnectEvents
 from application.ledger import Ledger
@@ -133,8 +134,15 @@ class Services:
     # paused (PAYOUTS_PAUSED: asked before each pass, exported as a metric).
     withdrawals: WithdrawalWorker = field(init=False)
     cashouts: CashoutWorker = field(init=False)
+    # Signing in: one check (limits, password) for the JSON API and the admin pages' cookie.
+    logins: Logins = field(init=False)
+    browser: BrowserSessions = field(init=False)
 
     def __post_init__(self) -> None:
+        self.logins = Logins(self.users, self.limits)
+        self.browser = BrowserSessions(
+            self.tokens, self.logins, secure=lambda: self.config.production
+        )
         self.withdrawals = WithdrawalWorker(
             self.ledger, self.payments, self.locks, paused=self.payouts_paused
         )

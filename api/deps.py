@@ -7,6 +7,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from adapters.browser_sessions import (
+    FORM_COOKIE,
+    SESSION_COOKIE,
+    Cookie,
+    FormRefused,
+    NotAdmin,
+    NotSignedIn,
+    WrongCredentials,
+)
 from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
 from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
 from adapters.simulated_stripe import SimulatedStripe
@@ -14,6 +23,7 @@ from adapters.users import (
     AuthUser,
     DuplicateUser,
     InvalidToken,
+    RateLimited,
     TokenPair,
     UserRecord,
     email_key,
@@ -28,16 +38,25 @@ from projections.position_watch import TooManyWaiters
 
 # What routers need of the adapters, named here so no router imports an adapter
 # (tests/unit/test_layers.py): the caller, the account records and their errors, and the
-# embedded default's simulated Stripe, whose checkout pages the API serves.
+# embedded default's simulated Stripe, whose checkout pages the API serves; the admin pages'
+# browser sessions.
 __all__ = [
+    "FORM_COOKIE",
+    "SESSION_COOKIE",
     "SIMULATED_CHECKOUT_PATH",
     "SIMULATED_CONNECT_PATH",
     "AuthUser",
+    "Cookie",
     "DuplicateUser",
+    "FormRefused",
     "InvalidToken",
+    "NotAdmin",
+    "NotSignedIn",
+    "RateLimited",
     "SimulatedStripe",
     "TokenPair",
     "UserRecord",
+    "WrongCredentials",
     "email_key",
     "normalise_email",
 ]

@@ -24,14 +24,13 @@ DOCS_PATHS = ("/docs", "/redoc")
 STRICT_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
 )
-# /docs and /redoc load Swagger UI / ReDoc from jsDelivr, start it with an inline script and
-# fetch /openapi.json; ReDoc adds Google Fonts and a worker from a blob.
+# /docs and /redoc load Swagger UI / ReDoc from this server (api.app.DOCS_ASSETS), start it
+# with an inline script and fetch /openapi.json; ReDoc runs a worker from a blob.
 DOCS_POLICY = (
     "default-src 'none'; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; "
-    "img-src 'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly; "
+    "script-src 'self' 'unsafe-inline'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; "
     "connect-src 'self'; worker-src blob:; "
     "frame-ancestors 'none'; base-uri 'none'"
 )

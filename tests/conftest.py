@@ -7,8 +7,11 @@ under ``./.data`` (a developer's machine). They never skip for want of a databas
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +44,38 @@ def pg_settings(database_url: str) -> Iterator[DatabaseSettings]:
 def pg_env(pg_settings: DatabaseSettings) -> dict[str, str]:
     """An ``eventsourcing`` environment whose tables are created in this test's schema."""
     return pg_settings.eventsourcing_env(create_table=True)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SESSION_STARTED = time.time()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, installed with apt when missing (CI runs as root with apt
+    reachable): the browser tests and the PDF report never skip for want of it."""
+    if not CHROMIUM.exists():
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update"], check=True, env=env, timeout=900)
+        subprocess.run(["apt-get", "install", "-y", "chromium"], check=True, env=env, timeout=1500)
+    assert CHROMIUM.exists(), "apt-get install chromium did not provide /usr/bin/chromium"
+    return str(CHROMIUM)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests leave what a person may want to look at (screenshots, reports): gitignored."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Name the artifacts this run left (screenshots, the audit report and its PDF)."""
+    if not ARTIFACTS.is_dir():
+        return
+    made = sorted(p for p in ARTIFACTS.iterdir() if p.stat().st_mtime >= SESSION_STARTED)
+    if made:
+        terminalreporter.write_sep("-", "artifacts")
+        for path in made:
+            terminalreporter.write_line(str(path))

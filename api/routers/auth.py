@@ -23,7 +23,6 @@ from api.deps import (
     ServicesDep,
     TokenPair,
     UserRecord,
-    email_key,
     normalise_email,
 )
 from api.errors import ApiError
@@ -126,13 +125,8 @@ def register(body: RegisterIn, request: Request, services: ServicesDep) -> UserO
 
 @router.post("/login", response_model=TokensOut, responses={401: {}, 429: {}})
 def login(body: LoginIn, request: Request, services: ServicesDep) -> TokensOut:
-    address = client_address(request)
-    services.limits.check("login", address)
-    account = email_key(body.email)
-    services.limits.check_login_failures(account, address)
-    user = services.users.authenticate(body.email, body.password)
+    user = services.logins.authenticate(body.email, body.password, client_address(request))
     if user is None:
-        services.limits.count_login_failure(account, address)
         raise ApiError(401, "invalid_credentials", "wrong email or password", headers=UNAUTHORIZED)
     return tokens_out(services.tokens.issue(user.id, user.role))
 

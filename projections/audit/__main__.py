@@ -1,4 +1,4 @@
-"""``python -m projections.audit verify|export|balance ...``: the same as ``peerpush audit``."""
+"""``python -m projections.audit verify|report|export|balance ...``: as ``peerpush audit``."""
 
 import sys
 

@@ -154,6 +154,36 @@ def scenario(a: Audited) -> dict[str, UUID]:
     return users
 
 
+def open_challenge(a: Audited) -> None:
+    """A published challenge still running, with three stakes in its pool, and a refund."""
+    ledger, now = a.ledger, a.clock.now()
+    owner, *others = (uuid5(NS, f"open-{n}") for n in range(3))
+    for user in (owner, *others):
+        ledger.credit_deposit(user, f"pi_open_{user.hex[:6]}", 2_000, Cause.stripe("evt_open"))
+    start = (now + timedelta(days=1)).replace(hour=0, minute=0)
+    made = ledger.create_challenge(
+        owner,
+        Cause.user(owner),
+        name="Still open",
+        starts_at=start,
+        ends_at=start + timedelta(days=5),
+        entry_stake=700,
+        window_start="00:00",
+        window_end="00:00",
+        timezone="UTC",
+        verification_mode="quorum",
+        penalty_tokens=0,
+        proof_types=["text"],
+    )
+    ledger.publish(made.challenge_id, owner, Cause.user(owner))
+    for user in others:
+        ledger.join(made.invite_code, user, "UTC", Cause.user(user))
+    held = ledger.request_withdrawal(owner, uuid4(), 300, Cause.user(owner))
+    for lot_id, _ in held.lots:
+        refund = f"re_open_{lot_id.hex[:8]}"
+        ledger.record_refund(owner, held.withdrawal_id, lot_id, refund, Cause.worker("refunds"))
+
+
 def bulk(a: Audited, wallets: int, *, tag: str = "", per_save: int = 25) -> None:
     """About seven events per wallet, fast: wallets changed in memory, saved 25 at a time."""
     cause = Cause.admin(ADMIN, f"bulk{tag}")
