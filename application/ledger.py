@@ -16,16 +16,28 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application, Repository
-from eventsourcing.persistence import IntegrityError, Transcoder
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Repository,
+)
+from eventsourcing.persistence import (
+    IntegrityError,
+    Notification,
+    Recording,
+    StoredEvent,
+    Transcoder,
+)
 
 from application.due import DueIndex
-from application.ports import Clock, SystemClock
+from application.group_commit import GroupCommit, Save
+from application.ports import BatchPart, Clock, SystemClock
 from application.receipts import (
     CashoutHeld,
     ChallengeCreated,
@@ -104,10 +116,13 @@ class Ledger(Application[UUID]):
         *,
         clock: Clock | None = None,
         settings: LedgerSettings | None = None,
+        group_commit: bool = True,
     ) -> None:
         super().__init__(env)
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.defaults()
+        # Concurrent commands' saves share a transaction (GROUP_COMMIT, docs/settings.md).
+        self.group_commit = GroupCommit(self._insert_batch) if group_commit else None
         self._due = DueIndex(self.settings.settlement_delay)
         self._due_lock = threading.Lock()
 
@@ -639,10 +654,40 @@ class Ledger(Application[UUID]):
         # (adapters/atomic_responses.py). Only the changed ones, so a response can tell what
         # the command did (a re-join that only opens a wallet did not join).
         changed = tuple(a for a in aggregates if a.pending_events)
-        recordings = self.save(*aggregates, saved_aggregates=changed)
-        if not recordings:
+        if self.group_commit is None:
+            recordings = self.save(*aggregates, saved_aggregates=changed)
+            if not recordings:
+                return Receipt(self._head())
+            return Receipt(recordings[-1].notification.id)
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.collect_events(*aggregates)
+        if not processing.events:
             return Receipt(self._head())
-        return Receipt(recordings[-1].notification.id)
+        # Encoded here, in the command's own thread: the batch's writer only writes.
+        stored = [self.mapper.to_stored_event(e) for e in processing.events]
+        ids = self.group_commit.submit(Save(stored, changed))
+        recordings = [
+            Recording(
+                event,
+                Notification(
+                    id=n,
+                    originator_id=s.originator_id,
+                    originator_version=s.originator_version,
+                    topic=s.topic,
+                    state=s.state,
+                ),
+            )
+            for event, s, n in zip(processing.events, stored, ids, strict=True)
+        ]
+        # As `Application.save` does after its commit.
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        return Receipt(ids[-1])
+
+    def _insert_batch(
+        self, stored: Sequence[StoredEvent], parts: Sequence[BatchPart]
+    ) -> Sequence[int] | None:
+        return self.recorder.insert_events(stored, batch=parts)
 
     def _get(self, cls: type[A], aggregate_id: UUID) -> A:
         found = self._maybe(cls, aggregate_id)

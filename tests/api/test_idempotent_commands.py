@@ -93,14 +93,13 @@ class Died(Exception):
 
 def die_after_commit(services: Services, patch: pytest.MonkeyPatch) -> None:
     """Every save commits and then the process dies: nothing after the commit runs, not even
-    giving the key back."""
-    real_save = services.ledger.save
+    giving the key back. (``_notify`` is what every save calls once its events committed,
+    alone or in a group commit.)"""
 
-    def save_then_die(*objs: Any, **kwargs: Any) -> Any:
-        real_save(*objs, **kwargs)
+    def die(*_: Any, **__: Any) -> None:
         raise Died
 
-    patch.setattr(services.ledger, "save", save_then_die)
+    patch.setattr(services.ledger, "_notify", die)
     patch.setattr(services.idempotency, "release", lambda claim: None)
 
 

@@ -1,0 +1,166 @@
+"""Group commit: concurrent commands' saves written in one transaction.
+
+Every save into the events table takes the table's write lock for its whole transaction (so
+positions follow commit order and a reader never skips an event), which serialises writers:
+one save per commit, whatever the number of threads. Here the saves queued while one
+transaction is being written go together into the next one (leader/follower: the first
+waiting caller writes the batch, the others wait for their outcome), so a commit carries as
+many commands as arrived meanwhile, and no one waits for a timer.
+
+Each command still decided alone, on committed state, and gets its own outcome:
+
+- its own positions (`Save.notification_ids`), once the batch has committed;
+- two commands of one batch that change the same aggregate both decided on the same
+  version: the later one is failed with an ``IntegrityError`` before anything is written, and
+  re-run on fresh state by the ledger's retry once the batch has committed;
+- a conflict with another process's write fails the whole insert; the batch is then written
+  again one command per transaction, so only the command(s) that conflicted fail;
+- a command whose stored response could not be built (`BatchPartFailed`) fails alone; the
+  rest of its batch is written again without it;
+- any other error (the database gone, a crash while writing) fails every command of the
+  batch: none was committed, none is acknowledged.
+
+The leader marks outcomes only after the insert returned; the aggregate cache is never
+written here, so it cannot hold what did not commit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from application.ports import BatchPart, BatchPartFailed
+
+# The largest batch one transaction carries; more queued saves wait for the next.
+MAX_BATCH = 256
+
+# (every stored event of the batch, one part per command) -> the notification ids, in order.
+Insert = Callable[[Sequence[StoredEvent], Sequence[BatchPart]], Sequence[int] | None]
+
+
+@dataclass(eq=False)
+class Save:
+    """One command's events, waiting to be written with others."""
+
+    stored: Sequence[StoredEvent]
+    saved: Sequence[object]
+    # The caller's context: what the recorder needs to know about the request it came from
+    # (e.g. the idempotent response to store with these events).
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    notification_ids: Sequence[int] = ()
+    error: BaseException | None = None
+    done: bool = False
+
+    @property
+    def originators(self) -> set[UUID | str]:
+        return {s.originator_id for s in self.stored}
+
+    def part(self) -> BatchPart:
+        return BatchPart(len(self.stored), self.context, self.saved)
+
+    def result(self) -> Sequence[int]:
+        if self.error is not None:
+            raise self.error
+        return self.notification_ids
+
+
+class GroupCommit:
+    """Writes queued saves together; `submit` returns once the caller's save committed."""
+
+    def __init__(self, insert: Insert, max_batch: int = MAX_BATCH) -> None:
+        self._insert = insert
+        self._max_batch = max_batch
+        self._changed = threading.Condition()
+        self._queue: list[Save] = []
+        self._writing = False
+        # How many transactions and commands were written (read by benchmarks and tests).
+        self.batches = 0
+        self.commands = 0
+
+    def submit(self, save: Save) -> Sequence[int]:
+        """Write ``save`` with whatever else is queued; its notification ids, or its error."""
+        with self._changed:
+            self._queue.append(save)
+        while True:
+            with self._changed:
+                while not save.done and self._writing:
+                    self._changed.wait()
+                if save.done:
+                    return save.result()
+                self._writing = True
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+            try:
+                self._write(batch)
+            finally:
+                outcome: BaseException = RuntimeError("the batch writing this save was interrupted")
+                for queued in batch:
+                    if not queued.done:
+                        queued.error, queued.done = outcome, True
+                with self._changed:
+                    self._writing = False
+                    self._changed.notify_all()
+
+    def _write(self, batch: list[Save]) -> None:
+        """Write ``batch``, giving every save its outcome (never raises an ``Exception``)."""
+        accepted: list[Save] = []
+        conflicted: list[Save] = []
+        touched: set[UUID | str] = set()
+        for save in batch:
+            originators = save.originators
+            if originators & touched:
+                conflicted.append(save)
+            else:
+                touched |= originators
+                accepted.append(save)
+        self._write_together(accepted)
+        for save in conflicted:
+            error = IntegrityError("another command of the same batch changed this aggregate")
+            save.error, save.done = error, True
+
+    def _write_together(self, saves: list[Save]) -> None:
+        if not saves:
+            return
+        try:
+            ids = self._insert(
+                [s for save in saves for s in save.stored], [s.part() for s in saves]
+            )
+        except BatchPartFailed as failed:
+            saves[failed.index].error, saves[failed.index].done = failed.cause, True
+            self._write_together([s for i, s in enumerate(saves) if i != failed.index])
+            return
+        except IntegrityError as error:
+            if len(saves) == 1:
+                saves[0].error, saves[0].done = error, True
+                return
+            for save in saves:
+                self._write_together([save])
+            return
+        except Exception as error:
+            for save in saves:
+                save.error, save.done = error, True
+            return
+        self._deliver(saves, ids or ())
+
+    def _deliver(self, saves: list[Save], ids: Sequence[int]) -> None:
+        expected = sum(len(save.stored) for save in saves)
+        if len(ids) != expected:
+            # A recorder that does not return positions (the ledger's never do): nothing to split.
+            error = RuntimeError(
+                f"the recorder returned {len(ids)} positions for {expected} events"
+            )
+            for save in saves:
+                save.error, save.done = error, True
+            return
+        start = 0
+        self.batches += 1
+        self.commands += len(saves)
+        for save in saves:
+            end = start + len(save.stored)
+            save.notification_ids, save.done = tuple(ids[start:end]), True
+            start = end
