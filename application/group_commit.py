@@ -13,8 +13,12 @@ Each command still decided alone, on committed state, and gets its own outcome:
 - two commands of one batch that change the same aggregate both decided on the same
   version: the later one is failed with an ``IntegrityError`` before anything is written, and
   re-run on fresh state by the ledger's retry once the batch has committed;
-- a conflict with another process's write fails the whole insert; the batch is then written
-  again one command per transaction, so only the command(s) that conflicted fail;
+- a command that decided on a version this process has since committed past (it loaded its
+  aggregate before an earlier batch committed) is failed the same way, before writing: the
+  writer remembers the last version it committed of each aggregate (`MAX_TRACKED` of them);
+- a conflict the writer cannot see (another process's write) fails the whole insert; the
+  command named by the database's error is failed and the rest written again (if none can be
+  named, one command per transaction), so only the command(s) that conflicted fail;
 - a command whose stored response could not be built (`BatchPartFailed`) fails alone; the
   rest of its batch is written again without it;
 - any other error (the database gone, a crash while writing) fails every command of the
@@ -27,6 +31,7 @@ written here, so it cannot hold what did not commit.
 from __future__ import annotations
 
 import contextvars
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +43,12 @@ from application.ports import BatchPart, BatchPartFailed
 
 # The largest batch one transaction carries; more queued saves wait for the next.
 MAX_BATCH = 256
+# How many aggregates' last committed versions the writer remembers (then it starts afresh:
+# the memory only spares the database conflicts it would report anyway).
+MAX_TRACKED = 100_000
+# A unique violation on the events' key names the row: "(originator_id, originator_version)=
+# (<id>, <version>)".
+_DUPLICATE = re.compile(r"=\(([0-9a-fA-F-]{36}), (\d+)\)")
 
 # (every stored event of the batch, one part per command) -> the notification ids, in order.
 Insert = Callable[[Sequence[StoredEvent], Sequence[BatchPart]], Sequence[int] | None]
@@ -78,6 +89,8 @@ class GroupCommit:
         self._changed = threading.Condition()
         self._queue: list[Save] = []
         self._writing = False
+        # Aggregate id -> the last version this writer committed (only the writer touches it).
+        self._committed: dict[UUID | str, int] = {}
         # How many transactions and commands were written (read by benchmarks and tests).
         self.batches = 0
         self.commands = 0
@@ -113,7 +126,7 @@ class GroupCommit:
         touched: set[UUID | str] = set()
         for save in batch:
             originators = save.originators
-            if originators & touched:
+            if originators & touched or self._is_stale(save):
                 conflicted.append(save)
             else:
                 touched |= originators
@@ -122,6 +135,10 @@ class GroupCommit:
         for save in conflicted:
             error = IntegrityError("another command of the same batch changed this aggregate")
             save.error, save.done = error, True
+
+    def _is_stale(self, save: Save) -> bool:
+        committed = self._committed
+        return any(s.originator_version <= committed.get(s.originator_id, 0) for s in save.stored)
 
     def _write_together(self, saves: list[Save]) -> None:
         if not saves:
@@ -138,14 +155,32 @@ class GroupCommit:
             if len(saves) == 1:
                 saves[0].error, saves[0].done = error, True
                 return
-            for save in saves:
-                self._write_together([save])
+            named = self._conflicting(saves, error)
+            if named is None:
+                for save in saves:
+                    self._write_together([save])
+                return
+            named.error, named.done = error, True
+            self._write_together([s for s in saves if s is not named])
             return
         except Exception as error:
             for save in saves:
                 save.error, save.done = error, True
             return
         self._deliver(saves, ids or ())
+
+    @staticmethod
+    def _conflicting(saves: list[Save], error: IntegrityError) -> Save | None:
+        """The save holding the event the database's error names, if it names one."""
+        found = _DUPLICATE.search(str(error))
+        if found is None:
+            return None
+        originator, version = found.group(1).lower(), int(found.group(2))
+        for save in saves:
+            for s in save.stored:
+                if str(s.originator_id) == originator and s.originator_version == version:
+                    return save
+        return None
 
     def _deliver(self, saves: list[Save], ids: Sequence[int]) -> None:
         expected = sum(len(save.stored) for save in saves)
@@ -160,6 +195,11 @@ class GroupCommit:
         start = 0
         self.batches += 1
         self.commands += len(saves)
+        if len(self._committed) > MAX_TRACKED:
+            self._committed.clear()
+        for save in saves:
+            for s in save.stored:
+                self._committed[s.originator_id] = s.originator_version
         for save in saves:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True

@@ -11,6 +11,7 @@ commands can later share one transaction (group commit).
 from __future__ import annotations
 
 import logging
+import pickle
 import random
 import secrets
 import string
@@ -75,25 +76,43 @@ INVITE_ALPHABET = string.ascii_uppercase + string.digits
 
 
 class SerialisedRepository(Repository[UUID]):
-    """The library's repository, safe for concurrent gets of one cached aggregate.
+    """The library's repository, safe for concurrent gets of one cached aggregate, and
+    cheaper per get.
 
     The library fast-forwards a cached aggregate in place under a per-aggregate lock, but
     deep-copies it for the caller outside that lock: a thread copying while another
     fast-forwards gets a torn aggregate (an event half applied) or "dictionary changed size
-    during iteration". Gets of one aggregate are serialised here (striped locks).
+    during iteration". Gets of one aggregate are serialised here (striped locks), and the
+    caller's copy is made inside that lock.
+
+    The copy is a pickle round trip rather than ``copy.deepcopy``: the same independent
+    object graph, about three times cheaper on a wallet with many lots (a command's largest
+    cost in CPU once its saves are grouped). Aggregates of a type in ``immutable`` (never
+    changed after their first event) are served from the cache as they are: no read of the
+    store to fast-forward them and no copy.
     """
 
     STRIPES = 64
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, immutable: tuple[type[Any], ...] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stripes = tuple(threading.Lock() for _ in range(self.STRIPES))
+        self._immutable = immutable
 
     def get(self, aggregate_id: UUID, **kwargs: Any) -> Any:
         if self.cache is None or kwargs.get("version") is not None:
             return super().get(aggregate_id, **kwargs)
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
-            return super().get(aggregate_id, **kwargs)
+            try:
+                cached = self.cache.get(aggregate_id)
+            except KeyError:
+                cached = None
+            if isinstance(cached, self._immutable):
+                return cached
+            found = super().get(aggregate_id, **{**kwargs, "deepcopy_from_cache": False})
+            if kwargs.get("deepcopy_from_cache", True) and self.deepcopy_from_cache:
+                return pickle.loads(pickle.dumps(found, pickle.HIGHEST_PROTOCOL))
+            return found
 
 
 class Ledger(Application[UUID]):
@@ -136,6 +155,7 @@ class Ledger(Application[UUID]):
             fastforward=library.fastforward,
             fastforward_skipping=library.fastforward_skipping,
             deepcopy_from_cache=library.deepcopy_from_cache,
+            immutable=(InviteCode,),
         )
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
@@ -418,7 +438,7 @@ class Ledger(Application[UUID]):
             if joined:
                 wallet.lock_stake(challenge.id, challenge.terms.entry_stake, cause, at)
             receipt = self._save(challenge, wallet)
-            return Joined(receipt.position, challenge.id, joined)
+            return Joined(receipt.position, challenge.id, joined, challenge.participant(user_id))
 
         return self._retrying(attempt)
 
