@@ -95,6 +95,11 @@ class GroupCommit:
         self.batches = 0
         self.commands = 0
 
+    def queued(self) -> int:
+        """How many saves wait for the next batch."""
+        with self._changed:
+            return len(self._queue)
+
     def submit(self, save: Save) -> Sequence[int]:
         """Write ``save`` with whatever else is queued; its notification ids, or its error."""
         with self._changed:
