@@ -43,6 +43,10 @@ from application.ports import BatchPart, BatchPartFailed
 
 # The largest batch one transaction carries; more queued saves wait for the next.
 MAX_BATCH = 256
+# Batches written at once, each by its own leader on its own connection: the table lock
+# still commits them one after the other, but the next one's statements reach the server
+# while the previous one's COMMIT is being flushed.
+MAX_WRITERS = 2
 # How many aggregates' last committed versions the writer remembers (then it starts afresh:
 # the memory only spares the database conflicts it would report anyway).
 MAX_TRACKED = 100_000
@@ -80,15 +84,30 @@ class Save:
         return self.notification_ids
 
 
+@dataclass(eq=False)
+class _Flight:
+    """A batch being written: its saves, the aggregates they change, and the saves failed
+    as soon as it is over (they decided on what it is changing)."""
+
+    accepted: list[Save] = field(default_factory=list)
+    touched: set[UUID | str] = field(default_factory=set)
+    conflicted: list[Save] = field(default_factory=list)
+
+
 class GroupCommit:
     """Writes queued saves together; `submit` returns once the caller's save committed."""
 
-    def __init__(self, insert: Insert, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, insert: Insert, max_batch: int = MAX_BATCH, max_writers: int = MAX_WRITERS
+    ) -> None:
         self._insert = insert
         self._max_batch = max_batch
+        self._max_writers = max_writers
         self._changed = threading.Condition()
         self._queue: list[Save] = []
-        self._writing = False
+        self._writers = 0
+        # The batches being written.
+        self._in_flight: list[_Flight] = []
         # Aggregate id -> the last version this writer committed (only the writer touches it).
         self._committed: dict[UUID | str, int] = {}
         # How many transactions and commands were written (read by benchmarks and tests).
@@ -106,40 +125,50 @@ class GroupCommit:
             self._queue.append(save)
         while True:
             with self._changed:
-                while not save.done and self._writing:
+                while not save.done and not (self._queue and self._writers < self._max_writers):
                     self._changed.wait()
                 if save.done:
                     return save.result()
-                self._writing = True
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
+                flight = self._screen(batch)
+                self._writers += 1
             try:
-                self._write(batch)
+                self._write_together(flight.accepted)
             finally:
-                outcome: BaseException = RuntimeError("the batch writing this save was interrupted")
-                for queued in batch:
-                    if not queued.done:
-                        queued.error, queued.done = outcome, True
+                interrupted = RuntimeError("the batch writing this save was interrupted")
                 with self._changed:
-                    self._writing = False
+                    for accepted in flight.accepted:
+                        if not accepted.done:
+                            accepted.error, accepted.done = interrupted, True
+                    # Failed only now that the batch they conflict with is over, so their
+                    # re-run reads what it committed.
+                    for conflicted in flight.conflicted:
+                        conflicted.error = IntegrityError("changed since this command read it")
+                        conflicted.done = True
+                    self._in_flight.remove(flight)
+                    self._writers -= 1
                     self._changed.notify_all()
 
-    def _write(self, batch: list[Save]) -> None:
-        """Write ``batch``, giving every save its outcome (never raises an ``Exception``)."""
-        accepted: list[Save] = []
-        conflicted: list[Save] = []
-        touched: set[UUID | str] = set()
+    def _screen(self, batch: list[Save]) -> _Flight:
+        """Split ``batch`` into the saves that may be written and those that conflict: with an
+        earlier save of the batch or a batch being written (they are failed when that batch is
+        over), or because this writer has already committed past their version. Called under
+        the lock; the new flight is registered."""
+        flight = _Flight()
         for save in batch:
             originators = save.originators
-            if originators & touched or self._is_stale(save):
-                conflicted.append(save)
-            else:
-                touched |= originators
-                accepted.append(save)
-        self._write_together(accepted)
-        for save in conflicted:
-            error = IntegrityError("another command of the same batch changed this aggregate")
-            save.error, save.done = error, True
+            if originators & flight.touched or self._is_stale(save):
+                flight.conflicted.append(save)
+                continue
+            other = next((f for f in self._in_flight if originators & f.touched), None)
+            if other is not None:
+                other.conflicted.append(save)
+                continue
+            flight.touched |= originators
+            flight.accepted.append(save)
+        self._in_flight.append(flight)
+        return flight
 
     def _is_stale(self, save: Save) -> bool:
         committed = self._committed
@@ -198,13 +227,14 @@ class GroupCommit:
                 save.error, save.done = error, True
             return
         start = 0
-        self.batches += 1
-        self.commands += len(saves)
-        if len(self._committed) > MAX_TRACKED:
-            self._committed.clear()
-        for save in saves:
-            for s in save.stored:
-                self._committed[s.originator_id] = s.originator_version
+        with self._changed:
+            self.batches += 1
+            self.commands += len(saves)
+            if len(self._committed) > MAX_TRACKED:
+                self._committed.clear()
+            for save in saves:
+                for s in save.stored:
+                    self._committed[s.originator_id] = s.originator_version
         for save in saves:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True

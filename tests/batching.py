@@ -17,24 +17,41 @@ WAIT_SECONDS = 30.0
 
 
 class HeldWriter:
-    """Wraps a `GroupCommit`'s insert: the first insert waits for `release`; every insert's
-    number of commands is recorded in `batches`."""
+    """Wraps a `GroupCommit`'s insert: the first inserts, one per writer the group may run at
+    once, wait for `released`; every insert's number of commands is recorded in `batches`.
+    Saves submitted while they are held queue up and are written together next."""
 
     def __init__(self, group: GroupCommit) -> None:
         self.group = group
-        self.entered = threading.Event()
+        self.holding = group._max_writers
+        self.entered = threading.Semaphore(0)
         self.released = threading.Event()
         self.batches: list[int] = []
+        self._lock = threading.Lock()
         real = group._insert
 
         def insert(stored: Sequence[StoredEvent], parts: Sequence[BatchPart]) -> Any:
-            self.batches.append(len(parts))
-            if len(self.batches) == 1:
-                self.entered.set()
+            with self._lock:
+                self.batches.append(len(parts))
+                held = len(self.batches) <= self.holding
+            if held:
+                self.entered.release()
                 assert self.released.wait(WAIT_SECONDS), "the held batch was never released"
             return real(stored, parts)
 
         group._insert = insert
+
+    def hold(self, bystander: Callable[[], Any]) -> list[threading.Thread]:
+        """Run ``bystander`` once per writer, until every writer is held inside its insert."""
+        threads, _ = in_threads([bystander for _ in range(self.holding)])
+        for _ in range(self.holding):
+            assert self.entered.acquire(timeout=WAIT_SECONDS), "a bystander never wrote"
+        return threads
+
+    @property
+    def after(self) -> list[int]:
+        """The batches written after the held ones (their number of commands)."""
+        return self.batches[self.holding :]
 
     def wait_queued(self, n: int) -> None:
         """Until ``n`` saves wait behind the held batch (bounded)."""

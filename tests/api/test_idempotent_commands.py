@@ -325,8 +325,7 @@ def test_commands_sharing_a_batch_store_their_own_responses_and_one_failing_fail
             return ledger.request_withdrawal(player.id, uuid.uuid4(), 100, Cause.user(player.id))
 
     held = HeldWriter(ledger.group_commit)
-    bystander, _ = in_threads([lambda: stack.user(tokens=1)])
-    assert held.entered.wait(30)
+    bystander = held.hold(lambda: stack.user(tokens=1))
     threads, outcomes = in_threads(
         [lambda p=p, q=q: withdraw(p, q) for p, q in zip(players, pendings, strict=True)]
     )
@@ -334,7 +333,7 @@ def test_commands_sharing_a_batch_store_their_own_responses_and_one_failing_fail
     held.released.set()
     joined(bystander + threads)
 
-    assert held.batches[1:] == [3, 2]  # together, then again without the failing one
+    assert held.after == [3, 2]  # together, then again without the failing one
     (first, e0), (_, e1), (third, e2) = outcomes
     assert e0 is None and e2 is None and isinstance(e1, ValueError)
     assert pendings[0].written == (202, {"position": first.position})

@@ -54,16 +54,15 @@ def table() -> Table:
     return Table()
 
 
-@pytest.fixture
-def group(table: Table) -> GroupCommit:
-    return GroupCommit(table.insert)
+@pytest.fixture(params=[1, 2], ids=["one writer", "two writers"])
+def group(table: Table, request: pytest.FixtureRequest) -> GroupCommit:
+    return GroupCommit(table.insert, max_writers=request.param)
 
 
 def batched(group: GroupCommit, saves: list[Save]) -> tuple[HeldWriter, list[Any]]:
     """Write ``saves`` as one batch behind a held one; each save's (ids, error)."""
     held = HeldWriter(group)
-    first, _ = in_threads([lambda: group.submit(save((uuid4(), 1)))])
-    assert held.entered.wait(30)
+    first = held.hold(lambda: group.submit(save((uuid4(), 1))))
     threads, outcomes = in_threads([lambda s=s: group.submit(s) for s in saves])
     held.wait_queued(len(saves))
     held.released.set()
@@ -77,7 +76,7 @@ def test_saves_queued_behind_a_batch_share_the_next_one_each_with_its_own_positi
     a, b, c = uuid4(), uuid4(), uuid4()
     saves = [save((a, 1), (a, 2)), save((b, 1)), save((c, 1), (c, 2), (c, 3))]
     held, outcomes = batched(group, saves)
-    assert held.batches == [1, 3]
+    assert held.after == [3]
     assert [error for _, error in outcomes] == [None, None, None]
     assert [tuple(ids) for ids, _ in outcomes] == [
         (table.rows[(a, 1)], table.rows[(a, 2)]),
@@ -116,7 +115,7 @@ def test_a_conflict_with_another_writer_fails_only_the_command_it_names(
     errors = [error for _, error in outcomes]
     assert errors[0] is None and errors[2] is None
     assert isinstance(errors[1], IntegrityError)
-    assert held.batches == [1, 3, 2]  # the batch, then the same without the conflicting one
+    assert held.after == [3, 2]  # the batch, then the same without the conflicting one
     assert (other, 1) in table.rows
 
 
@@ -134,7 +133,7 @@ def test_a_conflict_the_error_does_not_name_is_found_by_writing_one_command_at_a
     group._insert = insert
     held, outcomes = batched(group, [save((a, 1)), save((b, 1))])
     assert [type(error) for _, error in outcomes] == [type(None), IntegrityError]
-    assert held.batches == [1, 2, 1, 1]
+    assert held.after == [2, 1, 1]
     assert (a, 1) in table.rows and (b, 1) not in table.rows
 
 
@@ -164,8 +163,7 @@ def test_an_error_while_the_batch_is_written_fails_every_command_and_acknowledge
     saves = [save((uuid4(), 1)), save((uuid4(), 1)), save((uuid4(), 1))]
     lost = ConnectionError("the server closed the connection")
     held = HeldWriter(group)
-    first, _ = in_threads([lambda: group.submit(save((uuid4(), 1)))])
-    assert held.entered.wait(30)
+    first = held.hold(lambda: group.submit(save((uuid4(), 1))))
     threads, outcomes = in_threads([lambda s=s: group.submit(s) for s in saves])
     held.wait_queued(len(saves))
     table.fail_with = lost
@@ -174,3 +172,26 @@ def test_an_error_while_the_batch_is_written_fails_every_command_and_acknowledge
     assert [error for _, error in outcomes] == [lost, lost, lost]
     assert all(ids is None for ids, _ in outcomes)
     assert all(s.notification_ids == () for s in saves)
+
+
+def test_a_save_of_what_a_batch_being_written_changes_fails_once_that_batch_is_over(
+    table: Table,
+) -> None:
+    group = GroupCommit(table.insert, max_writers=2)
+    wallet = uuid4()
+    held = HeldWriter(group)
+    held.holding = 1  # only the first writer is held; the second screens what comes next
+    first = held.hold(lambda: group.submit(save((wallet, 1))))
+    late = save((wallet, 1))  # decided on the state the held batch is changing
+    threads, outcomes = in_threads([lambda: group.submit(late)])
+    deadline = 300
+    while group.queued() and deadline:  # bounded: until the second writer has screened it
+        deadline -= 1
+        held.entered.acquire(timeout=0.01)
+    assert group.queued() == 0
+    assert not late.done  # not before the batch it conflicts with is over
+    held.released.set()
+    joined(first + threads)
+    ((ids, error),) = outcomes
+    assert ids is None and isinstance(error, IntegrityError)
+    assert held.batches == [1]  # never written

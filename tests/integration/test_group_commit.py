@@ -62,8 +62,7 @@ def batch_behind_a_held_one(
     and are written together; (result, error) of each."""
     assert app.group_commit is not None
     held = HeldWriter(app.group_commit)
-    bystander, _ = in_threads([lambda: fund(app, uuid4(), 1)])
-    assert held.entered.wait(30)
+    bystander = held.hold(lambda: fund(app, uuid4(), 1))
     threads, outcomes = in_threads(calls)
     held.wait_queued(len(calls))
     before_release()
@@ -83,7 +82,7 @@ def test_withdrawals_batched_together_from_one_wallet_spend_each_token_once(app:
     held, outcomes = batch_behind_a_held_one(app, calls)
     # All twelve decided on the same balance and were queued for one batch: one of them is
     # written with the other wallets' deposits, the rest conflict and re-run on fresh state.
-    assert held.batches[1] == 1 + len(others)
+    assert held.after[0] == 1 + len(others)
     assert all(error is None for _, error in outcomes[RACERS:])
     assert all(app.wallet_of(u).available == 50 for u in others)
     outcomes = outcomes[:RACERS]
@@ -115,7 +114,7 @@ def test_a_command_conflicting_with_another_process_retries_and_the_rest_of_its_
     finally:
         other_process.close()
     assert [error for _, error in outcomes] == [None, None]
-    assert held.batches[1:3] == [2, 1]  # the batch, then without the command that conflicted
+    assert held.after[:2] == [2, 1]  # the batch, then without the command that conflicted
     assert app.wallet_of(contested).available == 1_110  # re-run on the fresh balance
     assert app.wallet_of(quiet).available == 120
     assert_ledger_invariants(app)
@@ -142,11 +141,11 @@ def test_a_failure_inside_the_batch_transaction_fails_all_its_commands_and_commi
             )
 
     calls = [lambda u=u: app.request_withdrawal(u, uuid4(), 100, Cause.user(u)) for u in users]
-    # The held bystander's own insert fails too: it is written after the trigger exists.
+    # The held bystanders' own inserts fail too: they are written after the trigger exists.
     held, outcomes = batch_behind_a_held_one(app, calls, before_release=break_the_next_insert)
     with psycopg.connect(pg_settings.url, autocommit=True) as conn:
         conn.execute(f"DROP TRIGGER refuse_events ON {table}")
-    assert held.batches[1] == len(users)
+    assert held.after[0] == len(users)
     assert all(done is None and "disk full" in str(error) for done, error in outcomes)
     assert app.head() == head  # nothing committed, nothing acknowledged
     for user in users:  # and nothing the batch decided reached the cache
