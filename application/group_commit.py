@@ -108,7 +108,7 @@ class GroupCommit:
         self._writers = 0
         # The batches being written.
         self._in_flight: list[_Flight] = []
-        # Aggregate id -> the last version this writer committed (only the writer touches it).
+        # Aggregate id -> the last version this process committed.
         self._committed: dict[UUID | str, int] = {}
         # How many transactions and commands were written (read by benchmarks and tests).
         self.batches = 0
@@ -232,9 +232,15 @@ class GroupCommit:
             self.commands += len(saves)
             if len(self._committed) > MAX_TRACKED:
                 self._committed.clear()
+            delivered: set[UUID | str] = set()
             for save in saves:
+                delivered |= save.originators
                 for s in save.stored:
                     self._committed[s.originator_id] = s.originator_version
+            # Committed: a save deciding on these versions from now on is not in conflict
+            # with the batch still finishing (only one batch ever changes an aggregate).
+            for flight in self._in_flight:
+                flight.touched -= delivered
         for save in saves:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True
