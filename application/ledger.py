@@ -5,7 +5,8 @@ makes exactly one ``save`` of every aggregate it changed — the atomic unit. A 
 conflict (another command saved one of those aggregates first) rolls the whole save back;
 the command is then re-run on fresh state a bounded number of times and finally refused as a
 :class:`~domain.errors.ConcurrencyConflict`. No I/O happens between loading and saving, so
-commands can later share one transaction (group commit).
+concurrent commands' saves share one transaction (group commit, `application.group_commit`;
+``GROUP_COMMIT=off`` saves each alone), each keeping its own outcome.
 """
 
 from __future__ import annotations
