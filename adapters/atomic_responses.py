@@ -12,6 +12,12 @@ as ``saved_aggregates``) and stores them on the events' own cursor. Only a save 
 counts: a save rolled back by a version conflict (and retried by the ledger) leaves nothing.
 
 Without a pending response (no key, workers, the command line) the recorder is the library's.
+
+Group commit (`application.group_commit`) writes several commands' events in one transaction
+and says which events are whose with the keyword ``batch`` (`application.ports.BatchPart`):
+each command's pending response is then read from that command's own context, built from its
+own last position and aggregates, and stored in the batch's transaction; a response that
+cannot be built fails that command alone (`BatchPartFailed`, the transaction rolled back).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from adapters.idempotency_keys import Claim, store_response
+from application.ports import BatchPart, BatchPartFailed
 
 # (operation id, last position, aggregates saved) -> (HTTP status, JSON body), or None when this
 # save is not one the response can be built from (it is then stored after the command).
@@ -84,6 +91,8 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        if kwargs.get("batch") is not None:
+            return self._insert_batch(stored_events, **kwargs)
         pending = _PENDING.get()
         if pending is None:
             inserted: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
@@ -97,12 +106,32 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
             pending.written, pending._candidate = pending._candidate, None
         return ids
 
+    def _insert_batch(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # The responses stored by the transaction, counted as written once it has committed.
+        stored: list[tuple[PendingResponse, tuple[int, Any]]] = []
+        try:
+            ids: Sequence[int] | None = super().insert_events(
+                stored_events, stored_responses=stored, **kwargs
+            )
+        except _Abort as abort:
+            raise abort.cause from None
+        for pending, response in stored:
+            pending.written = response
+        return ids
+
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids: Sequence[int] | None = super()._fetch_ids_after_insert_events(
             curs, stored_events, **kwargs
         )
+        parts: Sequence[BatchPart] | None = kwargs.get("batch")
+        if parts is not None:
+            if ids:
+                self._store_batch_responses(curs, ids, parts, kwargs["stored_responses"])
+            return ids
         pending = _PENDING.get()
         if pending is None or not ids:
             return ids
@@ -116,3 +145,26 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
         except Exception as e:
             raise _Abort(e) from e
         return ids
+
+    def _store_batch_responses(
+        self,
+        curs: Cursor[DictRow],
+        ids: Sequence[int],
+        parts: Sequence[BatchPart],
+        stored: list[tuple[PendingResponse, tuple[int, Any]]],
+    ) -> None:
+        stored.clear()  # a transaction retried after a lost connection starts afresh
+        end = 0
+        for index, part in enumerate(parts):
+            end += part.count
+            pending = part.context.run(_PENDING.get)
+            if pending is None:
+                continue
+            try:
+                response = pending.respond(pending.operation_id, ids[end - 1], part.saved)
+                if response is not None and store_response(
+                    curs, self.datastore.schema, pending.claim, *response
+                ):
+                    stored.append((pending, response))
+            except Exception as e:
+                raise _Abort(BatchPartFailed(index, e)) from e

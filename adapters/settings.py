@@ -53,6 +53,9 @@ class StoreSettings(BaseSettings):
     postgres_max_overflow: int = Field(default=10, ge=0)
     # Aggregates kept in each process's cache.
     aggregate_cache_maxsize: int = Field(default=10_000, ge=0)
+    # Concurrent commands' saves share one transaction (application/group_commit.py); off
+    # saves each command alone, as before (to bisect a regression).
+    group_commit: bool = True
 
     @classmethod
     def from_env(cls) -> Self:

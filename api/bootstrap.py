@@ -90,7 +90,12 @@ def build_ledger(
     if run_migrations:
         migrate(db)
     env = {**ledger_env(db, process), **(extra_env or {})}
-    return Ledger(env, clock=clock, settings=settings or LedgerSettings.from_env())
+    return Ledger(
+        env,
+        clock=clock,
+        settings=settings or LedgerSettings.from_env(),
+        group_commit=process.group_commit,
+    )
 
 
 def build_projector(db: DatabaseSettings, ledger: Ledger, *, max_waiters: int = 64) -> Projector:

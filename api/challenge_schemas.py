@@ -215,8 +215,8 @@ class JoinOut(BaseModel):
     @classmethod
     def joined_in(cls, challenge: Challenge, user_id: UUID, position: int) -> JoinOut:
         """A new participation, as the join's save left the challenge."""
-        done = Joined(position, challenge.id, joined=True)
-        return cls.of(done, challenge.participant(user_id))
+        me = challenge.participant(user_id)
+        return cls.of(Joined(position, challenge.id, True, me), me)
 
 
 class ChallengeSummaryOut(BaseModel):

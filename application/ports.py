@@ -340,3 +340,33 @@ class PayoutAccounts(Protocol):
     def record_payouts_enabled(self, account_id: str, enabled: bool, at: datetime) -> str | None:
         """Record what Stripe said of the account; returns its user's id (None: not ours)."""
         ...
+
+
+# -- group commit: what the event store's recorder is told about a batch of saves ----------
+
+
+@dataclass(frozen=True)
+class BatchPart:
+    """One command's share of a batch the ledger writes in one transaction (group commit).
+
+    The batch's events are handed to the recorder's ``insert_events`` in order, with the keyword
+    ``batch``: a sequence of these, one per command, ``count`` events each. ``context`` is the
+    command's caller's `contextvars.Context` (the request it came from, e.g. an idempotent
+    response to store with its events); ``saved`` the aggregates the command changed. A
+    recorder that knows nothing of batches ignores the keyword.
+    """
+
+    count: int
+    context: Any
+    saved: Sequence[object]
+
+
+class BatchPartFailed(Exception):
+    """Raised by a recorder, its transaction rolled back, when one command of a batch cannot
+    be written for a reason of its own (its stored response could not be built): that command
+    fails with ``cause`` and the others are written again without it."""
+
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(index, cause)
+        self.index = index
+        self.cause = cause

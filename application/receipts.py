@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from domain.challenge import Participant
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -24,6 +26,8 @@ class ChallengeCreated(Receipt):
 class Joined(Receipt):
     challenge_id: UUID
     joined: bool
+    # The user's participation as the command left it (new, or the one they already had).
+    participant: Participant
 
 
 @dataclass(frozen=True)

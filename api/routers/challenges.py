@@ -196,8 +196,9 @@ def join(
     with idempotent.operation(body, joined) as joining:
         cause = cause_of(user, request)
         done = services.ledger.join(body.invite_code, user.id, body.timezone, cause)
-        me = services.ledger.challenge(done.challenge_id).participant(user.id)
-        return joining.answer(JoinOut.of(done, me), status=201 if done.joined else 200)
+        return joining.answer(
+            JoinOut.of(done, done.participant), status=201 if done.joined else 200
+        )
 
 
 @router.post(

@@ -16,12 +16,14 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.atomic_responses import PendingResponse, responding
 from adapters.users import Outcome
 from api.bootstrap import Services
 from api.idempotency import REPLAYED_HEADER, request_hash
 from domain.aggregate import Cause
 from domain.errors import NotFound
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight, text
+from tests.batching import HeldWriter, in_threads, joined
 
 
 @pytest.fixture
@@ -93,14 +95,13 @@ class Died(Exception):
 
 def die_after_commit(services: Services, patch: pytest.MonkeyPatch) -> None:
     """Every save commits and then the process dies: nothing after the commit runs, not even
-    giving the key back."""
-    real_save = services.ledger.save
+    giving the key back. (``_notify`` is what every save calls once its events committed,
+    alone or in a group commit.)"""
 
-    def save_then_die(*objs: Any, **kwargs: Any) -> Any:
-        real_save(*objs, **kwargs)
+    def die(*_: Any, **__: Any) -> None:
         raise Died
 
-    patch.setattr(services.ledger, "save", save_then_die)
+    patch.setattr(services.ledger, "_notify", die)
     patch.setattr(services.idempotency, "release", lambda claim: None)
 
 
@@ -289,3 +290,56 @@ def test_a_failure_storing_a_votes_response_undoes_the_vote(
     path = f"/submissions/{submission.json()['id']}/votes"
     assert ballot.post(path, json={"approve": True}, headers=key_header()).status_code == 500
     assert stack.services.ledger.verification(UUID(submission.json()["id"])).approvals == []
+
+
+# -- responses of commands sharing one group commit ----------------------------------------
+
+
+def test_commands_sharing_a_batch_store_their_own_responses_and_one_failing_fails_alone(
+    stack: Stack,
+) -> None:
+    """Three withdrawals queued into one batch, each under its own key: each response is
+    built from its own position and stored in the batch's transaction; the one whose
+    response cannot be built fails alone, its tokens untouched, its key still running."""
+    ledger, keys = stack.services.ledger, stack.services.idempotency
+    assert ledger.group_commit is not None
+    players = [stack.user(tokens=500) for _ in range(3)]
+    claims = [
+        keys.begin(p.id, "POST /wallet/withdrawals", f"k-{uuid.uuid4().hex}", "body")
+        for p in players
+    ]
+
+    def respond(_: UUID, position: int, saved: Any) -> tuple[int, Any]:
+        return 202, {"position": position}
+
+    def broken(_: UUID, position: int, saved: Any) -> tuple[int, Any]:
+        raise ValueError("this response cannot be rendered")
+
+    pendings = [
+        PendingResponse(claim, uuid.uuid4(), broken if i == 1 else respond)
+        for i, claim in enumerate(claims)
+    ]
+
+    def withdraw(player: Player, pending: PendingResponse) -> Any:
+        with responding(pending):
+            return ledger.request_withdrawal(player.id, uuid.uuid4(), 100, Cause.user(player.id))
+
+    held = HeldWriter(ledger.group_commit)
+    bystander = held.hold(lambda: stack.user(tokens=1))
+    threads, outcomes = in_threads(
+        [lambda p=p, q=q: withdraw(p, q) for p, q in zip(players, pendings, strict=True)]
+    )
+    held.wait_queued(len(players))
+    held.released.set()
+    joined(bystander + threads)
+
+    assert held.after == [3, 2]  # together, then again without the failing one
+    (first, e0), (_, e1), (third, e2) = outcomes
+    assert e0 is None and e2 is None and isinstance(e1, ValueError)
+    assert pendings[0].written == (202, {"position": first.position})
+    assert pendings[2].written == (202, {"position": third.position})
+    assert pendings[1].written is None
+    assert [ledger.wallet_of(p.id).available for p in players] == [400, 500, 400]
+    for claim, state in zip(claims, ("done", "running", "done"), strict=True):
+        again = keys.begin(claim.user_id, claim.route, claim.key, "body")
+        assert again.outcome is (Outcome.REPLAY if state == "done" else Outcome.RUNNING)

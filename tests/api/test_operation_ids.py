@@ -141,15 +141,14 @@ def test_a_retry_after_a_failed_withdrawal_names_the_same_withdrawal(
     account = register_user()
     fund(api_services, account.id)
     ledger = api_services.ledger
-    real_save = ledger.save
 
-    def save_then_lose_the_answer(*objs: Any, **kwargs: Any) -> Any:
-        real_save(*objs, **kwargs)
+    def lose_the_answer(*_: Any, **__: Any) -> None:
+        # Called by every save once its events committed (alone or in a group commit).
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
     key = f"w-{uuid.uuid4().hex[:8]}"
     with monkeypatch.context() as patch:
-        patch.setattr(ledger, "save", save_then_lose_the_answer)
+        patch.setattr(ledger, "_notify", lose_the_answer)
         lost = withdraw(lenient_client, account, 100, **{"Idempotency-Key": key})
     assert lost.status_code == 500
     retry = withdraw(lenient_client, account, 100, **{"Idempotency-Key": key})
@@ -229,18 +228,17 @@ def test_a_crash_after_the_commit_leaves_the_response_to_replay(
     account = register_user()
     fund(api_services, account.id)
     ledger = api_services.ledger
-    real_save = ledger.save
 
     class Died(Exception):
         pass
 
-    def save_then_die(*objs: Any, **kwargs: Any) -> Any:
-        real_save(*objs, **kwargs)
+    def die(*_: Any, **__: Any) -> None:
+        # Called by every save once its events committed (alone or in a group commit).
         raise Died
 
     key = f"w-{uuid.uuid4().hex[:8]}"
     with monkeypatch.context() as patch:
-        patch.setattr(ledger, "save", save_then_die)
+        patch.setattr(ledger, "_notify", die)
         # Dying means nothing after the commit runs: not even giving the key back.
         patch.setattr(api_services.idempotency, "release", lambda claim: None)
         died = withdraw(lenient_client, account, 120, **{"Idempotency-Key": key})

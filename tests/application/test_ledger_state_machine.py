@@ -14,7 +14,9 @@ ledger must satisfy :func:`tests.invariants.assert_ledger_invariants`, and what 
 notice must match a small model: a delivery counted once, a wallet never below zero, a
 settled pool at zero, a re-join with no second stake, a capped penalty.
 
-The same machine runs on PostgreSQL, in a fresh schema per example.
+The same machine runs on PostgreSQL, in a fresh schema per example. Every save goes through
+group commit (`application.group_commit`); one variant writes each command's save in a batch
+with another command's, and one runs with group commit off.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from adapters.persistence import (
 )
 from adapters.settings import StoreSettings
 from application.erasure import erase_user
+from application.group_commit import GroupCommit, Save
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
@@ -1047,6 +1050,49 @@ LedgerMachine.TestCase.settings = settings(
     MACHINE_SETTINGS, max_examples=60, stateful_step_count=40
 )
 TestLedgerStateMachineInMemory = LedgerMachine.TestCase
+
+
+class WithBystanders(GroupCommit):
+    """Group commit as it runs under load: every save shares its batch with another
+    command's, written first (a stranger's wallet opened), so each command's positions are
+    cut from the middle of a batch and its conflicts are judged among others'."""
+
+    def __init__(self, app: Ledger) -> None:
+        super().__init__(app._insert_batch)
+        self.app = app
+
+    def _write(self, batch: list[Save]) -> None:
+        wallet = Wallet.open(uuid4(), Cause.worker("bystander"), self.app.clock.now())
+        stored = [self.app.mapper.to_stored_event(e) for e in wallet.collect_events()]
+        bystander = Save(stored, ())
+        super()._write([bystander, *batch])
+        assert bystander.error is None, bystander.error
+
+
+class BatchedLedgerMachine(LedgerMachine):
+    """The same machine, every command's save written in a batch with another's."""
+
+    def make_app(self, clock: AdjustableClock) -> Ledger:
+        app = replaying_ledger(clock)
+        app.group_commit = WithBystanders(app)
+        return app
+
+
+class UngroupedLedgerMachine(LedgerMachine):
+    """The same machine with group commit off (``GROUP_COMMIT=off``): each save alone."""
+
+    def make_app(self, clock: AdjustableClock) -> Ledger:
+        return ReplayingLedger({"AGGREGATE_CACHE_MAXSIZE": ""}, clock=clock, group_commit=False)
+
+
+BatchedLedgerMachine.TestCase.settings = settings(
+    MACHINE_SETTINGS, max_examples=30, stateful_step_count=40
+)
+TestLedgerStateMachineInBatches = BatchedLedgerMachine.TestCase
+UngroupedLedgerMachine.TestCase.settings = settings(
+    MACHINE_SETTINGS, max_examples=20, stateful_step_count=30
+)
+TestLedgerStateMachineWithoutGroupCommit = UngroupedLedgerMachine.TestCase
 
 
 class PostgresLedgerMachine(LedgerMachine):

@@ -40,6 +40,7 @@ def development(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Monke
         ("ACCESS_TOKEN_MINUTES", "0"),
         ("RATE_LIMIT_LOGIN", "lots"),
         ("TRUSTED_PROXIES", "proxy.internal"),
+        ("GROUP_COMMIT", "sometimes"),
     ],
 )
 def test_an_unusable_service_setting_refuses_to_start_naming_its_variable(
@@ -104,6 +105,7 @@ def test_every_service_setting_can_be_set_from_the_environment(
         "DB_SCHEMA": "ledger",
         "POSTGRES_POOL_SIZE": "3",
         "AGGREGATE_CACHE_MAXSIZE": "50",
+        "GROUP_COMMIT": "off",
     }
     for name, value in given.items():
         development.setenv(name, value)
@@ -116,6 +118,13 @@ def test_every_service_setting_can_be_set_from_the_environment(
     assert (settings.worker_interval_seconds, settings.read_wait_seconds) == (0.5, 0.0)
     assert (settings.db_schema, settings.postgres_pool_size) == ("ledger", 3)
     assert settings.aggregate_cache_maxsize == 50
+    assert not settings.group_commit
+
+
+def test_group_commit_is_on_unless_switched_off(development: pytest.MonkeyPatch) -> None:
+    assert ServiceSettings.from_env().group_commit
+    assert Ledger().group_commit is not None
+    assert Ledger(group_commit=False).group_commit is None
 
 
 def test_production_defaults_to_real_stripe_and_s3_and_development_to_neither(
