@@ -166,7 +166,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # One event, with the request's id (the request middleware has finished by now).
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.exception(
+            "unhandled error",
+            extra={
+                "request_id": getattr(request.state, "request_id", None),
+                "user_id": getattr(request.state, "user_id", None),
+                "route": route,
+                "error": type(exc).__name__,
+            },
+        )
         return problem(500, "internal_error", "something went wrong; it has been logged")
 
 
