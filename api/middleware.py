@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.logs import REQUEST_ID
 from adapters.settings import ServiceSettings
-from api.errors import problem
+from api.errors import problem, route_template
 from api.metrics import REQUEST_LATENCY, method_label
 
 log = logging.getLogger("peerpush.http")
@@ -210,7 +210,7 @@ class RequestLog:
             await self.app(scope, receive, with_id)
         finally:
             seconds = time.perf_counter() - started
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_template(scope)
             method = method_label(scope["method"])
             REQUEST_LATENCY.labels(method, route, str(status)).observe(seconds)
             log.info(
