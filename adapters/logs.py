@@ -51,7 +51,24 @@ class _Text(logging.Formatter):
 
 
 class _Handler(logging.StreamHandler[TextIO]):
-    """Ours, so configuring again replaces it instead of adding a second one."""
+    """Ours, so configuring again replaces it instead of adding a second one.
+
+    Without a stream of its own it writes to whatever ``sys.stderr`` is at the time (as the
+    logging module's last resort does), so a replaced standard error is never written to
+    after it was closed.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self._fixed = stream
+
+    @property
+    def stream(self) -> TextIO:
+        return self._fixed or sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO | None) -> None:
+        self._fixed = value
 
 
 def configure_logging(
@@ -61,12 +78,13 @@ def configure_logging(
 
     Returns the handler installed on the root logger; calling again replaces it.
     """
-    handler = _Handler(stream or sys.stderr)
+    handler = _Handler(stream)
     formatter: logging.Formatter
     if fmt == "json":
         formatter = JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "%(levelname)s %(name)s %(message)s %(request_id)s",
             rename_fields=RENAMED,
+            timestamp="time",  # ISO 8601 in UTC
         )
     else:
         formatter = _Text(TEXT_FORMAT)

@@ -48,7 +48,9 @@ from application.settings import SettingsError
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    db = database_settings(ProcessSettings.from_env())
+    settings = ProcessSettings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    db = database_settings(settings)
     migrate(db)
     print(f"migrations applied to schema {db.schema!r}")
     return 0

@@ -79,28 +79,31 @@ def log_pass(name: str, result: object) -> None:
 
 def worker_tasks(
     services: Services, names: Sequence[str] = WORKER_NAMES
-) -> list[tuple[str, Callable[[], object], float]]:
-    """Each named worker's pass and its interval, built on the process's services.
-
-    The audit and reconciliation run every ``AUDIT_EVERY`` / ``RECONCILE_EVERY`` (0: never).
-    """
+) -> list[tuple[str, Callable[[], object]]]:
+    """Each named worker's pass, built on the process's services."""
     settlement = SettlementWorker(services.ledger, services.locks)
     watch = build_watch(services)
-    every = services.config.worker_interval_seconds
-    passes: dict[str, tuple[Callable[[], object], float]] = {
-        "settlement": (lambda: settlement_pass(settlement), every),
-        "withdrawals": (services.withdrawals.run_pass, every),
-        "cashouts": (services.cashouts.run_pass, every),
-        "audit": (lambda: audit_pass(watch), services.config.audit_every.total_seconds()),
-        "reconcile": (
-            lambda: reconcile_pass(watch),
-            services.config.reconcile_every.total_seconds(),
-        ),
+    passes: dict[str, Callable[[], object]] = {
+        "settlement": lambda: settlement_pass(settlement),
+        "withdrawals": services.withdrawals.run_pass,
+        "cashouts": services.cashouts.run_pass,
+        "audit": lambda: audit_pass(watch),
+        "reconcile": lambda: reconcile_pass(watch),
     }
     unknown = [name for name in names if name not in passes]
     if unknown:
         raise ValueError(f"no worker named {', '.join(unknown)}")
-    return [(name, *passes[name]) for name in names if passes[name][1] > 0]
+    return [(name, passes[name]) for name in names]
+
+
+def interval(name: str, config: ServiceSettings) -> float:
+    """Seconds between two passes of a worker: ``AUDIT_EVERY`` and ``RECONCILE_EVERY`` for the
+    audit and the reconciliation (0: never run), ``WORKER_INTERVAL_SECONDS`` for the others."""
+    if name == "audit":
+        return config.audit_every.total_seconds()
+    if name == "reconcile":
+        return config.reconcile_every.total_seconds()
+    return config.worker_interval_seconds
 
 
 class Workers:
@@ -122,8 +125,10 @@ class Workers:
     def start(self) -> None:
         if self.projections:
             self._spawn("projections", lambda: self.services.projector.run_forever(self.stop))
-        for name, task, interval in worker_tasks(self.services, self.names):
-            self._spawn(name, functools.partial(run_every, name, task, interval, self.stop))
+        for name, task in worker_tasks(self.services, self.names):
+            every = interval(name, self.services.config)
+            if every > 0:
+                self._spawn(name, functools.partial(run_every, name, task, every, self.stop))
 
     def shutdown(self) -> None:
         self.stop.set()
