@@ -120,17 +120,7 @@ class S3ProofStore:
     ) -> S3ProofStore:
         """A store over a boto3 client; credentials come from the usual AWS chain unless
         given. Nothing is contacted until the first call."""
-        import boto3
-        from botocore.config import Config
-
-        client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
-            **credentials,
-        )
-        return cls(client, bucket)
+        return cls(s3_client(endpoint_url=endpoint_url, region=region, **credentials), bucket)
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (development and tests; production has one)."""
@@ -192,6 +182,22 @@ class S3ProofStore:
             raise
         modified: datetime = head["LastModified"]
         return modified
+
+
+def s3_client(
+    *, endpoint_url: str | None = None, region: str = "us-east-1", **credentials: str
+) -> Any:
+    """A boto3 S3 client (SigV4, three attempts); credentials from the AWS chain unless given."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        region_name=region,
+        config=Config(signature_version="s3v4", retries={"max_attempts": 3}),
+        **credentials,
+    )
 
 
 def _status(error: Any) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -23,6 +24,7 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
 )
 
+from adapters.logs import LogFormat
 from adapters.rate_limits import ENV_PREFIX, Limit, limits_from_env
 from application.settings import SETTINGS_CONFIG, SettingsError, describe, old_names, variables
 
@@ -78,6 +80,17 @@ class ProcessSettings(StoreSettings):
     production_requires: ClassVar[tuple[str, ...]] = ("database_url",)
 
     env: str = "development"
+    # One JSON object per line (production's default) or text for a person (development's).
+    log_format: LogFormat = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _log_format_default(cls, data: Any) -> Any:
+        """Production logs JSON unless told otherwise; development, text."""
+        if isinstance(data, dict) and "log_format" not in data:
+            data = {**data, "log_format": "json" if data.get("env") == "production" else "text"}
+        return data
 
     @field_validator("env")
     @classmethod
@@ -182,6 +195,13 @@ class ServiceSettings(ProcessSettings):
     read_wait_seconds: float = Field(default=2.0, ge=0)
     # How many requests may wait for the read models at once; more are refused at once (503).
     read_max_waiters: int = Field(default=64, gt=0)
+    # The worker's scheduled `audit verify` and `reconcile` (rules §8): how often each runs
+    # (seconds or an ISO 8601 duration such as PT1H; 0 = never).
+    audit_every: timedelta = Field(default=timedelta(hours=1), ge=timedelta(0))
+    reconcile_every: timedelta = Field(default=timedelta(hours=1), ge=timedelta(0))
+    # Where each audit publishes the chain head, outside the database: file:///path or
+    # s3://bucket/key ("" = nowhere).
+    chain_head_export: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -225,6 +245,25 @@ class ServiceSettings(ProcessSettings):
         """Checked at start-up: a typo in ``TRUSTED_PROXIES`` stops the service, not a request."""
         if isinstance(value, str):
             return tuple(str(network) for network in parse_trusted_proxies(value))
+        return value
+
+    @field_validator("audit_every", "reconcile_every", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        """A plain number is seconds (``3600``); anything else is read as a duration."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("chain_head_export")
+    @classmethod
+    def _export_target(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("file:///", "s3://")):
+            raise ValueError("CHAIN_HEAD_EXPORT must be file:///path or s3://bucket/key")
         return value
 
     @field_validator("metrics_listen")

@@ -6,21 +6,19 @@ errors become problem+json in ``api.errors``.
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
+from adapters.logs import configure_logging
 from adapters.settings import ServiceSettings
 from api import admin_pages, errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
-from api.metrics import REQUEST_LATENCY, method_label
-from api.middleware import BodySizeLimit, SecurityHeaders
+from api.metrics import sample_gauges
+from api.middleware import BodySizeLimit, RequestLog, SecurityHeaders
 from api.routers import (
     auth,
     challenges,
@@ -54,10 +52,14 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = services or build_services(config)
+        if services is None:  # a server's process: its logs go out as LOG_FORMAT says
+            configure_logging(built.config.log_format, built.config.log_level)
         app.state.services = built
         workers = Workers(built)
         if runs_workers_in_process(built.config, start_workers):
             workers.start()
+        if built.config.metrics_listen:  # scraped: keep the pool and money gauges fresh
+            sample_gauges(built, workers.stop)
         try:
             yield
         finally:
@@ -78,23 +80,9 @@ def create_app(
     errors.install(app)
     idempotency.install(app)
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = accepted_request_id(request.headers.get("X-Request-Id"))
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        REQUEST_LATENCY.labels(
-            method_label(request.method), path, str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
-
     app.add_middleware(BodySizeLimit)  # pure ASGI: added last, so they run first
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)  # outermost of ours: its line covers the others' answers
 
     found = routers()
     errors.document(app, found)
@@ -105,18 +93,6 @@ def create_app(
 
 
 DOCS_ASSETS = "/docs/assets"
-
-
-# rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
-# header, so only short, plain ids are kept; anything else is replaced by the server's own.
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def accepted_request_id(sent: str | None) -> str:
-    """The client's ``X-Request-Id`` if acceptable, else a new id of the server's."""
-    if sent is not None and REQUEST_ID.fullmatch(sent):
-        return sent
-    return str(uuid.uuid4())
 
 
 def routers() -> list[APIRouter]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.browser_sessions import BrowserSessions
+from adapters.head_export import build_head_export
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.payout_accounts import PgPayoutAccounts
@@ -22,7 +24,7 @@ from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.test_clock import PgTestClock
 from adapters.users import IdempotencyStore, Logins, RateLimiter, TokenService, UserStore
-from api.metrics import PAYOUTS_PAUSED
+from api.metrics import PAYOUTS_PAUSED, count_command
 from application.cashouts import Cashouts, CashoutWorker, ConnectEvents
 from application.ledger import Ledger
 from application.ports import (
@@ -35,10 +37,14 @@ from application.ports import (
     ProofStore,
     SystemClock,
 )
+from application.reconcile import ledger_records, reconcile, wallet_events
 from application.settings import LedgerSettings
 from application.stripe_events import Deposits, StripeEvents
 from application.submissions import Submissions
+from application.watch import AuditResult, MoneyWatch
 from application.withdrawals import WithdrawalWorker
+from projections.audit.chaincheck import parse_head
+from projections.audit.verify import verify
 from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
@@ -90,12 +96,14 @@ def build_ledger(
     if run_migrations:
         migrate(db)
     env = {**ledger_env(db, process), **(extra_env or {})}
-    return Ledger(
+    ledger = Ledger(
         env,
         clock=clock,
         settings=settings or LedgerSettings.from_env(),
         group_commit=process.group_commit,
     )
+    ledger.observers.append(count_command)
+    return ledger
 
 
 def build_projector(db: DatabaseSettings, ledger: Ledger, *, max_waiters: int = 64) -> Projector:
@@ -222,3 +230,24 @@ def build_clock(config: ServiceSettings, db: DatabaseSettings) -> Clock:
     """Business time: the wall clock in production; in development a test clock whose offset
     every process shares (an advance through one API process moves the workers' time too)."""
     return PgTestClock(db) if config.test_clock_enabled else SystemClock()
+
+
+def build_watch(services: Services) -> MoneyWatch:
+    """The worker's scheduled ``audit verify`` and ``reconcile`` (rules §8), publishing the
+    chain head to ``CHAIN_HEAD_EXPORT``."""
+    config = services.config
+    decode = services.ledger.mapper.to_domain_event
+
+    def audit(expect_head: str | None) -> AuditResult:
+        expected = parse_head(expect_head) if expect_head else None
+        report = verify(services.db, decode, expect_head=expected)
+        return AuditResult(len(report.findings), report.head, report.events)
+
+    def reconcile_window(since: datetime, until: datetime) -> int:
+        records = ledger_records(wallet_events(services.ledger))
+        return len(reconcile(since, records, services.payments, until=until).mismatches)
+
+    export = build_head_export(
+        config.chain_head_export, endpoint_url=config.s3_endpoint_url, region=config.aws_region
+    )
+    return MoneyWatch(audit, reconcile_window, services.locks, services.clock, export)

@@ -3,8 +3,9 @@
 - ``peerpush migrate`` applies the migrations (event store and read models);
 - ``peerpush serve`` (``make run``) serves the HTTP API on http://127.0.0.1:8000 and, in
   development only, runs the projection, settlement and withdrawal workers in-process;
-- ``peerpush worker [settlement|withdrawals|all]`` runs the settlement worker, the withdrawal
-  worker or both (the default) as a process of their own, until SIGTERM or SIGINT;
+- ``peerpush worker [settlement|withdrawals|cashouts|audit|reconcile|all]`` runs one periodic
+  worker, or all of them (the default), as a process of their own until SIGTERM or SIGINT;
+  ``audit`` and ``reconcile`` run every ``AUDIT_EVERY`` / ``RECONCILE_EVERY``;
 - ``peerpush demo`` plays a short scripted scenario and prints the balances from the read models;
 - ``peerpush projections run|status|rebuild [NAME]`` runs the projection worker, shows each
   projection's position and lag, or rebuilds read models from the stream;
@@ -29,6 +30,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.logs import configure_logging
 from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
 from adapters.users import UserStore
 from api import audit_cli, reconcile_cli
@@ -46,7 +48,9 @@ from application.settings import SettingsError
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    db = database_settings(ProcessSettings.from_env())
+    settings = ProcessSettings.from_env()
+    configure_logging(settings.log_format, settings.log_level)
+    db = database_settings(settings)
     migrate(db)
     print(f"migrations applied to schema {db.schema!r}")
     return 0
@@ -62,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     config = ServiceSettings.from_env()
+    configure_logging(config.log_format, config.log_level)
     temporary: Path | None = None
     if config.metrics_listen:
         from api.metrics import prepare_multiprocess, serve_internal
@@ -81,7 +86,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 host=args.host,
                 port=args.port,
                 workers=args.workers,
-                log_level="info",
+                log_config=None,  # the app's own (LOG_FORMAT), set in each server process
+                access_log=False,  # one line per request comes from the app, with its route
                 proxy_headers=False,
             )
         finally:
@@ -96,7 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         create_app(config=config),
         host=args.host,
         port=args.port,
-        log_level="info",
+        log_config=None,
+        access_log=False,
         proxy_headers=False,
     )
     return 0
@@ -109,12 +116,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     under an advisory lock. A stop lets the pass under way finish, then exits 0.
     """
     config = ServiceSettings.from_env()
+    configure_logging(config.log_format, config.log_level)
     names = WORKER_NAMES if args.which == "all" else (args.which,)
     services = build_services(config)
     workers = Workers(services, names, projections=False)
     signal.signal(signal.SIGTERM, lambda *_: workers.stop.set())
     signal.signal(signal.SIGINT, lambda *_: workers.stop.set())
     try:
+        if config.metrics_listen:  # the audit, reconcile, backlog and money-in-flight gauges
+            from api.metrics import sample_gauges, serve_internal
+
+            serve_internal(config.metrics_listen)
+            sample_gauges(services, workers.stop)
         workers.start()
         print(f"worker {', '.join(names)} running (SIGTERM or Ctrl-C to stop)", flush=True)
         while not workers.stop.wait(1.0):
@@ -170,6 +183,8 @@ def cmd_projections(args: argparse.Namespace) -> int:
             applied = projector.rebuild(names)
             print(f"rebuilt {', '.join(names or ['all projections'])}: {applied} events replayed")
         else:
+            if isinstance(settings, ProcessSettings):
+                configure_logging(settings.log_format, settings.log_level)
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -207,7 +222,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.set_defaults(func=cmd_serve)
-    worker = commands.add_parser("worker", help="run the settlement and withdrawal workers")
+    worker = commands.add_parser(
+        "worker", help="run the settlement, withdrawal, cash-out, audit and reconcile workers"
+    )
     worker.add_argument("which", nargs="?", default="all", choices=[*WORKER_NAMES, "all"])
     worker.set_defaults(func=cmd_worker)
     commands.add_parser("demo", help="play a scripted scenario, print balances").set_defaults(

@@ -103,17 +103,21 @@ UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
 def current_user(
+    request: Request,
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthUser:
+    """The caller, by access token; its id (never its email) goes in the request's log line."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(
             401, "unauthorized", "a bearer access token is required", headers=UNAUTHORIZED
         )
     try:
-        return services.tokens.verify_access(credentials.credentials)
+        user = services.tokens.verify_access(credentials.credentials)
     except InvalidToken as e:
         raise ApiError(401, "invalid_token", str(e), headers=UNAUTHORIZED) from None
+    request.state.user_id = str(user.id)
+    return user
 
 
 CurrentUser = Annotated[AuthUser, Depends(current_user)]

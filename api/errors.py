@@ -6,6 +6,7 @@ Domain refusals map to statuses here, in one place; a 500 says nothing about int
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -166,8 +167,34 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # One event, with the request's id (the request middleware has finished by now).
+        route = route_template(request.scope)
+        log.exception(
+            "unhandled error",
+            extra={
+                "request_id": getattr(request.state, "request_id", None),
+                "user_id": getattr(request.state, "user_id", None),
+                "route": route,
+                "error": type(exc).__name__,
+            },
+        )
         return problem(500, "internal_error", "something went wrong; it has been logged")
+
+
+def route_template(scope: Mapping[str, Any]) -> str:
+    """The matched route's template with the prefix it is mounted under (``/v1/challenges/
+    {challenge_id}``), or ``unmatched``: a bounded label, and no id in the logs' routes.
+
+    The route knows its path within its router; the prefix is the request path's leading
+    segments before the route's own.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if not isinstance(path, str):
+        return "unmatched"
+    raw = [s for s in str(scope.get("path", "")).split("/") if s]
+    own = [s for s in path.split("/") if s]
+    prefix = raw[: max(0, len(raw) - len(own))]
+    return "/" + "/".join([*prefix, *own])
 
 
 def document(app: FastAPI, routers: list[APIRouter]) -> None:

@@ -8,15 +8,22 @@ server process starts) every process writes its samples there and the internal l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from adapters.settings import ConfigError, parse_listen
+from application.ledger import CommandOutcome
+
+if TYPE_CHECKING:
+    from api.bootstrap import Services
 
 REGISTRY = CollectorRegistry()
 REQUEST_LATENCY = Histogram(
@@ -27,8 +34,14 @@ REQUEST_LATENCY = Histogram(
 )
 COMMANDS = Counter(
     "peerpush_command_outcomes_total",
-    "Mutating requests by outcome",
-    ["route", "outcome"],
+    "Ledger commands by outcome: done, refused (by a rule), conflict (retries spent), failed",
+    ["command", "outcome"],
+    registry=REGISTRY,
+)
+COMMAND_RETRIES = Counter(
+    "peerpush_command_retries_total",
+    "Version conflicts a command was re-run after",
+    ["command"],
     registry=REGISTRY,
 )
 PROJECTION_LAG = Gauge(
@@ -104,3 +117,130 @@ WORKER_PASS_FAILURES = Counter(
     ["worker"],
     registry=REGISTRY,
 )
+
+SETTLEMENT_BACKLOG = Gauge(
+    "peerpush_settlement_backlog",
+    "Challenges due for settlement that the last settlement pass left unsettled",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+IN_FLIGHT_TOKENS = Gauge(
+    "peerpush_in_flight_tokens",
+    "Tokens held for a withdrawal or cash-out awaiting Stripe's outcome (read models)",
+    ["kind"],  # withdrawals | cashouts
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+IN_FLIGHT_WALLETS = Gauge(
+    "peerpush_in_flight_wallets",
+    "Wallets with a withdrawal or cash-out awaiting Stripe's outcome (read models)",
+    ["kind"],
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+POOL_CONNECTIONS = Gauge(
+    "peerpush_db_pool_connections",
+    "Database pool connections of this process: in use, idle, or requests waiting for one",
+    ["pool", "state"],  # pool: events | reads | users; state: in_use | idle | waiting
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+
+# The worker's scheduled audit and reconciliation (rules §8): the alert rules fire on any
+# finding or mismatch, and on a run that did not complete.
+AUDIT_FINDINGS = Gauge(
+    "peerpush_audit_findings",
+    "Findings of the last completed audit verify (0 = the stream, chain and read models agree)",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+AUDIT_RUNS = Counter(
+    "peerpush_audit_runs_total",
+    "Scheduled audit runs by result: clean, findings, error",
+    ["result"],
+    registry=REGISTRY,
+)
+AUDIT_SECONDS = Gauge(
+    "peerpush_audit_duration_seconds",
+    "How long the last audit run took",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+CHAIN_HEAD_POSITION = Gauge(
+    "peerpush_audit_chain_head_position",
+    "Stream position of the chain head the last audit computed (and published)",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+RECONCILE_MISMATCHES = Gauge(
+    "peerpush_reconcile_mismatches",
+    "Mismatches between the ledger and Stripe found by the last completed reconciliation",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+RECONCILE_RUNS = Counter(
+    "peerpush_reconcile_runs_total",
+    "Scheduled reconciliation runs by result: ok, mismatches, error",
+    ["result"],
+    registry=REGISTRY,
+)
+RECONCILE_SECONDS = Gauge(
+    "peerpush_reconcile_duration_seconds",
+    "How long the last reconciliation took",
+    registry=REGISTRY,
+    multiprocess_mode="max",
+)
+
+
+def count_command(ended: CommandOutcome) -> None:
+    """The ledger's observer: every command counted by name and outcome (bounded labels:
+    command names come from the code, outcomes from a fixed set)."""
+    COMMANDS.labels(ended.command, ended.outcome).inc()
+    if ended.retries:
+        COMMAND_RETRIES.labels(ended.command).inc(ended.retries)
+
+
+# Every fixed label value exported from the start (at 0), so a rate or an alert sees the
+# series before its first event.
+for _result in ("clean", "findings", "error"):
+    AUDIT_RUNS.labels(_result)
+for _result in ("ok", "mismatches", "error"):
+    RECONCILE_RUNS.labels(_result)
+SAMPLE_SECONDS = 5.0
+
+
+def refresh_gauges(services: Services) -> None:
+    """Sample what a scrape shows now: this process's pool connections, the projection lag,
+    the money in flight. A database that does not answer leaves the last values."""
+    pools: dict[str, Any] = {
+        "events": getattr(getattr(services.ledger.recorder, "datastore", None), "pool", None),
+        "reads": services.reads.pool,
+        "users": services.users.pool,
+    }
+    for name, pool in pools.items():
+        if pool is None:  # the ledger on an in-memory store (tests)
+            continue
+        stats = pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        POOL_CONNECTIONS.labels(name, "in_use").set(max(0, size - idle))
+        POOL_CONNECTIONS.labels(name, "idle").set(idle)
+        POOL_CONNECTIONS.labels(name, "waiting").set(stats.get("requests_waiting", 0))
+    with contextlib.suppress(Exception):
+        PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))
+        for kind, (wallets, tokens) in services.reads.in_flight().items():
+            IN_FLIGHT_WALLETS.labels(kind).set(wallets)
+            IN_FLIGHT_TOKENS.labels(kind).set(tokens)
+
+
+def sample_gauges(services: Services, stop: threading.Event) -> threading.Thread:
+    """Refresh the gauges every few seconds until ``stop`` (processes with METRICS_LISTEN)."""
+
+    def loop() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                refresh_gauges(services)
+            stop.wait(SAMPLE_SECONDS)
+
+    thread = threading.Thread(target=loop, name="peerpush-gauges", daemon=True)
+    thread.start()
+    return thread

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware guarding the public listener: request body limits and browser headers.
+"""Pure ASGI middleware of the public listener: the request's id and log line, request body
+limits and browser headers.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so a body can be refused before it is read and streamed
 bodies are counted as they arrive. Both read the settings per request from the app's services
@@ -7,14 +8,21 @@ bodies are counted as they arrive. Both read the settings per request from the a
 
 from __future__ import annotations
 
+import logging
 import re
+import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.logs import REQUEST_ID
 from adapters.settings import ServiceSettings
-from api.errors import problem
+from api.errors import problem, route_template
+from api.metrics import REQUEST_LATENCY, method_label
+
+log = logging.getLogger("peerpush.http")
 
 # The one route whose body may carry a photo (multipart), limited by max_upload_bytes.
 UPLOAD_ROUTE = re.compile(r"^/v1/challenges/[^/]+/submissions/?$")
@@ -150,3 +158,69 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
+# header, so only short, plain ids are kept; anything else is replaced by the server's own.
+ACCEPTED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def accepted_request_id(sent: str | None) -> str:
+    """The client's ``X-Request-Id`` if acceptable, else a new id of the server's."""
+    if sent is not None and ACCEPTED_REQUEST_ID.fullmatch(sent):
+        return sent
+    return str(uuid.uuid4())
+
+
+class RequestLog:
+    """Gives each request its id (``X-Request-Id``) and, once answered, one log line and one
+    latency sample: request id, user id (set by ``api.deps.current_user``; never an email),
+    route template, status and duration.
+
+    The id is in ``request.state.request_id`` for the events' cause and in ``REQUEST_ID`` for
+    every log record made while the request runs (commands included).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = accepted_request_id(sent.decode("latin-1") if sent is not None else None)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        token = REQUEST_ID.set(request_id)
+        status = 500  # unless the app answers: an exception is answered 500 outside
+        started = time.perf_counter()
+
+        async def with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            method = method_label(scope["method"])
+            REQUEST_LATENCY.labels(method, route, str(status)).observe(seconds)
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "user_id": state.get("user_id"),
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 2),
+                },
+            )
+            REQUEST_ID.reset(token)

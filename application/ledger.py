@@ -19,6 +19,7 @@ import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
@@ -57,6 +58,7 @@ from domain.aggregate import Cause, LedgerAggregate
 from domain.challenge import Cancellation, Challenge
 from domain.errors import (
     ConcurrencyConflict,
+    DomainError,
     InvalidField,
     NotFound,
     NotSettleable,
@@ -68,12 +70,35 @@ from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
 log = logging.getLogger("peerpush.settlement")
+command_log = logging.getLogger("peerpush.commands")
 T = TypeVar("T")
 UNKNOWN_INVITE_CODE = "no challenge has that invite code"
 
 A = TypeVar("A", bound=LedgerAggregate)
 
 INVITE_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """How one command ended, for its log line and the command metrics.
+
+    ``outcome``: ``done``; ``refused`` by a rule (``code`` names it); ``conflict`` when version
+    conflicts outlasted the retries; ``failed`` on any other error (logged where it is handled).
+    """
+
+    command: str
+    outcome: str
+    code: str | None
+    retries: int
+    position: int | None
+    seconds: float
+
+
+def command_name(decide: Callable[..., object]) -> str:
+    """The public command a closure was written in: ``Ledger.join.<locals>.attempt`` → join."""
+    owner = getattr(decide, "__qualname__", "").split(".<locals>")[0]
+    return owner.rpartition(".")[2].lstrip("_") or "command"
 
 
 class SerialisedRepository(Repository[UUID]):
@@ -145,6 +170,8 @@ class Ledger(Application[UUID]):
         self.group_commit = GroupCommit(self._insert_batch) if group_commit else None
         self._due = DueIndex(self.settings.settlement_delay)
         self._due_lock = threading.Lock()
+        # Told how every command ended (the composition root adds the metrics' counter).
+        self.observers: list[Callable[[CommandOutcome], None]] = []
 
     def construct_repository(self) -> Repository[UUID]:
         library = super().construct_repository()
@@ -617,7 +644,7 @@ class Ledger(Application[UUID]):
                 cancelled.append(challenge_id)
         with self._due_lock:
             self._due.push_back(retry)
-        return Swept(self._head(), tuple(settled), tuple(cancelled), tuple(failed))
+        return Swept(self._head(), tuple(settled), tuple(cancelled), tuple(failed), len(due))
 
     # -- reading the store ----------------------------------------------------------------
 
@@ -745,17 +772,72 @@ class Ledger(Application[UUID]):
             decide(wallet, self._now())
             return self._save(wallet)
 
-        return self._retrying(attempt)
+        return self._retrying(attempt, command_name(decide))
 
-    def _retrying(self, attempt: Callable[[], T]) -> T:
+    def _retrying(self, attempt: Callable[[], T], name: str | None = None) -> T:
         """Re-run a command on fresh state after a version conflict, a bounded number of
-        times with jittered backoff, then refuse it."""
+        times with jittered backoff, then refuse it.
+
+        Every command passes here once, so here it is logged (one line: its outcome, the
+        retries it took and the stream position) and counted (``observers``).
+        """
+        name = name or command_name(attempt)
         retries = self.settings.command_retries
-        for n in range(retries + 1):
-            try:
-                return attempt()
-            except IntegrityError:
-                if n == retries:
-                    break
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
-        raise ConcurrencyConflict("too many concurrent changes; try again")
+        started = time.perf_counter()
+        n = 0
+        try:
+            for n in range(retries + 1):
+                try:
+                    result = attempt()
+                except IntegrityError:
+                    if n == retries:
+                        break
+                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
+                else:
+                    self._ended(name, "done", None, n, _position(result), started)
+                    return result
+            raise ConcurrencyConflict("too many concurrent changes; try again")
+        except ConcurrencyConflict as e:
+            self._ended(name, "conflict", e.code, n, None, started)
+            raise
+        except DomainError as e:
+            self._ended(name, "refused", e.code, n, None, started)
+            raise
+        except Exception as e:
+            self._ended(name, "failed", type(e).__name__, n, None, started)
+            raise
+
+    def _ended(
+        self,
+        command: str,
+        outcome: str,
+        code: str | None,
+        retries: int,
+        position: int | None,
+        started: float,
+    ) -> None:
+        ended = CommandOutcome(
+            command, outcome, code, retries, position, time.perf_counter() - started
+        )
+        level = logging.INFO if outcome in ("done", "refused") else logging.WARNING
+        command_log.log(
+            level,
+            "command",
+            extra={
+                "command": command,
+                "outcome": outcome,
+                "code": code,
+                "retries": retries,
+                "position": position,
+                "duration_ms": round(ended.seconds * 1000, 2),
+            },
+        )
+        for observe in self.observers:
+            observe(ended)
+
+
+def _position(result: object) -> int | None:
+    """The stream position a command's answer carries (``_settle`` answers a pair)."""
+    if isinstance(result, tuple) and result:
+        result = result[0]
+    return result.position if isinstance(result, Receipt) else None

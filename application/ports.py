@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from threading import Lock
 from typing import Any, Protocol, runtime_checkable
 
+from application.reconcile import StripeObject
 from domain.errors import Conflict, NotFound
 
 
@@ -122,6 +123,11 @@ class PaymentGateway(Protocol):
 
     def payment_intent_metadata(self, payment_intent_id: str) -> Mapping[str, str] | None:
         """A PaymentIntent's metadata (None if Stripe does not know it)."""
+        ...
+
+    def money_objects(self, since: datetime) -> Sequence[StripeObject]:
+        """Charges, refunds, transfers and disputes created at or after ``since``
+        (reconciliation, rules §6)."""
         ...
 
 

@@ -63,8 +63,13 @@ class VoteCounted(Receipt):
 
 @dataclass(frozen=True)
 class Swept(Receipt):
-    """What one pass of the settlement worker did; ``failed`` are retried on the next."""
+    """What one pass of the settlement worker did; ``failed`` are retried on the next.
+
+    ``due``: how many challenges were due at the start of the pass (those neither settled
+    nor cancelled are the backlog).
+    """
 
     settled: tuple[UUID, ...]
     cancelled: tuple[UUID, ...]
     failed: tuple[UUID, ...] = ()
+    due: int = 0

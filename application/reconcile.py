@@ -127,14 +127,21 @@ def ledger_records(events: Iterable[Any]) -> dict[tuple[str, str], LedgerRecord]
 
 
 def reconcile(
-    since: datetime, ledger: Mapping[tuple[str, str], LedgerRecord], stripe: StripeRecords
+    since: datetime,
+    ledger: Mapping[tuple[str, str], LedgerRecord],
+    stripe: StripeRecords,
+    until: datetime | None = None,
 ) -> Report:
-    """Compare; Stripe is listed from a day before ``since`` (see the module's docstring)."""
+    """Compare; Stripe is listed from a day before ``since`` (see the module's docstring).
+
+    With ``until``, objects created (and records made) at or after it are left out: the
+    scheduled run leaves out the last moments, in which a webhook may still be on its way.
+    """
     listed = {(o.kind, o.stripe_id): o for o in stripe.money_objects(since - LOOKBACK)}
     report = Report(since)
     for key, obj in sorted(listed.items()):
         record = ledger.get(key)
-        if obj.created < since:
+        if obj.created < since or (until is not None and obj.created >= until):
             continue  # listed only to match the ledger's records since the date
         if record is None:
             # A refund that failed moved nothing; every dispute is known to the ledger.
@@ -151,7 +158,7 @@ def reconcile(
         report.matched[obj.kind]["count"] += 1
         report.matched[obj.kind]["cents"] += obj.cents
     for key, record in sorted(ledger.items()):
-        if record.at >= since and key not in listed:
+        if record.at >= since and (until is None or record.at < until) and key not in listed:
             report.mismatches.append(
                 Mismatch(record.kind, record.stripe_id, "missing_at_stripe", record.cents, None)
             )

@@ -81,6 +81,7 @@ class WithdrawalPass:
     refused: list[tuple[UUID, UUID]] = field(default_factory=list)
     unresolved: list[tuple[UUID, UUID]] = field(default_factory=list)
     unclaimed: list[tuple[UUID, int]] = field(default_factory=list)  # (wallet, tokens)
+    erasure_refunds: list[UUID] = field(default_factory=list)  # closed wallets' refunds held
 
 
 @contextlib.contextmanager
@@ -121,7 +122,7 @@ class WithdrawalWorker:
             done = WithdrawalPass()
             for wallet_id in sorted(self._to_clear):
                 with _logged("erasure refund of", wallet_id):
-                    self._request_erasure_refund(wallet_id)
+                    self._request_erasure_refund(wallet_id, done)
             for wallet_id in sorted(self._wallets):
                 if self._work_wallet(wallet_id, done):
                     self._wallets.discard(wallet_id)
@@ -157,13 +158,14 @@ class WithdrawalWorker:
         assert isinstance(wallet, Wallet), f"{wallet_id} is not a wallet"
         return wallet
 
-    def _request_erasure_refund(self, wallet_id: UUID) -> None:
+    def _request_erasure_refund(self, wallet_id: UUID, done: WithdrawalPass) -> None:
         """Hold a closed wallet's still refundable deposit lots for their one refund."""
         wallet = self._wallet(wallet_id)
         if wallet.erasure_refundable(self.ledger.clock.now()):
             withdrawal_id = ids.erasure_withdrawal_id(wallet_id, wallet.version)
             self.ledger.request_erasure_refund(wallet.user_id, withdrawal_id, ERASURE)
             self._wallets.add(wallet_id)
+            done.erasure_refunds.append(wallet_id)
 
     def _move_unclaimed(self, wallet_id: UUID, done: WithdrawalPass) -> bool:
         """Move what no refund returns to ``unclaimed``; True when nothing is left to watch."""

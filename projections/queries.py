@@ -64,6 +64,20 @@ class ReadModels:
         row = self.one("SELECT coalesce(min(position), 0) AS p FROM projection_positions")
         return int(row["p"]) if row else 0
 
+    def in_flight(self) -> dict[str, tuple[int, int]]:
+        """Withdrawals and cash-outs awaiting Stripe's outcome: kind → (wallets, tokens)."""
+        row = self.one(
+            "SELECT count(*) FILTER (WHERE withdrawal_pending > 0) AS w_wallets, "
+            "coalesce(sum(withdrawal_pending), 0) AS w_tokens, "
+            "count(*) FILTER (WHERE cashout_pending > 0) AS c_wallets, "
+            "coalesce(sum(cashout_pending), 0) AS c_tokens FROM wallet_balances"
+        )
+        r = row or {}
+        return {
+            "withdrawals": (int(r.get("w_wallets", 0)), int(r.get("w_tokens", 0))),
+            "cashouts": (int(r.get("c_wallets", 0)), int(r.get("c_tokens", 0))),
+        }
+
     # -- wallets --------------------------------------------------------------------------
 
     def wallet(self, user_id: UUID) -> dict[str, Any] | None:

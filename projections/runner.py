@@ -9,6 +9,7 @@ the committed positions, so any number of copies may run (rules §9).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from projections.position_watch import PositionWatch, announce_position, open_se
 from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
 
+log = logging.getLogger("peerpush.projections")
 LOCK_CLASS = 0x70656572  # "peer": the projections' advisory locks, one per schema
 
 
@@ -71,6 +73,7 @@ class Projector:
         # One connection per thread: a reader's wait_for must not nest its transaction in
         # the worker's (run_forever in another thread), nor see the batch before its commit.
         self._local = threading.local()
+        self.applied_to = 0  # the last position a batch of this runner applied
         self._conns: list[psycopg.Connection[Any]] = []
         self._conns_lock = threading.Lock()
         # Read-your-writes waiters share one listener; it connects on the first wait.
@@ -105,8 +108,14 @@ class Projector:
     def run_forever(self, stop: Any, poll_seconds: float = 0.2) -> None:
         """Follow the stream until ``stop`` (a threading.Event) is set."""
         while not stop.is_set():
-            if self.run_once() == 0:
+            applied = self.run_once()
+            if applied == 0:
                 stop.wait(poll_seconds)
+                continue
+            log.info(
+                "projections batch",
+                extra={"worker": "projections", "events": applied, "position": self.applied_to},
+            )
 
     def rebuild(self, names: Sequence[str] | None = None) -> int:
         """Drop the named projections' rows and replay the whole stream into them.
@@ -227,7 +236,7 @@ class Projector:
             return 0
         to_event = self.ledger.mapper.to_domain_event
         events = [Positioned(n.id, to_event(n), n) for n in notifications]
-        last = events[-1].position
+        last = self.applied_to = events[-1].position
         for projection in projections:
             seen = positions[projection.name]
             fresh = events if seen <= start else [p for p in events if p.position > seen]

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ServicesDep
 from api.errors import problem
-from api.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
+from api.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry, refresh_gauges
 
 router = APIRouter(tags=["ops"])
 
@@ -68,7 +68,7 @@ def metrics(services: ServicesDep) -> Response:
     if services.config.production:
         return problem(404, "not_found", "Not Found")
     with contextlib.suppress(Exception):  # metrics must be served even if the DB is down
-        PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))
+        refresh_gauges(services)
     return Response(generate_latest(exposed_registry()), media_type=CONTENT_TYPE_LATEST)
 
 

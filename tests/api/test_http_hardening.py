@@ -133,7 +133,7 @@ def test_the_internal_metrics_listener_serves_what_the_public_one_no_longer_does
     finally:
         server.shutdown()
         server.server_close()
-    assert 'peerpush_http_request_seconds_count{method="GET",route="/health"' in text
+    assert 'peerpush_http_request_seconds_count{method="GET",route="/v1/health"' in text
 
 
 def test_a_body_announced_over_64_kib_is_refused_with_413_without_reading_it(

@@ -68,6 +68,9 @@ def spawn(
         "STORAGE_DIR": str(tmp_path / "proofs"),
         "STRIPE_MODE": "simulated",
         "WORKER_INTERVAL_SECONDS": "0.1",
+        # Logs go to stderr, merged here into the pipe read only for the first line: only
+        # warnings, so an unread pipe never fills and blocks the worker.
+        "LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
     }
 
