@@ -211,13 +211,14 @@ class _Conflicting(Ledger):
 
     conflicts = 0
 
-    def save(self, *args: Any, **kwargs: Any) -> Any:
+    def _save(self, *args: Any, **kwargs: Any) -> Any:
+        # Every command's save passes here, batched (group commit) or not.
         from eventsourcing.persistence import IntegrityError
 
         if self.conflicts:
             self.conflicts -= 1
             raise IntegrityError("version taken")
-        return super().save(*args, **kwargs)
+        return super()._save(*args, **kwargs)
 
 
 def test_a_command_retried_after_conflicts_logs_how_many_and_one_that_gives_up_says_so(
