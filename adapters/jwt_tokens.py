@@ -6,11 +6,17 @@ it, so the whole family is revoked (reuse detection, rules §7); logout revokes 
 tokens name their family (``sid``), so revoking a session also ends its access tokens at once.
 
 Expiry is checked against the wall clock, never the application's business clock.
+
+Checking a session costs a query on every request, so a process keeps each session it found
+live for ``AUTH_CACHE_SECONDS`` (2 s): a logout, a reuse, an erasure or a role change is
+seen at once by the process that made it and at most that long after by the others.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,6 +36,8 @@ REFRESH = "refresh"
 # Used and revoked refresh tokens are kept this long past their expiry, then purged.
 REFRESH_RETENTION = timedelta(days=1)
 PURGE_EVERY_SECONDS = 600.0
+# The most sessions a process remembers as checked; past it the memory starts afresh.
+MAX_CACHED_SESSIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,13 @@ class TokenPair:
 class TokenService:
     """Issues, rotates, revokes and verifies tokens for the users in ``users``."""
 
-    def __init__(self, config: ServiceSettings, users: UserStore) -> None:
+    def __init__(
+        self,
+        config: ServiceSettings,
+        users: UserStore,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not config.jwt_secret:
             raise ValueError("no JWT signing key: set JWT_SECRET (ServiceSettings.jwt_secret)")
         self.secret: str = config.jwt_secret
@@ -67,6 +81,15 @@ class TokenService:
         self.refresh_ttl = timedelta(days=config.refresh_token_days)
         self.users = users
         self._next_purge = 0.0
+        self.cache_seconds = config.auth_cache_seconds
+        self._monotonic = monotonic
+        # (user, session) -> (trusted until, role): sessions this process found live
+        self._checked: dict[tuple[UUID, UUID], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        # Bumped by every forget: a check that began before one is not remembered (it may
+        # have read the session just before it ended).
+        self._generation = 0
+        users.on_change.append(self.forget_user)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -107,6 +130,7 @@ class TokenService:
                 self._insert_refresh(cur, next_jti, row["family"], row["user_id"], now)
         # Raised after the commit: the family's revocation must stick.
         if reused:
+            self.forget_session(row["user_id"], row["family"])
             raise InvalidToken("the refresh token was already used: the session is revoked")
         return self._pair(row["user_id"], row["role"], row["family"], next_jti, now)
 
@@ -120,6 +144,8 @@ class TokenService:
             ).fetchone()
             if row is not None:
                 _revoke_family(cur, row["family"], _now())
+        if row is not None:
+            self.forget_session(UUID(claims["sub"]), row["family"])
 
     # -- verification ----------------------------------------------------------------------
 
@@ -134,6 +160,11 @@ class TokenService:
         except ValueError:
             raise InvalidToken("the token is not valid") from None
         user_id = UUID(claims["sub"])
+        key = (user_id, session)
+        checked = self._checked.get(key)
+        if checked is not None and self._monotonic() < checked[0]:
+            return AuthUser(id=user_id, role=checked[1])
+        generation = self._generation
         with self.users.transaction() as cur:
             row = cur.execute(
                 "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
@@ -145,7 +176,26 @@ class TokenService:
             raise InvalidToken("the account no longer exists")
         if not row["live"]:
             raise InvalidToken("the session has ended; log in again")
+        if self.cache_seconds > 0:
+            with self._lock:
+                if len(self._checked) >= MAX_CACHED_SESSIONS:
+                    self._checked.clear()
+                if generation == self._generation:
+                    self._checked[key] = (self._monotonic() + self.cache_seconds, row["role"])
         return AuthUser(id=user_id, role=row["role"])
+
+    def forget_session(self, user_id: UUID, session: UUID) -> None:
+        """Check this session in the database again on its next request (it was revoked)."""
+        with self._lock:
+            self._generation += 1
+            self._checked.pop((user_id, session), None)
+
+    def forget_user(self, user_id: UUID) -> None:
+        """Check every session of this user again (erased, or their role changed)."""
+        with self._lock:
+            self._generation += 1
+            for key in [k for k in self._checked if k[0] == user_id]:
+                del self._checked[key]
 
     def _decode(self, token: str, typ: str, *, verify_exp: bool = True) -> dict[str, Any]:
         try:

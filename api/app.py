@@ -6,20 +6,16 @@ errors become problem+json in ``api.errors``.
 
 from __future__ import annotations
 
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI
 
 from adapters.settings import ServiceSettings
 from api import errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
-from api.metrics import REQUEST_LATENCY, method_label
-from api.middleware import BodySizeLimit, SecurityHeaders
+from api.middleware import BodySizeLimit, RequestContext, SecurityHeaders
 from api.routers import (
     auth,
     challenges,
@@ -74,22 +70,10 @@ def create_app(
     errors.install(app)
     idempotency.install(app)
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.request_id = accepted_request_id(request.headers.get("X-Request-Id"))
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        REQUEST_LATENCY.labels(
-            method_label(request.method), path, str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
-
-    app.add_middleware(BodySizeLimit)  # pure ASGI: added last, so they run first
+    # All pure ASGI; the last added runs first: headers, then body limits, then the request's
+    # id and latency (a body refused with 413 never reaches the routes).
+    app.add_middleware(RequestContext)
+    app.add_middleware(BodySizeLimit)
     app.add_middleware(SecurityHeaders)
 
     found = routers()
@@ -97,18 +81,6 @@ def create_app(
     for router in found:
         app.include_router(router, prefix="/v1")
     return app
-
-
-# rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
-# header, so only short, plain ids are kept; anything else is replaced by the server's own.
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def accepted_request_id(sent: str | None) -> str:
-    """The client's ``X-Request-Id`` if acceptable, else a new id of the server's."""
-    if sent is not None and REQUEST_ID.fullmatch(sent):
-        return sent
-    return str(uuid.uuid4())
 
 
 def routers() -> list[APIRouter]:

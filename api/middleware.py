@@ -1,13 +1,17 @@
-"""Pure ASGI middleware guarding the public listener: request body limits and browser headers.
+"""Pure ASGI middleware on every route: request ids and latency, body limits, browser headers.
 
-Pure ASGI (not ``BaseHTTPMiddleware``) so a body can be refused before it is read and streamed
-bodies are counted as they arrive. Both read the settings per request from the app's services
-(built in the lifespan), so a test can switch a running app to production.
+Pure ASGI (not ``BaseHTTPMiddleware``): a body can be refused before it is read, streamed
+bodies are counted as they arrive, and a request pays no extra task, queue or copy of its
+response for passing through (``BaseHTTPMiddleware`` cost ``/v1/health`` about a third of its
+rate, docs/performance.md). The limits and headers read the settings per request from the
+app's services (built in the lifespan), so a test can switch a running app to production.
 """
 
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.settings import ServiceSettings
 from api.errors import problem
+from api.metrics import REQUEST_LATENCY, method_label
 
 # The one route whose body may carry a photo (multipart), limited by max_upload_bytes.
 UPLOAD_ROUTE = re.compile(r"^/v1/challenges/[^/]+/submissions/?$")
@@ -36,6 +41,56 @@ DOCS_POLICY = (
     "frame-ancestors 'none'; base-uri 'none'"
 )
 HSTS = "max-age=63072000; includeSubDomains"
+
+
+# rules §7: a client's request id is recorded in permanent, hash-chained events and echoed in a
+# header, so only short, plain ids are kept; anything else is replaced by the server's own.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def accepted_request_id(sent: str | None) -> str:
+    """The client's ``X-Request-Id`` if acceptable, else a new id of the server's."""
+    if sent is not None and REQUEST_ID.fullmatch(sent):
+        return sent
+    return str(uuid.uuid4())
+
+
+class RequestContext:
+    """Every request gets an id (``request.state.request_id``, echoed as ``X-Request-Id``) and
+    its latency observed by method, route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
+        rid = accepted_request_id(sent.decode("latin-1") if sent is not None else None)
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status = 500  # unless the app answers: an exception is the server's error
+
+        async def with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            REQUEST_LATENCY.labels(method_label(scope["method"]), path, str(status)).observe(
+                time.perf_counter() - started
+            )
 
 
 def config_of(scope: Scope) -> ServiceSettings:

@@ -360,7 +360,6 @@ def generate(ledger: Ledger, events: int, seed: int = SEED) -> World:
     return world
 
 
-
 # -- one command at a time, in process ------------------------------------------------------
 
 

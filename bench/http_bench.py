@@ -46,6 +46,8 @@ from bench import bare_app  # noqa: E402
 from bench.generator import HttpSetup  # noqa: E402
 
 LUA = ROOT / "bench" / "wrk"
+# The checkout whose API is served (another one to measure it with this harness, e.g. main's).
+APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT", str(ROOT))).resolve()
 CONNECTIONS = 8
 USERS, CHALLENGES = 32, 400
 
@@ -94,7 +96,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     return subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        args, cwd=APP_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 
@@ -174,7 +176,7 @@ def measure(
         "RUN_WORKERS": "off",
         "POSTGRES_POOL_SIZE": str(pool_size),
         "PUBLIC_BASE_URL": api,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(APP_ROOT),
     }
     python = sys.executable
     processes = [
@@ -191,6 +193,7 @@ def measure(
         )
         bare_env = {
             **env,
+            "PYTHONPATH": str(ROOT),
             "BARE_DATABASE_URL": base.url,
             "BARE_SCHEMA": schema,
             "BARE_POOL_SIZE": str(pool_size),
@@ -234,7 +237,9 @@ def measure(
                 ("wallet", f"{api}/v1/wallet", "get.lua"),
                 ("bare select", f"{bare}/select", "get.lua"),
             ):
-                runs.setdefault(name, []).append(wrk(url, script, seconds, {"BENCH_DATA": str(data)}))
+                runs.setdefault(name, []).append(
+                    wrk(url, script, seconds, {"BENCH_DATA": str(data)})
+                )
             before, _ = joins_so_far(db, owner_stake)
             started = time.perf_counter()
             run = wrk(
@@ -250,7 +255,9 @@ def measure(
             run["staked_equals_joins"] = staked == after
             offset += run["requests"]
             runs.setdefault("joins", []).append(run)
-            runs.setdefault("bare insert", []).append(wrk(f"{bare}/insert", "post.lua", seconds, {}))
+            runs.setdefault("bare insert", []).append(
+                wrk(f"{bare}/insert", "post.lua", seconds, {})
+            )
         return {name: summarise(name, r) for name, r in runs.items()}
     finally:
         for process in reversed(processes):

@@ -17,14 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.migrations import upgrade
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
 from api.bootstrap import database_settings, ledger_env
 from application.ledger import Ledger
+from bench.report import record
 from domain import ids
 from domain.aggregate import Cause
 from domain.wallet import Wallet
-
-from bench.report import record
 
 HISTORY = int(os.environ.get("BENCH_HISTORY", "100000"))
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "300"))
@@ -62,6 +62,7 @@ def main() -> None:
     ensure_schema(base.url, schema)
     db = DatabaseSettings.from_url(base.url, schema=schema)
     try:
+        upgrade(db)
         app = Ledger(ledger_env(db))
         old, new = uuid.uuid4(), uuid.uuid4()
         t0 = time.perf_counter()
