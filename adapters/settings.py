@@ -183,6 +183,8 @@ class ServiceSettings(ProcessSettings):
     read_wait_seconds: float = Field(default=2.0, ge=0)
     # How many requests may wait for the read models at once; more are refused at once (503).
     read_max_waiters: int = Field(default=64, gt=0)
+    # The read models' connection pool per API process: GET requests hold one for their query.
+    read_pool_size: int = Field(default=8, gt=0, le=100)
 
     @classmethod
     def settings_customise_sources(

@@ -156,7 +156,7 @@ def measure(
     workers: int = 2,
     rounds: int = 1,
     seconds: int = 5,
-    pool_size: int = 5,
+    pool_size: int = 8,
     challenges: int = CHALLENGES,
 ) -> dict[str, Figures]:
     base = database_settings()
@@ -174,14 +174,19 @@ def measure(
         "DB_SCHEMA": schema,
         "RATE_LIMITS": "off",
         "RUN_WORKERS": "off",
-        "POSTGRES_POOL_SIZE": str(pool_size),
+        "READ_POOL_SIZE": str(pool_size),
         "PUBLIC_BASE_URL": api,
         "PYTHONPATH": str(APP_ROOT),
     }
     python = sys.executable
     processes = [
         start(
-            [python, "-m", "api.cli", "serve", "--port", str(api_port), "--workers", str(workers)],
+            [
+                *(python, "-m", "api.cli", "serve", "--port", str(api_port)),
+                *("--workers", str(workers)),
+                # main before this harness had no such flag (and logged every request)
+                *(["--no-access-log"] if APP_ROOT == ROOT else []),
+            ],
             env,
             logs / "api.log",
         )

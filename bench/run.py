@@ -253,7 +253,7 @@ def print_table(report: dict[str, Any]) -> None:
     )
     header = (
         f"{'figure':<42}{'value':>10} {'unit':<9}{'baseline':<28}{'value':>10}"
-        f"{'ratio':>7}  {'p50/p99/p99.9 ms':<20}{'target':<28}met"
+        f"{'ratio':>7}  {'p50/p99/p99.9 ms':<20}{'target':<36}met"
     )
     print(header)
     print("-" * len(header))
@@ -263,7 +263,7 @@ def print_table(report: dict[str, Any]) -> None:
         ratio = f"{r['ratio']:>7.2f}" if r["ratio"] is not None else " " * 7
         print(
             f"{r['figure']:<42}{r['value']:>10,.1f} {r['unit']:<9}{r['baseline']:<28}{base}"
-            f"{ratio}  {latency:<20}{r['target']:<28}{'yes' if r['met'] else 'NO'}"
+            f"{ratio}  {latency:<20}{r['target']:<36}{'yes' if r['met'] else 'NO'}"
         )
         if "baseline_p50_ms" in r:
             print(
