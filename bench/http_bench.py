@@ -123,6 +123,24 @@ def wrk(url: str, script: str, seconds: int, env: dict[str, str]) -> dict[str, A
     return figures
 
 
+def profiled(name: str, pid: int, seconds: int) -> subprocess.Popen[bytes] | None:
+    """With ``BENCH_PROFILE=DIR``: py-spy samples the API's processes while wrk runs, into
+    ``DIR/NAME.txt`` (collapsed stacks; ``bench/profile_summary.py`` reads them)."""
+    where = os.environ.get("BENCH_PROFILE")
+    if not where:
+        return None
+    Path(where).mkdir(parents=True, exist_ok=True)
+    out = Path(where) / f"{name.replace(' ', '_')}.txt"
+    return subprocess.Popen(
+        [
+            *("py-spy", "record", "--pid", str(pid), "--subprocesses", "--nonblocking"),
+            *("--rate", "200", "--duration", str(seconds), "--format", "raw", "--output", str(out)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def lua_list(name: str, values: list[str]) -> str:
     return f"{name} = {{" + ",".join(json.dumps(v) for v in values) + "}\n"
 
@@ -242,17 +260,23 @@ def measure(
                 ("wallet", f"{api}/v1/wallet", "get.lua"),
                 ("bare select", f"{bare}/select", "get.lua"),
             ):
+                spy = profiled(name, processes[0].pid, seconds) if "bare" not in name else None
                 runs.setdefault(name, []).append(
                     wrk(url, script, seconds, {"BENCH_DATA": str(data)})
                 )
+                if spy:
+                    spy.wait(60)
             before, _ = joins_so_far(db, owner_stake)
             started = time.perf_counter()
+            spy = profiled("joins", processes[0].pid, seconds)
             run = wrk(
                 f"{api}/v1/challenges/join",
                 "join.lua",
                 seconds,
                 {"BENCH_DATA": str(data), "BENCH_OFFSET": str(offset)},
             )
+            if spy:
+                spy.wait(60)
             caught_up(api)
             run["seconds"] = time.perf_counter() - started
             after, staked = joins_so_far(db, owner_stake)
