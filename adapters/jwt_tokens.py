@@ -165,13 +165,13 @@ class TokenService:
         if checked is not None and self._monotonic() < checked[0]:
             return AuthUser(id=user_id, role=checked[1])
         generation = self._generation
-        with self.users.transaction() as cur:
-            row = cur.execute(
-                "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
-                "  WHERE r.family = %s AND r.user_id = u.id AND r.revoked_at IS NULL) AS live "
-                "FROM users u WHERE u.id = %s",
-                (session, user_id),
-            ).fetchone()
+        row = self.users.read_one(
+            "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
+            "  WHERE r.family = %s AND r.user_id = u.id AND r.revoked_at IS NULL) AS live "
+            "FROM users u WHERE u.id = %s",
+            session,
+            user_id,
+        )
         if row is None or row["erased_at"] is not None:
             raise InvalidToken("the account no longer exists")
         if not row["live"]:

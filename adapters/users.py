@@ -231,6 +231,11 @@ class UserStore:
             listener(user_id)
 
     def _one(self, sql: str, *params: Any) -> UserRecord | None:
-        with self.transaction() as cur:
-            row = cur.execute(sql, params).fetchone()
+        row = self.read_one(sql, *params)
         return UserRecord(**row) if row else None
+
+    def read_one(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        """One row of one statement: a single round trip (the connections autocommit, so a
+        lone statement needs no BEGIN and COMMIT around it)."""
+        with self.pool.connection() as conn:
+            return conn.execute(sql, params).fetchone()

@@ -453,28 +453,37 @@ class HttpSetup:
     tokens: list[str] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
 
-    def run(self, users: int, challenges: int, tokens_each: int = 1_000) -> HttpSetup:
+    def run(
+        self,
+        users: int,
+        challenges: int,
+        tokens_each: int = 1_000,
+        client: httpx.Client | None = None,
+    ) -> HttpSetup:
+        """Through ``client`` (e.g. a ``TestClient``), or a client of ``base_url``'s own."""
+        if client is None:
+            with httpx.Client(base_url=self.base_url, timeout=60) as own:
+                return self.run(users, challenges, tokens_each, own)
         tag = f"{random.Random(self.seed).getrandbits(32):08x}{uuid.uuid4().hex[:6]}"
-        with httpx.Client(base_url=self.base_url, timeout=60) as client:
-            owner = self.user(client, f"o{tag}", tokens_each)
-            self.tokens = [self.user(client, f"u{n}{tag}", tokens_each) for n in range(users)]
-            start = datetime.now(UTC) + timedelta(days=2)
-            for n in range(challenges):
-                made = ok(
-                    client.post(
-                        "/v1/challenges",
-                        headers=bearer(owner),
-                        json={
-                            "name": f"Bench challenge {n}",
-                            "starts_at": start.isoformat(),
-                            "ends_at": (start + timedelta(days=3)).isoformat(),
-                            "entry_stake": 1,
-                            "max_participants": max(users + 1, 2),
-                        },
-                    )
+        owner = self.user(client, f"o{tag}", tokens_each)
+        self.tokens = [self.user(client, f"u{n}{tag}", tokens_each) for n in range(users)]
+        start = datetime.now(UTC) + timedelta(days=2)
+        for n in range(challenges):
+            made = ok(
+                client.post(
+                    "/v1/challenges",
+                    headers=bearer(owner),
+                    json={
+                        "name": f"Bench challenge {n}",
+                        "starts_at": start.isoformat(),
+                        "ends_at": (start + timedelta(days=3)).isoformat(),
+                        "entry_stake": 1,
+                        "max_participants": max(users + 1, 2),
+                    },
                 )
-                ok(client.post(f"/v1/challenges/{made['id']}/publish", headers=bearer(owner)))
-                self.codes.append(made["invite_code"])
+            )
+            ok(client.post(f"/v1/challenges/{made['id']}/publish", headers=bearer(owner)))
+            self.codes.append(made["invite_code"])
         return self
 
     def user(self, client: httpx.Client, name: str, tokens: int) -> str:
@@ -502,7 +511,7 @@ class HttpSetup:
                 },
             )
         )
-        paid = client.post(f"{checkout['checkout_url']}/pay")
+        paid = client.post(f"{checkout['checkout_url']}/pay", follow_redirects=False)
         if paid.status_code >= 400:
             raise RuntimeError(f"paying the checkout failed: {paid.status_code} {paid.text}")
         return token

@@ -133,7 +133,8 @@ def profiled(name: str, pid: int, seconds: int) -> subprocess.Popen[bytes] | Non
     out = Path(where) / f"{name.replace(' ', '_')}.txt"
     return subprocess.Popen(
         [
-            *("py-spy", "record", "--pid", str(pid), "--subprocesses", "--nonblocking"),
+            *(shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy", "record"),
+            *("--pid", str(pid), "--subprocesses", "--nonblocking"),
             *("--rate", "200", "--duration", str(seconds), "--format", "raw", "--output", str(out)),
         ],
         stdout=subprocess.DEVNULL,
