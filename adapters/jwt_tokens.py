@@ -154,16 +154,10 @@ class TokenService:
 
         The role comes from the users table, so a promotion or demotion applies at once.
         """
-        claims = self._decode(token, ACCESS)
-        try:
-            session = UUID(str(claims.get("sid")))
-        except ValueError:
-            raise InvalidToken("the token is not valid") from None
-        user_id = UUID(claims["sub"])
+        user_id, session, trusted = self._access(token)
+        if trusted is not None:
+            return trusted
         key = (user_id, session)
-        checked = self._checked.get(key)
-        if checked is not None and self._monotonic() < checked[0]:
-            return AuthUser(id=user_id, role=checked[1])
         generation = self._generation
         row = self.users.read_one(
             "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
@@ -183,6 +177,25 @@ class TokenService:
                 if generation == self._generation:
                     self._checked[key] = (self._monotonic() + self.cache_seconds, row["role"])
         return AuthUser(id=user_id, role=row["role"])
+
+    def trusted_access(self, token: str) -> AuthUser | None:
+        """The caller, if the token is genuine and current and its session was found live
+        less than ``AUTH_CACHE_SECONDS`` ago; None when the session must be checked
+        (`verify_access`). No I/O: the HTTP layer calls it on the event loop."""
+        return self._access(token)[2]
+
+    def _access(self, token: str) -> tuple[UUID, UUID, AuthUser | None]:
+        """(user, session, the caller if the session is trusted without a check)."""
+        claims = self._decode(token, ACCESS)
+        try:
+            session = UUID(str(claims.get("sid")))
+        except ValueError:
+            raise InvalidToken("the token is not valid") from None
+        user_id = UUID(claims["sub"])
+        checked = self._checked.get((user_id, session))
+        if checked is not None and self._monotonic() < checked[0]:
+            return user_id, session, AuthUser(id=user_id, role=checked[1])
+        return user_id, session, None
 
     def forget_session(self, user_id: UUID, session: UUID) -> None:
         """Check this session in the database again on its next request (it was revoked)."""

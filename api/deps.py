@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
@@ -91,16 +92,22 @@ LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def current_user(
+async def current_user(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> AuthUser:
+    """The caller. A session checked moments ago is trusted on the event loop; otherwise the
+    check (a query) runs in the threadpool."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(
             401, "unauthorized", "a bearer access token is required", headers=UNAUTHORIZED
         )
+    token = credentials.credentials
     try:
-        return services.tokens.verify_access(credentials.credentials)
+        trusted = services.tokens.trusted_access(token)
+        if trusted is not None:
+            return trusted
+        return await run_in_threadpool(services.tokens.verify_access, token)
     except InvalidToken as e:
         raise ApiError(401, "invalid_token", str(e), headers=UNAUTHORIZED) from None
 
@@ -108,7 +115,7 @@ def current_user(
 CurrentUser = Annotated[AuthUser, Depends(current_user)]
 
 
-def admin_user(user: CurrentUser) -> AuthUser:
+async def admin_user(user: CurrentUser) -> AuthUser:
     if not user.is_admin:
         raise ApiError(403, "admin_only", "only an admin may do this")
     return user

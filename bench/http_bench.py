@@ -289,11 +289,15 @@ def measure(
                 wrk(f"{bare}/insert", "post.lua", seconds, {})
             )
         return {name: summarise(name, r) for name, r in runs.items()}
+    except BaseException:
+        print(f"the servers' logs are kept in {logs}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     finally:
         for process in reversed(processes):
             stop(process)
         drop_schema(base.url, schema)
-        shutil.rmtree(logs, ignore_errors=True)
 
 
 def summarise(name: str, runs: list[dict[str, Any]]) -> Figures:
