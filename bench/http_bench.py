@@ -288,7 +288,15 @@ def measure(
             runs.setdefault("bare insert", []).append(
                 wrk(f"{bare}/insert", "post.lua", seconds, {})
             )
-        return {name: summarise(name, r) for name, r in runs.items()}
+        found = {name: summarise(name, r) for name, r in runs.items()}
+        # uvicorn's supervisor kills a worker that does not answer its health ping in 5 s
+        # and starts another: under load that shows here, and in the profiles as imports.
+        restarts = (logs / "api.log").read_text(errors="replace").count("died")
+        for name in ("joins", "wallet", "health"):
+            found[name].extra["worker_restarts"] = restarts
+        if where := os.environ.get("BENCH_PROFILE"):
+            shutil.copy(logs / "api.log", Path(where) / "api.log")
+        return found
     except BaseException:
         print(f"the servers' logs are kept in {logs}", file=sys.stderr)
         raise

@@ -245,6 +245,9 @@ def machine(workers: int) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     for name, why in report["failed"].items():
         print(f"{name}: FAILED ({why})")
+    restarts = max((r.get("worker_restarts", 0) for r in report["rows"]), default=0)
+    if restarts:
+        print(f"the API's server processes were restarted {restarts} times during the run")
     m = report["machine"]
     print(
         f"\n{'quick' if report['quick'] else 'full'} run, {report['seconds']} s; "
@@ -265,6 +268,8 @@ def print_table(report: dict[str, Any]) -> None:
             f"{r['figure']:<42}{r['value']:>10,.1f} {r['unit']:<9}{r['baseline']:<28}{base}"
             f"{ratio}  {latency:<20}{r['target']:<36}{'yes' if r['met'] else 'NO'}"
         )
+        if r.get("staked_equals_joins") is False:
+            print(f"{'':<42}the joiners' staked tokens do NOT equal the counted joins")
         if "baseline_p50_ms" in r:
             print(
                 f"{'':<42}{'':>10} {'':<9}{'  its p50/p99/p99.9 ms':<28}{'':>10}{'':>7}  "
