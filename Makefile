@@ -40,7 +40,7 @@ format: venv ## Apply ruff's fixes and formatting
 	$(VPY) -m ruff check --fix .
 	$(VPY) -m ruff format .
 
-bench: venv ## Every benchmark, one table (also JSON in bench/results/); BENCH_QUICK=1: ~2 minutes
+bench: venv ## Every benchmark, one table (also JSON in bench/results/); BENCH_QUICK=1: a few minutes
 	@command -v wrk >/dev/null || { \
 		echo "installing wrk from Debian's packages"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

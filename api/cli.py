@@ -92,6 +92,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 log_level="info",
                 proxy_headers=False,
                 access_log=args.access_log,
+                # uvicorn kills a process that does not answer its ping in 5 s; one still
+                # building its services on a busy host is not hung (seen under load)
+                timeout_worker_healthcheck=30,
                 **FAST_SERVER,
             )
         finally:
