@@ -40,11 +40,15 @@ format: venv ## Apply ruff's fixes and formatting
 	$(VPY) -m ruff check --fix .
 	$(VPY) -m ruff format .
 
-bench: venv ## Run every bench/*.py script with the venv's python
-	@set -e; for script in bench/*.py; do \
-		[ -e "$$script" ] || { echo "no bench/*.py scripts"; break; }; \
-		echo "== $$script"; $(VPY) "$$script"; \
-	done
+bench: venv ## Every benchmark, one table (also JSON in bench/results/); BENCH_QUICK=1: a few minutes
+	@command -v wrk >/dev/null || { \
+		echo "installing wrk from Debian's packages"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
+	@command -v pgbench >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y postgresql-client || { $$SUDO apt-get update && $$SUDO apt-get install -y postgresql-client; }; }
+	ENV=development PYTHONPATH=. $(VPY) bench/run.py
 
 migrate: venv ## Apply database migrations
 	ENV=$${ENV:-development} $(VPY) -m api.cli migrate

@@ -6,13 +6,19 @@ it, so the whole family is revoked (reuse detection, rules §7); logout revokes 
 tokens name their family (``sid``), so revoking a session also ends its access tokens at once.
 
 Expiry is checked against the wall clock, never the application's business clock.
+
+Checking a session costs a query on every request, so a process keeps each session it found
+live for ``AUTH_CACHE_SECONDS`` (2 s): a logout, a reuse, an erasure or a role change is
+seen at once by the process that made it and at most that long after by the others.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +41,8 @@ BROWSER_SESSION_TTL = timedelta(hours=8)
 # Used and revoked refresh tokens are kept this long past their expiry, then purged.
 REFRESH_RETENTION = timedelta(days=1)
 PURGE_EVERY_SECONDS = 600.0
+# The most sessions a process remembers as checked; past it the memory starts afresh.
+MAX_CACHED_SESSIONS = 100_000
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,13 @@ class TokenPair:
 class TokenService:
     """Issues, rotates, revokes and verifies tokens for the users in ``users``."""
 
-    def __init__(self, config: ServiceSettings, users: UserStore) -> None:
+    def __init__(
+        self,
+        config: ServiceSettings,
+        users: UserStore,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not config.jwt_secret:
             raise ValueError("no JWT signing key: set JWT_SECRET (ServiceSettings.jwt_secret)")
         self.secret: str = config.jwt_secret
@@ -72,6 +86,15 @@ class TokenService:
         self.refresh_ttl = timedelta(days=config.refresh_token_days)
         self.users = users
         self._next_purge = 0.0
+        self.cache_seconds = config.auth_cache_seconds
+        self._monotonic = monotonic
+        # (user, session) -> (trusted until, role): sessions this process found live
+        self._checked: dict[tuple[UUID, UUID], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        # Bumped by every forget: a check that began before one is not remembered (it may
+        # have read the session just before it ended).
+        self._generation = 0
+        users.on_change.append(self.forget_user)
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -112,6 +135,7 @@ class TokenService:
                 self._insert_refresh(cur, next_jti, row["family"], row["user_id"], now)
         # Raised after the commit: the family's revocation must stick.
         if reused:
+            self.forget_session(row["user_id"], row["family"])
             raise InvalidToken("the refresh token was already used: the session is revoked")
         return self._pair(row["user_id"], row["role"], row["family"], next_jti, now)
 
@@ -125,6 +149,8 @@ class TokenService:
             ).fetchone()
             if row is not None:
                 _revoke_family(cur, row["family"], _now())
+        if row is not None:
+            self.forget_session(UUID(claims["sub"]), row["family"])
 
     # -- browser sessions (the admin pages' cookie) ------------------------------------------
 
@@ -171,26 +197,67 @@ class TokenService:
 
         The role comes from the users table, so a promotion or demotion applies at once.
         """
-        return self._live(self._decode(token, ACCESS))
+        user_id, session, trusted = self._access(token)
+        if trusted is not None:
+            return trusted
+        generation = self._generation
+        user = self._check_session(user_id, session)
+        if self.cache_seconds > 0:
+            with self._lock:
+                if len(self._checked) >= MAX_CACHED_SESSIONS:
+                    self._checked.clear()
+                if generation == self._generation:
+                    expires = self._monotonic() + self.cache_seconds
+                    self._checked[(user_id, session)] = (expires, user.role)
+        return user
 
-    def _live(self, claims: dict[str, Any]) -> AuthUser:
-        try:
-            session = UUID(str(claims.get("sid")))
-        except ValueError:
-            raise InvalidToken("the token is not valid") from None
-        user_id = UUID(claims["sub"])
-        with self.users.transaction() as cur:
-            row = cur.execute(
-                "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
-                "  WHERE r.family = %s AND r.user_id = u.id AND r.revoked_at IS NULL) AS live "
-                "FROM users u WHERE u.id = %s",
-                (session, user_id),
-            ).fetchone()
+    def _check_session(self, user_id: UUID, session: UUID) -> AuthUser:
+        """One query: the user still exists and the session is not ended."""
+        row = self.users.read_one(
+            "SELECT u.role, u.erased_at, EXISTS (SELECT 1 FROM refresh_tokens r "
+            "  WHERE r.family = %s AND r.user_id = u.id AND r.revoked_at IS NULL) AS live "
+            "FROM users u WHERE u.id = %s",
+            session,
+            user_id,
+        )
         if row is None or row["erased_at"] is not None:
             raise InvalidToken("the account no longer exists")
         if not row["live"]:
             raise InvalidToken("the session has ended; log in again")
         return AuthUser(id=user_id, role=row["role"])
+
+    def _live(self, claims: dict[str, Any]) -> AuthUser:
+        """The user a browser session's claims name, checked in the database every time (the
+        admin pages are few and rare; their sign-out must apply at once in every process)."""
+        user_id, session = _session_of(claims)
+        return self._check_session(user_id, session)
+
+    def trusted_access(self, token: str) -> AuthUser | None:
+        """The caller, if the token is genuine and current and its session was found live
+        less than ``AUTH_CACHE_SECONDS`` ago; None when the session must be checked
+        (`verify_access`). No I/O: the HTTP layer calls it on the event loop."""
+        return self._access(token)[2]
+
+    def _access(self, token: str) -> tuple[UUID, UUID, AuthUser | None]:
+        """(user, session, the caller if the session is trusted without a check)."""
+        user_id, session = _session_of(self._decode(token, ACCESS))
+        checked = self._checked.get((user_id, session))
+        if checked is not None and self._monotonic() < checked[0]:
+            return user_id, session, AuthUser(id=user_id, role=checked[1])
+        return user_id, session, None
+
+    def forget_session(self, user_id: UUID, session: UUID) -> None:
+        """Check this session in the database again on its next request (it was revoked)."""
+        with self._lock:
+            self._generation += 1
+            self._checked.pop((user_id, session), None)
+
+    def forget_user(self, user_id: UUID) -> None:
+        """Check every session of this user again (erased, or their role changed)."""
+        with self._lock:
+            self._generation += 1
+            for key in [k for k in self._checked if k[0] == user_id]:
+                del self._checked[key]
 
     def _decode(self, token: str, typ: str, *, verify_exp: bool = True) -> dict[str, Any]:
         try:
@@ -268,3 +335,12 @@ def _revoke_family(cur: psycopg.Cursor[Any], family: UUID, now: datetime) -> Non
 def _now() -> datetime:
     """The wall clock, whole seconds (JWT times are whole seconds)."""
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def _session_of(claims: dict[str, Any]) -> tuple[UUID, UUID]:
+    """(user, session family) of a decoded token's claims."""
+    try:
+        session = UUID(str(claims.get("sid")))
+    except ValueError:
+        raise InvalidToken("the token is not valid") from None
+    return UUID(claims["sub"]), session

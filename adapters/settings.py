@@ -162,6 +162,10 @@ class ServiceSettings(ProcessSettings):
     jwt_secret: str = ""
     access_token_minutes: int = Field(default=15, gt=0)
     refresh_token_days: int = Field(default=7, gt=0)
+    # How long a process may trust a session it has checked (docs/performance.md): a logout,
+    # a reused refresh token, an erasure or a role change made in another process is seen at
+    # most this late there (at once in the process that made it); 0 checks every request.
+    auth_cache_seconds: float = Field(default=2.0, ge=0, le=60)
     stripe_mode: str = "simulated"  # "simulated" | "stripe"; production defaults to stripe
     stripe_api_key: str = "sk_test_simulated"
     stripe_webhook_secret: str = "whsec_simulated"
@@ -202,6 +206,8 @@ class ServiceSettings(ProcessSettings):
     # Where each audit publishes the chain head, outside the database: file:///path or
     # s3://bucket/key ("" = nowhere).
     chain_head_export: str = ""
+    # The read models' connection pool per API process: GET requests hold one for their query.
+    read_pool_size: int = Field(default=8, gt=0, le=100)
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,6 +109,9 @@ class UserStore:
     ) -> None:
         self.db = db
         self.passwords = passwords or Passwords()
+        # Called with a user's id after their role changes or they are erased (the token
+        # service forgets the sessions it had checked for them).
+        self.on_change: list[Callable[[UUID], None]] = []
         self.pool: ConnectionPool[psycopg.Connection[dict[str, Any]]] = ConnectionPool(
             db.url,
             min_size=1,
@@ -199,7 +202,10 @@ class UserStore:
                 f"UPDATE users SET role = %s WHERE lower(email) = lower(%s) RETURNING {_COLUMNS}",
                 (role, normalised),
             ).fetchone()
-        return UserRecord(**row) if row else None
+        if row is None:
+            return None
+        self._changed(row["id"])
+        return UserRecord(**row)
 
     def erase(self, user_id: UUID) -> UserRecord | None:
         """Forget a user's personal data and end their sessions; the id (and ledger) remain.
@@ -218,12 +224,22 @@ class UserStore:
                 "WHERE user_id = %s AND revoked_at IS NULL",
                 (user_id,),
             )
+        self._changed(user_id)
         return UserRecord(**row) if row else None
 
+    def _changed(self, user_id: UUID) -> None:
+        for listener in self.on_change:
+            listener(user_id)
+
     def _one(self, sql: str, *params: Any) -> UserRecord | None:
-        with self.transaction() as cur:
-            row = cur.execute(sql, params).fetchone()
+        row = self.read_one(sql, *params)
         return UserRecord(**row) if row else None
+
+    def read_one(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        """One row of one statement: a single round trip (the connections autocommit, so a
+        lone statement needs no BEGIN and COMMIT around it)."""
+        with self.pool.connection() as conn:
+            return conn.execute(sql, params).fetchone()
 
 
 class Logins:

@@ -193,7 +193,8 @@ def build_services(
     payments = build_payment_gateway(config, db)
     checkouts = PgCheckoutSessions(db)
     locks = PgLocks(db)
-    reads, proofs = ReadModels(db), build_proof_store(config)
+    reads = ReadModels(db, pool_size=config.read_pool_size)
+    proofs = build_proof_store(config)
     payout_accounts = PgPayoutAccounts(users.pool)
     return Services(
         config=config,

@@ -29,6 +29,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from adapters.logs import configure_logging
 from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
@@ -56,12 +57,19 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+# uvicorn's fast event loop and HTTP parser, named so a missing one fails at start-up instead
+# of silently falling back to the slow ones.
+FAST_SERVER: dict[str, Any] = {"loop": "uvloop", "http": "httptools"}
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the HTTP API; in development the same process runs every worker.
 
     With ``--workers N`` (N > 1) uvicorn runs N server processes; metrics then go through
     ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set) so the internal
-    listener, in this parent process, serves them all added up.
+    listener, in this parent process, serves them all added up. The event loop is uvloop's
+    and HTTP is parsed by httptools (both pinned): uvicorn's pure-Python defaults cost about a
+    third of a small request's time (docs/performance.md).
     """
     import uvicorn
 
@@ -89,6 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 log_config=None,  # the app's own (LOG_FORMAT), set in each server process
                 access_log=False,  # one line per request comes from the app, with its route
                 proxy_headers=False,
+                # uvicorn kills a process that does not answer its ping in 5 s; one still
+                # building its services on a busy host is not hung (seen under load)
+                timeout_worker_healthcheck=30,
+                **FAST_SERVER,
             )
         finally:
             if temporary is not None:
@@ -105,6 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        **FAST_SERVER,
     )
     return 0
 

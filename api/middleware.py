@@ -1,17 +1,19 @@
 """Pure ASGI middleware of the public listener: the request's id and log line, request body
 limits and browser headers.
 
-Pure ASGI (not ``BaseHTTPMiddleware``) so a body can be refused before it is read and streamed
-bodies are counted as they arrive. Both read the settings per request from the app's services
-(built in the lifespan), so a test can switch a running app to production.
+Pure ASGI (not ``BaseHTTPMiddleware``): a body can be refused before it is read, streamed
+bodies are counted as they arrive, and a request pays no extra task, queue or copy of its
+response for passing through (``BaseHTTPMiddleware`` cost ``/v1/health`` about a third of its
+rate, docs/performance.md). The limits and headers read the settings per request from the
+app's services (built in the lifespan), so a test can switch a running app to production.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -169,7 +171,16 @@ def accepted_request_id(sent: str | None) -> str:
     """The client's ``X-Request-Id`` if acceptable, else a new id of the server's."""
     if sent is not None and ACCEPTED_REQUEST_ID.fullmatch(sent):
         return sent
-    return str(uuid.uuid4())
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """A random version-4 UUID, drawn from the process's own generator: an id needs to be
+    unique, not secret, and ``uuid.uuid4()`` (a system call per request) cost /v1/health
+    a twentieth of its time (docs/performance.md)."""
+    h = f"{random.getrandbits(122):031x}"  # 122 random bits; the version and variant are fixed
+    variant = "89ab"[int(h[15], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[12:15]}-{variant}{h[16:19]}-{h[19:31]}"
 
 
 class RequestLog:
@@ -200,7 +211,9 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers: list[Any] = list(message.get("headers", []))
+                headers: list[Any] = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)

@@ -2,7 +2,7 @@
 ≤ 60 s, i.e. ≥ 16,000 events/s, under 1 GiB)
 
 Builds, on PostgreSQL (``DATABASE_URL`` or the embedded server) in a fresh schema, the
-realistic stream of ``bench/projection_catchup.py``'s workload generator (users depositing,
+realistic stream of ``bench/generator.py`` (users depositing,
 challenges with reviews, penalties, settlements and cancellations, withdrawals, adjustments,
 disputes; aggregates changed in memory and saved in batches): 1,000,000 events, or
 ``BENCH_EVENTS``. The projections catch up (so the audit has read models and a stored chain to
@@ -18,7 +18,6 @@ Printed, not asserted. ``BENCH_SCHEMA=name`` reuses (and keeps) a schema a previ
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -27,7 +26,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +36,8 @@ from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  #
 from api.audit_cli import decoder  # noqa: E402
 from api.bootstrap import database_settings, ledger_env  # noqa: E402
 from application.ledger import Ledger  # noqa: E402
+from bench.generator import generate  # noqa: E402
+from bench.report import record  # noqa: E402
 from projections.audit.stream import batches, has_table, head, snapshot  # noqa: E402
 from projections.runner import Projector  # noqa: E402
 
@@ -48,22 +48,12 @@ TARGET_RATE = 1_000_000 / TARGET_SECONDS_PER_MILLION
 TARGET_RSS_MIB = 1024
 
 
-def workload() -> ModuleType:
-    """The workload generator of ``bench/projection_catchup.py`` (same stream, same seed)."""
-    path = ROOT / "bench" / "projection_catchup.py"
-    spec = importlib.util.spec_from_file_location("projection_catchup", path)
-    assert spec and spec.loader, f"{path} is needed for its workload generator"
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def build(db: DatabaseSettings) -> None:
     upgrade(db)
     ledger = Ledger(ledger_env(db))
     try:
         t0 = time.perf_counter()
-        world = workload().generate(ledger, EVENTS)
+        world = generate(ledger, EVENTS)
         print(
             f"generated {world.saved:,} events ({len(world.wallets):,} wallets, "
             f"{world.saves:,} saves) in {time.perf_counter() - t0:.1f}s",
@@ -140,6 +130,7 @@ def main() -> None:
         )
         print(f"(b)/(a)                       : {rate / raw:>9.0%}")
         print(f"peak RSS of audit verify      : {peak:>9,.0f} MiB")
+        record("audit", events=events, rate=rate, raw=raw, seconds=seconds, peak_mib=peak)
         per_million = seconds * 1_000_000 / max(events, 1)
         met = rate >= TARGET_RATE and peak < TARGET_RSS_MIB
         print(

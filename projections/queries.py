@@ -23,6 +23,28 @@ from adapters.persistence import DatabaseSettings
 from projections.audit.export import event_record
 from projections.position_times import position_at
 
+# rules §2: what a wallet may refund to cards and cash out now (see `ReadModels.payable`).
+PAYABLE = """
+SELECT
+  coalesce(sum(remaining) FILTER (WHERE source = 'deposit'
+    AND refundable_until > %(now)s), 0) AS refundable,
+  coalesce(sum(remaining) FILTER (WHERE source IN ('payout', 'adjustment')
+    AND created_at <= %(now)s - make_interval(days => %(hold)s)), 0) AS eligible,
+  (SELECT coalesce(sum(t.tokens), 0) FROM wallet_transactions t
+    WHERE t.user_id = %(user)s AND t.type = 'cashout'
+      AND t.event_time > %(now)s - interval '24 hours' AND t.event_time <= %(now)s
+      AND NOT EXISTS (SELECT 1 FROM wallet_transactions f
+        WHERE f.user_id = %(user)s AND f.cashout_id = t.cashout_id
+          AND f.type = 'cashout_failed')) AS used
+FROM wallet_lots
+WHERE user_id = %(user)s AND NOT frozen AND NOT written_off AND remaining > 0
+"""
+
+
+def _payable(row: dict[str, Any], per_day: int) -> tuple[int, int]:
+    allowance = max(0, per_day - int(row["used"]))
+    return int(row["refundable"]), min(int(row["eligible"]), allowance)
+
 
 class ReadModels:
     """Queries over the read-model tables, through a small pool of its own."""
@@ -92,28 +114,31 @@ class ReadModels:
         do not count)."""
         with self.cursor() as cur:
             cur.execute(
-                """
-            SELECT
-              coalesce(sum(remaining) FILTER (WHERE source = 'deposit'
-                AND refundable_until > %(now)s), 0) AS refundable,
-              coalesce(sum(remaining) FILTER (WHERE source IN ('payout', 'adjustment')
-                AND created_at <= %(now)s - make_interval(days => %(hold)s)), 0) AS eligible,
-              (SELECT coalesce(sum(t.tokens), 0) FROM wallet_transactions t
-                WHERE t.user_id = %(user)s AND t.type = 'cashout'
-                  AND t.event_time > %(now)s - interval '24 hours' AND t.event_time <= %(now)s
-                  AND NOT EXISTS (SELECT 1 FROM wallet_transactions f
-                    WHERE f.user_id = %(user)s AND f.cashout_id = t.cashout_id
-                      AND f.type = 'cashout_failed')) AS used
-            FROM wallet_lots
-            WHERE user_id = %(user)s AND NOT frozen AND NOT written_off AND remaining > 0
-            """,
+                PAYABLE,
                 {"user": user_id, "now": now, "hold": hold_days},
             )
             row = cur.fetchone()
         if row is None:
             return 0, 0
-        allowance = max(0, per_day - int(row["used"]))
-        return int(row["refundable"]), min(int(row["eligible"]), allowance)
+        return _payable(row, per_day)
+
+    def wallet_now(
+        self, user_id: UUID, now: datetime, hold_days: int, per_day: int
+    ) -> tuple[dict[str, Any] | None, int, int, int]:
+        """What ``GET /wallet`` shows, in one round trip and one snapshot: the wallet's
+        balances row (None before its first event is projected), ``refundable`` and
+        ``cashoutable`` as `payable` counts them, and the read models' position."""
+        with self.cursor() as cur:
+            cur.execute(
+                "SELECT to_jsonb(b) AS balances, pay.*, "
+                "(SELECT coalesce(min(position), 0) FROM projection_positions) AS read_position "
+                f"FROM ({PAYABLE}) AS pay LEFT JOIN wallet_balances b ON b.user_id = %(user)s",
+                {"user": user_id, "now": now, "hold": hold_days},
+            )
+            row = cur.fetchone()
+        assert row is not None  # an aggregate without GROUP BY always answers one row
+        refundable, cashoutable = _payable(row, per_day)
+        return row["balances"], refundable, cashoutable, int(row["read_position"])
 
     def lots(self, user_id: UUID) -> list[dict[str, Any]]:
         return self.all("SELECT * FROM wallet_lots WHERE user_id = %s ORDER BY seq", user_id)

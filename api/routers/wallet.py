@@ -52,28 +52,19 @@ def get_wallet(
         balances = then.balances if then else dict.fromkeys(_ZERO, 0)
         return Balances(user_id=user.id, **balances, position=position)
     wait_for_position(services, min_position)
-    row = services.reads.wallet(user.id)
-    if row is None:
-        return Balances(
-            user_id=user.id,
-            **dict.fromkeys(_ZERO, 0),
-            refundable=0,
-            cashoutable=0,
-            position=services.reads.position(),
-        )
     settings = services.ledger.settings
-    refundable, cashoutable = services.reads.payable(
+    row, refundable, cashoutable, position = services.reads.wallet_now(
         user.id,
         services.ledger.clock.now(),
         settings.cashout_hold_days,
         settings.max_cashout_tokens_day,
     )
     return Balances(
-        **{k: row[k] for k in _ZERO},
+        **{k: row[k] if row else 0 for k in _ZERO},
         user_id=user.id,
         refundable=refundable,
         cashoutable=cashoutable,
-        position=services.reads.position(),
+        position=position,
     )
 
 
