@@ -133,7 +133,7 @@ def test_an_exception_is_one_event_with_the_request_id(
     def broken(*_: Any) -> None:
         raise RuntimeError("the read models are on fire")
 
-    monkeypatch.setattr(api_services.reads, "wallet", broken)
+    monkeypatch.setattr(api_services.reads, "wallet_now", broken)
     answer = lenient_client.get("/v1/wallet", headers={**account.headers, "X-Request-Id": "boom-1"})
 
     assert answer.status_code == 500
