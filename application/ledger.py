@@ -452,12 +452,12 @@ class Ledger(Application[UUID]):
                 made.slot,
                 proof,
                 made.flags,
-                made.reasons,
                 made.eligible,
                 challenge.terms.quorum_pct,
                 made.status,
                 cause,
                 at,
+                reasons=made.reasons,
             )
             receipt = self._save(challenge, verification)
             return SubmissionMade(

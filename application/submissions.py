@@ -210,7 +210,7 @@ class Submissions:
         camera's metadata, its location too: it is served re-encoded, never as stored.
         """
         v = self.submission(submission_id, caller)
-        if v.proof_type == "photo" and v.stored_as_uploaded:
+        if v.stored_with_metadata:
             kept = self.proofs.get(v.proof_key)
             return ServedProof(v.mime_type, data=self.photos.strip(kept, v.mime_type))
         url = self.proofs.url_for(v.proof_key, PROOF_URL_SECONDS)

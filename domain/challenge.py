@@ -599,9 +599,7 @@ class Challenge(LedgerAggregate):
         first = self.photo_hashes.get(photo.sha256)
         if first is not None:
             found.append(Flag(DUPLICATE, f"byte-identical to the photo of submission {first}"))
-        earlier = (
-            (str(r.submission_id), r.sha256, r.phash) for r in self.submissions.values()
-        )
+        earlier = ((str(r.submission_id), r.sha256, r.phash) for r in self.submissions.values())
         nearest = nearest_earlier(photo.phash, photo.sha256, earlier)
         if nearest is not None and nearest[1] <= rules.near_duplicate_distance:
             found.append(

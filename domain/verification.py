@@ -153,13 +153,15 @@ class Verification(LedgerAggregate):
         slot: str,
         proof: ProofFacts,
         flags: tuple[str, ...],
-        reasons: tuple[str, ...],
         eligible: int,
         quorum_pct: int,
         status: str,
         cause: Cause,
         at: datetime,
+        *,
+        reasons: tuple[str, ...] = (),
     ) -> Verification:
+        """Record the submission; ``reasons`` says why each of ``flags`` was raised."""
         return cls._create(
             cls.Submitted,
             id=submission_id,
@@ -236,10 +238,10 @@ class Verification(LedgerAggregate):
         return dict(zip(self.flags, self.flag_reasons, strict=False))
 
     @property
-    def stored_as_uploaded(self) -> bool:
-        """Whether the stored object is the upload itself (a text proof, or a photo
-        recorded before photos were re-encoded without their metadata)."""
-        return self.stored_sha256 == self.sha256
+    def stored_with_metadata(self) -> bool:
+        """Whether the stored object is a photo as uploaded, metadata and all: recorded
+        before photos were re-encoded (its ``stored_sha256`` is unknown)."""
+        return self.proof_type == "photo" and not self.stored_sha256
 
 
 class ProofFacts:
@@ -288,12 +290,13 @@ class ProofFacts:
 
 
 def _upcast_submitted(state: dict[str, Any]) -> dict[str, Any]:
-    """The v2 fields of a submission recorded in v1: the stored object was the upload, no
-    perceptual hash was taken, and ``duplicate`` was the only flag there was."""
+    """The v2 fields of a submission recorded in v1: the stored object was the upload (its
+    own SHA-256 left unknown: ``""``), no perceptual hash was taken, and ``duplicate`` was
+    the only flag there was."""
     flags = tuple(state.get("flags", ()))
     return {
         "flag_reasons": tuple(EARLIER_REASONS.get(f, f) for f in flags),
         "phash": "",
-        "stored_sha256": state["sha256"],
+        "stored_sha256": "",
         "stored_size": state["size"],
     }
