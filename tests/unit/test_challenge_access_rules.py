@@ -24,8 +24,8 @@ from tests.unit.test_challenge import (
     T0,
     active,
     cause,
-    shot,
     draft,
+    shot,
 )
 
 DELAY = timedelta(hours=24)
