@@ -155,6 +155,6 @@ def ordered(flags: Iterable[str]) -> tuple[str, ...]:
 def _minutes(gap: timedelta) -> str:
     minutes = int(gap.total_seconds() // 60)
     if minutes < 120:
-        return f"{minutes} minutes"
+        return "1 minute" if minutes == 1 else f"{minutes} minutes"
     hours = minutes // 60
     return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
