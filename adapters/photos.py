@@ -14,7 +14,6 @@ import io
 import re
 from datetime import datetime
 
-import imagehash
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from application.photos import JPEG, PNG, InspectedPhoto
@@ -43,9 +42,7 @@ class PillowPhotoInspector:
             clean = _pixels_only(image)
         except Exception as e:  # malformed metadata or pixels, in whatever form
             raise InvalidPhoto(f"the photo could not be read: {e}") from None
-        return InspectedPhoto(
-            data=_encode(clean, mime_type), phash=str(imagehash.phash(clean)), capture=capture
-        )
+        return InspectedPhoto(data=_encode(clean, mime_type), phash=phash(clean), capture=capture)
 
     def strip(self, data: bytes, mime_type: str) -> bytes:
         return _encode(_pixels_only(self._decode(data, mime_type)), mime_type)
@@ -71,6 +68,15 @@ class PillowPhotoInspector:
         except Exception as e:  # truncated or corrupt data: whatever the decoder raised
             raise InvalidPhoto(f"the photo could not be decoded whole: {e}") from None
         return image
+
+
+def phash(image: Image.Image) -> str:
+    """imagehash's pHash: 64 bits from the DCT of a 32×32 greyscale copy, as 16 hex digits."""
+    # Imported on first use: it brings numpy and scipy (about a second to import), which only
+    # a process that receives photos needs; workers and the command line never do.
+    import imagehash
+
+    return str(imagehash.phash(image))
 
 
 def capture_stamp(image: Image.Image) -> CaptureStamp | None:
