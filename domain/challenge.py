@@ -31,14 +31,12 @@ from domain.errors import (
 )
 from domain.photos import (
     DUPLICATE,
-    NEAR_DUPLICATE,
     Flag,
     PhotoEvidence,
     PhotoRules,
     accepted_when_voting_closes,
-    capture_flag,
     forces_review,
-    nearest_earlier,
+    judge,
     ordered,
 )
 from domain.rules import ChallengeTerms, check_invite_code
@@ -593,22 +591,9 @@ class Challenge(LedgerAggregate):
         at: datetime,
         rules: PhotoRules | None,
     ) -> tuple[Flag, ...]:
-        """The flags a new photo earns in this challenge, most serious first."""
-        rules = rules or PhotoRules()
-        found: list[Flag] = []
-        first = self.photo_hashes.get(photo.sha256)
-        if first is not None:
-            found.append(Flag(DUPLICATE, f"byte-identical to the photo of submission {first}"))
-        earlier = ((str(r.submission_id), r.sha256, r.phash) for r in self.submissions.values())
-        nearest = nearest_earlier(photo.phash, photo.sha256, earlier)
-        if nearest is not None and nearest[1] <= rules.near_duplicate_distance:
-            found.append(
-                Flag(
-                    NEAR_DUPLICATE,
-                    f"looks like the photo of submission {nearest[0]} "
-                    f"({nearest[1]} of 64 perceptual-hash bits differ)",
-                )
-            )
+        """The flags a new photo earns against this challenge's earlier photos and the
+        windows of its slot (the participant's timezone reads a capture time without
+        offset)."""
         participant = self.participants[str(user_id)]
         tz = governing_timezone(self.terms.window, participant.timezone)
         windows = slot_windows(
@@ -617,11 +602,15 @@ class Challenge(LedgerAggregate):
             self.terms.window,
             tz,
         )
-        captured = None if photo.capture is None else photo.capture.instant(participant.timezone)
-        timing = capture_flag(captured, windows, at, rules.capture_tolerance)
-        if timing is not None:
-            found.append(timing)
-        return tuple(found)
+        return judge(
+            photo,
+            self.photo_hashes.get(photo.sha256),
+            ((str(r.submission_id), r.sha256, r.phash) for r in self.submissions.values()),
+            windows,
+            participant.timezone,
+            at,
+            rules or PhotoRules(),
+        )
 
     def _join(self, user_id: UUID, timezone: str, cause: Cause, at: datetime) -> None:
         try:

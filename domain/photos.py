@@ -135,6 +135,41 @@ def capture_flag(
     return Flag(CAPTURE_TIME_OUTSIDE_WINDOW, f"taken {_minutes(gap)} {where}")
 
 
+def judge(
+    photo: PhotoEvidence,
+    same_bytes_as: str | None,
+    earlier: Iterable[tuple[str, str, str]],
+    windows: Iterable[tuple[datetime, datetime]],
+    timezone: str,
+    uploaded_at: datetime,
+    rules: PhotoRules,
+) -> tuple[Flag, ...]:
+    """The flags a new photo earns, most serious first.
+
+    ``same_bytes_as`` is the earlier submission with the same SHA-256, if any; ``earlier``
+    every earlier submission of the challenge as ``(submission_id, sha256, phash)``;
+    ``windows`` its slot's windows; ``timezone`` reads a capture time written without offset.
+    """
+    found: list[Flag] = []
+    if same_bytes_as is not None:
+        found.append(Flag(DUPLICATE, f"byte-identical to the photo of submission {same_bytes_as}"))
+    nearest = nearest_earlier(photo.phash, photo.sha256, earlier)
+    if nearest is not None and nearest[1] <= rules.near_duplicate_distance:
+        submission_id, bits = nearest
+        found.append(
+            Flag(
+                NEAR_DUPLICATE,
+                f"looks like the photo of submission {submission_id} "
+                f"({bits} of {PHASH_BITS} perceptual-hash bits differ)",
+            )
+        )
+    captured = None if photo.capture is None else photo.capture.instant(timezone)
+    timing = capture_flag(captured, windows, uploaded_at, rules.capture_tolerance)
+    if timing is not None:
+        found.append(timing)
+    return tuple(found)
+
+
 def forces_review(flags: Iterable[str]) -> bool:
     """Whether a photo with these flags goes to peer review whatever the challenge's mode."""
     return any(flag not in INFORMATIVE_ONLY for flag in flags)
