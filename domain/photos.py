@@ -93,10 +93,11 @@ def nearest_earlier(
     best: tuple[str, int] | None = None
     if not phash:
         return None
+    mine = int(phash, 16)
     for submission_id, other_sha, other_phash in earlier:
         if not other_phash or other_sha == sha256:
             continue
-        d = distance(phash, other_phash)
+        d = (mine ^ int(other_phash, 16)).bit_count()
         if best is None or d < best[1]:
             best = (submission_id, d)
     return best
