@@ -17,6 +17,7 @@ from domain.photos import (
     distance,
     forces_review,
 )
+from domain.verification import PENDING, ProofFacts, Verification
 from tests.unit.test_challenge import BOB, CAROL, MONDAY_9, OWNER, active, cause, shot
 
 OPEN, CLOSE = datetime(2026, 3, 2, 6, tzinfo=UTC), datetime(2026, 3, 2, 22, tzinfo=UTC)
@@ -169,3 +170,36 @@ def test_the_challenge_keeps_each_photos_flags_and_perceptual_hash() -> None:
     assert (record.phash, record.flags) == ("00ff00ff00ff00ff", ("capture_time_missing",))
     assert c.flags_of(record) == ("capture_time_missing",)
     assert UUID(str(record.submission_id)) == made.submission_id
+
+
+def test_a_verification_snapshot_from_before_photos_were_judged_still_loads() -> None:
+    v = Verification.submit(
+        UUID(int=100),
+        UUID(int=200),
+        BOB,
+        "2026-03-02",
+        ProofFacts("photo", "k", "image/png", 2_048, "a" * 64),
+        ("duplicate",),
+        2,
+        60,
+        PENDING,
+        cause(BOB),
+        MONDAY_9,
+    )
+    snapshot = Verification.Snapshot.take(v)
+    v2_only = ("class_version", "flag_reasons", "phash", "stored_sha256", "stored_size")
+    old = Verification.Snapshot(
+        originator_id=snapshot.originator_id,
+        originator_version=snapshot.originator_version,
+        timestamp=snapshot.timestamp,
+        topic=snapshot.topic,
+        state={k: value for k, value in snapshot.state.items() if k not in v2_only},
+    )
+
+    restored = old.mutate(None)
+
+    assert isinstance(restored, Verification)
+    assert restored.reasons() == {
+        "duplicate": "byte-identical to an earlier photo in this challenge"
+    }
+    assert restored.stored_with_metadata and restored.stored_size == 2_048
