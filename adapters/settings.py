@@ -180,6 +180,9 @@ class ServiceSettings(ProcessSettings):
     s3_endpoint_url: str = ""  # "" = AWS
     aws_region: str = "us-east-1"
     max_proof_bytes: int = Field(default=10 * MiB, gt=0)
+    # A photo's pixels (width × height) read from its header before it is decoded: past this
+    # it is refused (a decompression bomb stays a few bytes instead of gigabytes of memory).
+    max_photo_pixels: int = Field(default=40_000_000, gt=0)
     # Any request body above this is refused with 413 before it is read whole; a proof upload
     # may carry max_proof_bytes on top (its form fields and boundaries fit in this much).
     max_body_bytes: int = Field(default=64 * KiB, gt=0)

@@ -19,6 +19,7 @@ from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.payout_accounts import PgPayoutAccounts
 from adapters.persistence import DatabaseSettings, resolve_database_url
+from adapters.photos import PillowPhotoInspector
 from adapters.proof_store import build_proof_store
 from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
@@ -211,7 +212,12 @@ def build_services(
         idempotency=IdempotencyStore(users),
         payments=payments,
         proofs=proofs,
-        submissions=Submissions(ledger, proofs, partial(active_challenges_of, reads)),
+        submissions=Submissions(
+            ledger,
+            proofs,
+            partial(active_challenges_of, reads),
+            PillowPhotoInspector(config.max_photo_pixels),
+        ),
         checkouts=checkouts,
         locks=locks,
         deposits=Deposits(ledger, payments, checkouts),

@@ -62,6 +62,7 @@ STATUS_BY_ERROR: list[tuple[type[d.DomainError], int]] = [
     (d.InvalidAmount, 422),
     (d.InvalidField, 422),
     (d.ProofTypeNotAllowed, 415),
+    (d.UnsupportedPhoto, 415),
     (d.NotRefundable, 409),
     (d.NotCashoutable, 409),
     (d.NotFound, 404),

@@ -1,8 +1,8 @@
 """Reading an uploaded proof from the wire (rules §4): the HTTP side of a submission.
 
-The body is read with a cap (``Content-Length`` is not trusted) and a photo is sniffed for
-JPEG or PNG before anything else happens; what comes out is a fingerprinted
-:class:`~application.submissions.Proof` for the submission service.
+The body is read with a cap (``Content-Length`` is not trusted); what comes out is a
+fingerprinted :class:`~application.submissions.Proof` for the submission service, a photo's
+type recognised from its bytes (:func:`application.photos.photo_type`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from api.errors import ApiError
+from application.photos import photo_type
 from application.submissions import Proof
 
 MAX_TEXT_CHARS = 10_000
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields
 TEXT_MIME = "text/plain; charset=utf-8"
-MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 
 MULTIPART_BODY = {
     "requestBody": {
@@ -36,7 +36,8 @@ MULTIPART_BODY = {
                         "file": {
                             "type": "string",
                             "format": "binary",
-                            "description": "JPEG or PNG, at most 10 MiB (photo proofs)",
+                            "description": "JPEG or PNG, at most 10 MiB (photo proofs); "
+                            "its part's Content-Type, if an image type, must match its bytes",
                         },
                     },
                 }
@@ -117,10 +118,7 @@ async def _proof_of(form: Any, max_bytes: int) -> Proof:
     data = await file.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _too_large(max_bytes)
-    for magic, mime in MAGIC:
-        if data.startswith(magic):
-            return Proof("photo", data, mime)
-    raise ApiError(415, "unsupported_image", "a photo proof must be a JPEG or a PNG")
+    return Proof("photo", data, photo_type(data, file.content_type))
 
 
 def _too_large(max_bytes: int) -> ApiError:

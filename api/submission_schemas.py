@@ -24,6 +24,7 @@ class SubmissionMadeOut(BaseModel):
     slot: str
     status: Literal["pending", "accepted"]
     flags: list[str]
+    flag_reasons: dict[str, str]
     proof_type: Literal["photo", "text"]
     position: int
 
@@ -36,6 +37,7 @@ class SubmissionMadeOut(BaseModel):
                 "slot": made.slot,
                 "status": made.status,
                 "flags": list(made.flags),
+                "flag_reasons": dict(zip(made.flags, made.flag_reasons, strict=False)),
                 "proof_type": proof_type,
                 "position": made.position,
             }
@@ -50,6 +52,7 @@ class SubmissionMadeOut(BaseModel):
             verification.slot,
             verification.status,
             verification.flags,
+            verification.flag_reasons,
         )
         return cls.of(verification.challenge_id, verification.proof_type, made)
 
@@ -97,6 +100,7 @@ class SubmissionOut(BaseModel):
     size: int
     sha256: str
     flags: list[str]
+    flag_reasons: dict[str, str]
     status: Literal["pending", "accepted", "rejected", "expired"]
     approvals: int
     rejections: int
@@ -120,6 +124,7 @@ class SubmissionOut(BaseModel):
                 "size": v.size,
                 "sha256": v.sha256,
                 "flags": list(v.flags),
+                "flag_reasons": v.reasons(),
                 "status": v.status,
                 "approvals": len(v.approvals),
                 "rejections": len(v.rejections),
@@ -179,6 +184,7 @@ class ReviewOut(BaseModel):
     slot: str
     proof_type: str
     flags: list[str]
+    flag_reasons: dict[str, str]
     approvals: int
     rejections: int
     needed: int
@@ -197,6 +203,7 @@ class ReviewOut(BaseModel):
             slot=v.slot,
             proof_type=v.proof_type,
             flags=list(v.flags),
+            flag_reasons=v.reasons(),
             approvals=len(v.approvals),
             rejections=len(v.rejections),
             needed=v.needed,

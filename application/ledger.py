@@ -503,9 +503,10 @@ class Ledger(Application[UUID]):
             made = challenge.receive_submission(
                 user_id,
                 proof.proof_type,
-                proof.sha256 if proof.proof_type == "photo" else "",
+                proof.photo if proof.proof_type == "photo" else None,
                 cause,
                 at,
+                self.settings.photo_rules,
             )
             verification = Verification.submit(
                 made.submission_id,
@@ -519,10 +520,16 @@ class Ledger(Application[UUID]):
                 made.status,
                 cause,
                 at,
+                reasons=made.reasons,
             )
             receipt = self._save(challenge, verification)
             return SubmissionMade(
-                receipt.position, made.submission_id, made.slot, made.status, made.flags
+                receipt.position,
+                made.submission_id,
+                made.slot,
+                made.status,
+                made.flags,
+                made.reasons,
             )
 
         return self._retrying(attempt)
@@ -603,6 +610,10 @@ class Ledger(Application[UUID]):
             for submission_id in outcome.pending_submissions:
                 verification = self._get(Verification, submission_id)
                 verification.close(cause, at)
+                changed.append(verification)
+            for submission_id in outcome.accepted_at_close:
+                verification = self._get(Verification, submission_id)
+                verification.close(cause, at, accepted=True)
                 changed.append(verification)
             return self._save(*changed), "settled"
 

@@ -50,6 +50,8 @@ class SubmissionMade(Receipt):
     slot: str
     status: str
     flags: tuple[str, ...]
+    flag_reasons: tuple[str, ...] = ()
+    """Why each of ``flags`` was raised."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.cashouts import CashoutLimits
+from domain.photos import PhotoRules
 from domain.rules import ChallengeLimits
 
 # Frozen (settings never change while a process runs); an empty variable counts as unset; the
@@ -48,6 +49,8 @@ class LedgerSettings(BaseSettings):
     min_cashout_tokens: int = Field(default=1_000, gt=0)
     max_cashout_tokens_day: int = Field(default=50_000, gt=0)
     cashout_hold_days: int = Field(default=7, ge=0)
+    capture_tolerance_minutes: int = Field(default=5, ge=0, le=1_440)
+    near_duplicate_distance: int = Field(default=8, ge=0, le=64)
 
     @property
     def refund_window(self) -> timedelta:
@@ -68,6 +71,13 @@ class LedgerSettings(BaseSettings):
             self.min_cashout_tokens,
             self.max_cashout_tokens_day,
             timedelta(days=self.cashout_hold_days),
+        )
+
+    @property
+    def photo_rules(self) -> PhotoRules:
+        """How doubtful photos are flagged (rules §4)."""
+        return PhotoRules(
+            timedelta(minutes=self.capture_tolerance_minutes), self.near_duplicate_distance
         )
 
     @property

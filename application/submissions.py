@@ -1,18 +1,21 @@
 """Submitting proofs and reviewing them (rules §4), as use cases.
 
-Uploading: the challenge decides on a private copy first whether the submission would be
-accepted and for which slot, so the object's key (:func:`proof_key`) is known before the
-upload and a refusal costs no upload. Then the proof is stored (write-once) and ``submit``
-records its key, MIME type, size and SHA-256. If ``submit`` refuses, the object is deleted;
-if it fails in a way that leaves its outcome unknown, the object is left (an orphan no event
-names, replaced by the next upload for that slot once it is ``ORPHAN_AFTER`` old).
+Uploading: the challenge says first whether the submission would be accepted and for
+which slot, so the object's key (:func:`proof_key`) is known before the upload and a refusal
+costs neither a decode nor an upload. A photo is then decoded whole by the
+:class:`~application.photos.PhotoInspector` (a refusal there stores and records nothing),
+and its re-encoded copy, without metadata, is what is stored. Then ``submit`` records the
+key, MIME type, the upload's size and SHA-256, the stored copy's, and the photo's perceptual
+hash; the challenge judges the photo's capture time and likeness to earlier photos (rules
+§4). If ``submit`` refuses, the object is deleted; if it fails in a way that leaves its
+outcome unknown, the object is left (an orphan no event names, replaced by the next upload
+for that slot once it is ``ORPHAN_AFTER`` old).
 
 Text proofs are stored the same way: events never carry their words.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,10 +24,12 @@ from uuid import UUID
 
 from application.access import Caller, participant_challenge, visible_challenge
 from application.ledger import Ledger
+from application.photos import PhotoInspector
 from application.ports import Clock, ProofExists, ProofStore, SystemClock
 from application.receipts import SubmissionMade, VoteCounted
 from domain.aggregate import Cause
 from domain.errors import Conflict, DomainError, ProofTypeNotAllowed
+from domain.photos import PhotoEvidence
 from domain.verification import PENDING, ProofFacts, Verification
 
 ORPHAN_AFTER = timedelta(minutes=10)
@@ -49,6 +54,14 @@ class Proof:
 
     def facts(self, key: str) -> ProofFacts:
         return ProofFacts(self.proof_type, key, self.mime_type, len(self.data), self.sha256)
+
+
+@dataclass(frozen=True)
+class PreparedProof:
+    """A proof ready to store: the object to write, and what the ledger records of it."""
+
+    stored: Proof
+    facts: ProofFacts
 
 
 def proof_key(challenge_id: UUID, user_id: UUID, slot: str, submission_id: UUID) -> str:
@@ -112,11 +125,13 @@ class Submissions:
         ledger: Ledger,
         proofs: ProofStore,
         active_challenges_of: Callable[[UUID], Iterable[UUID]],
+        photos: PhotoInspector,
         *,
         wall_clock: Clock | None = None,
     ) -> None:
         self.ledger = ledger
         self.proofs = proofs
+        self.photos = photos
         # Where the user may have votes to cast: a read model, so a new participation
         # shows once it is projected.
         self.active_challenges_of = active_challenges_of
@@ -129,18 +144,38 @@ class Submissions:
         challenge = participant_challenge(self.ledger, challenge_id, caller)
         if proof.proof_type not in challenge.terms.proof_types:
             raise ProofTypeNotAllowed(f"{proof.proof_type} proofs are not allowed here")
-        # The challenge decides on a copy that is never saved: the slot and the
-        # submission's id (or the refusal) before anything is uploaded.
-        planned = copy.deepcopy(challenge).receive_submission(
-            caller.id, proof.proof_type, proof.sha256, cause, self.ledger.clock.now()
+        # The slot and the submission's id (or the refusal) before anything is decoded
+        # or uploaded; the ledger decides again on fresh state.
+        slot, submission_id = challenge.plan_submission(
+            caller.id, proof.proof_type, self.ledger.clock.now()
         )
-        key = proof_key(challenge_id, caller.id, planned.slot, planned.submission_id)
-        store_proof(self.proofs, key, proof, self.wall_clock)
+        key = proof_key(challenge_id, caller.id, slot, submission_id)
+        prepared = self.prepare(proof, key)
+        store_proof(self.proofs, key, prepared.stored, self.wall_clock)
         try:
-            return self.ledger.submit(challenge_id, caller.id, proof.facts(key), cause)
+            return self.ledger.submit(challenge_id, caller.id, prepared.facts, cause)
         except DomainError:
             self.proofs.delete(key)  # refused: nothing names the object
             raise
+
+    def prepare(self, proof: Proof, key: str) -> PreparedProof:
+        """What to store for a proof and what to record: a text as it is; a photo decoded
+        whole and re-encoded without its metadata (refused if it does not decode)."""
+        if proof.proof_type != "photo":
+            return PreparedProof(proof, proof.facts(key))
+        inspected = self.photos.inspect(proof.data, proof.mime_type)
+        stored = Proof("photo", inspected.data, proof.mime_type)
+        facts = ProofFacts(
+            "photo",
+            key,
+            proof.mime_type,
+            len(proof.data),
+            proof.sha256,
+            photo=PhotoEvidence(proof.sha256, inspected.phash, inspected.capture),
+            stored_size=len(stored.data),
+            stored_sha256=stored.sha256,
+        )
+        return PreparedProof(stored, facts)
 
     def submissions(
         self, challenge_id: UUID, caller: Caller, status: str | None = None
@@ -154,7 +189,7 @@ class Submissions:
                 r.slot,
                 r.status,
                 r.proof_type,
-                challenge.photo_flags(r.sha256, r.submission_id),
+                challenge.flags_of(r),
             )
             for r in challenge.submissions.values()
             if status is None or r.status == status
@@ -169,8 +204,15 @@ class Submissions:
         return verification
 
     def proof(self, submission_id: UUID, caller: Caller) -> ServedProof:
-        """The submission's proof: a presigned URL where the store offers one, else bytes."""
+        """The submission's proof: a presigned URL where the store offers one, else bytes.
+
+        A photo stored as it was uploaded (before photos were re-encoded) may carry its
+        camera's metadata, its location too: it is served re-encoded, never as stored.
+        """
         v = self.submission(submission_id, caller)
+        if v.stored_with_metadata:
+            kept = self.proofs.get(v.proof_key)
+            return ServedProof(v.mime_type, data=self.photos.strip(kept, v.mime_type))
         url = self.proofs.url_for(v.proof_key, PROOF_URL_SECONDS)
         if url is not None:
             return ServedProof(v.mime_type, url=url)

@@ -8,7 +8,7 @@ disagree (the application makes that one save).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -29,8 +29,24 @@ from domain.errors import (
     SubmissionRefused,
     VoteRefused,
 )
+from domain.photos import (
+    DUPLICATE,
+    Flag,
+    PhotoEvidence,
+    PhotoRules,
+    accepted_when_voting_closes,
+    forces_review,
+    judge,
+    ordered,
+)
 from domain.rules import ChallengeTerms, check_invite_code
-from domain.schedule import expected_slots, governing_timezone, slot_of, validate_timezone
+from domain.schedule import (
+    expected_slots,
+    governing_timezone,
+    slot_of,
+    slot_windows,
+    validate_timezone,
+)
 from domain.settlement import Split, finishes, split_pool
 
 DRAFT, ACTIVE, SETTLED, CANCELLED = "draft", "active", "settled", "cancelled"
@@ -51,6 +67,8 @@ class SubmissionRecord:
     slot: str
     status: str
     sha256: str = ""
+    phash: str = ""
+    flags: tuple[str, ...] = ()
 
     @property
     def proof_type(self) -> str:
@@ -67,6 +85,8 @@ class NewSubmission:
     status: str
     flags: tuple[str, ...]
     eligible: int
+    reasons: tuple[str, ...] = ()
+    """Why each flag was raised, in the order of ``flags``."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,7 @@ class Outcome:
     split: Split
     results: tuple[ParticipantResult, ...]
     pending_submissions: tuple[UUID, ...]
+    accepted_at_close: tuple[UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,16 +149,34 @@ class Challenge(LedgerAggregate):
             challenge.pool += self.stake
 
     class SubmissionReceived(LedgerEvent):
+        """A submission took its slot. A photo's ``sha256`` and perceptual hash ``phash``
+        are kept so later photos can be compared with it; ``flags`` are the doubts raised
+        when it arrived (v1 events had neither: their only flag, ``duplicate``, is
+        recomputed from the hashes)."""
+
         TOPIC = "peerpush:Challenge.SubmissionReceived"
+        class_version = 2
         submission_id: UUID
         user_id: UUID
         slot: str
         status: str
         sha256: str
+        phash: str
+        flags: tuple[str, ...]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(phash="", flags=())
 
         def apply(self, challenge: Challenge) -> None:
             challenge.submissions[str(self.submission_id)] = SubmissionRecord(
-                self.submission_id, self.user_id, self.slot, self.status, self.sha256
+                self.submission_id,
+                self.user_id,
+                self.slot,
+                self.status,
+                self.sha256,
+                self.phash,
+                tuple(self.flags),
             )
             if self.sha256:
                 challenge.photo_hashes.setdefault(self.sha256, str(self.submission_id))
@@ -174,10 +213,13 @@ class Challenge(LedgerAggregate):
         """The pool was divided.
 
         ``results`` holds one ``(user_id, expected, accepted, finished, stake, share)`` per
-        participant; the penalties in the pool are ``pool − Σ stake``.
+        participant; the penalties in the pool are ``pool − Σ stake``. Of the submissions
+        still pending, ``accepted_at_close`` counted as accepted (flagged photos of an
+        ``auto`` challenge that were no exact copy) and ``closed_submissions`` expired.
         """
 
         TOPIC = "peerpush:Challenge.Settled"
+        class_version = 2
         pool: int
         fee: int
         forfeited: int
@@ -185,6 +227,11 @@ class Challenge(LedgerAggregate):
         paid_out: int
         results: tuple[tuple[UUID, int, int, bool, int, int], ...]
         closed_submissions: tuple[UUID, ...]
+        accepted_at_close: tuple[UUID, ...]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(accepted_at_close=())
 
         def apply(self, challenge: Challenge) -> None:
             challenge.status = SETTLED
@@ -195,6 +242,8 @@ class Challenge(LedgerAggregate):
             challenge.paid_out = self.paid_out
             for submission_id in self.closed_submissions:
                 challenge.submissions[str(submission_id)].status = "expired"
+            for submission_id in self.accepted_at_close:
+                challenge.submissions[str(submission_id)].status = "accepted"
             challenge.finishers = [str(r[0]) for r in self.results if r[3]]
 
     def __init__(self, owner_id: UUID, invite_code: str, terms: dict[str, Any]) -> None:
@@ -284,7 +333,13 @@ class Challenge(LedgerAggregate):
         same photo (by SHA-256); the first submission with a photo is never the duplicate.
         Text proofs (no hash) are never flagged."""
         first = self.photo_hashes.get(sha256) if sha256 else None
-        return ("duplicate",) if first is not None and first != str(submission_id) else ()
+        return (DUPLICATE,) if first is not None and first != str(submission_id) else ()
+
+    def flags_of(self, record: SubmissionRecord) -> tuple[str, ...]:
+        """The flags a submission carries: those recorded when it arrived, and the
+        ``duplicate`` flag (recomputed, so submissions recorded before flags were kept
+        show it too)."""
+        return ordered((*record.flags, *self.photo_flags(record.sha256, record.submission_id)))
 
     def accepts_votes(self, at: datetime, delay: timedelta) -> bool:
         """Peer review runs while the challenge is active and until it settles."""
@@ -377,10 +432,9 @@ class Challenge(LedgerAggregate):
         )
         return returning
 
-    def receive_submission(
-        self, user_id: UUID, proof_type: str, sha256: str, cause: Cause, at: datetime
-    ) -> NewSubmission:
-        """Place a submission in its slot; refuse it outside the rules (rules §4)."""
+    def plan_submission(self, user_id: UUID, proof_type: str, at: datetime) -> tuple[str, UUID]:
+        """The slot and id a submission made now would get, or the refusal it would meet
+        (rules §4); nothing is recorded."""
         participant = self.participant(user_id)
         if self.status != ACTIVE:
             raise SubmissionRefused(f"the challenge is {self.status}")
@@ -395,9 +449,25 @@ class Challenge(LedgerAggregate):
         submission_id = ids.submission_id(self.id, user_id, slot.isoformat())
         if str(submission_id) in self.submissions:
             raise DuplicateSubmission("one submission per participant per slot")
-        flags = self.photo_flags(sha256, submission_id)
+        return slot.isoformat(), submission_id
+
+    def receive_submission(
+        self,
+        user_id: UUID,
+        proof_type: str,
+        photo: PhotoEvidence | None,
+        cause: Cause,
+        at: datetime,
+        rules: PhotoRules | None = None,
+    ) -> NewSubmission:
+        """Place a submission in its slot; refuse it outside the rules, and flag a doubtful
+        photo (rules §4). A flag other than a missing capture time sends the photo to
+        peer review whatever the challenge's mode."""
+        slot, submission_id = self.plan_submission(user_id, proof_type, at)
+        found = () if photo is None else self._judge(user_id, slot, photo, at, rules)
+        flags = tuple(f.name for f in found)
         eligible = len(self.participants) - 1
-        review = self.terms.verification_mode == "quorum" or bool(flags)
+        review = self.terms.verification_mode == "quorum" or forces_review(flags)
         status = "pending" if review and eligible > 0 else "accepted"
         self._record(
             self.SubmissionReceived,
@@ -405,11 +475,15 @@ class Challenge(LedgerAggregate):
             at,
             submission_id=submission_id,
             user_id=user_id,
-            slot=slot.isoformat(),
+            slot=slot,
             status=status,
-            sha256=sha256,
+            sha256="" if photo is None else photo.sha256,
+            phash="" if photo is None else photo.phash,
+            flags=flags,
         )
-        return NewSubmission(submission_id, slot.isoformat(), status, flags, eligible)
+        return NewSubmission(
+            submission_id, slot, status, flags, eligible, tuple(f.reason for f in found)
+        )
 
     def record_verdict(
         self, submission_id: UUID, status: str, penalty: int, cause: Cause, at: datetime
@@ -456,8 +530,15 @@ class Challenge(LedgerAggregate):
             raise NotSettleable(f"the challenge settles at {self.settles_at(delay).isoformat()}")
         accepted: dict[str, set[str]] = {}
         pending: list[UUID] = []
+        accepted_at_close: list[UUID] = []
+        mode = self.terms.verification_mode
         for record in self.submissions.values():
-            if record.status == "accepted":
+            if record.status == "pending" and accepted_when_voting_closes(
+                self.flags_of(record), mode
+            ):
+                accepted_at_close.append(record.submission_id)
+                accepted.setdefault(str(record.user_id), set()).add(record.slot)
+            elif record.status == "accepted":
                 accepted.setdefault(str(record.user_id), set()).add(record.slot)
             elif record.status == "pending":
                 pending.append(record.submission_id)
@@ -496,10 +577,40 @@ class Challenge(LedgerAggregate):
                 (r.user_id, r.expected, r.accepted, r.finished, r.stake, r.share) for r in results
             ),
             closed_submissions=tuple(pending),
+            accepted_at_close=tuple(accepted_at_close),
         )
-        return Outcome(split, results, tuple(pending))
+        return Outcome(split, results, tuple(pending), tuple(accepted_at_close))
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _judge(
+        self,
+        user_id: UUID,
+        slot: str,
+        photo: PhotoEvidence,
+        at: datetime,
+        rules: PhotoRules | None,
+    ) -> tuple[Flag, ...]:
+        """The flags a new photo earns against this challenge's earlier photos and the
+        windows of its slot (the participant's timezone reads a capture time without
+        offset)."""
+        participant = self.participants[str(user_id)]
+        tz = governing_timezone(self.terms.window, participant.timezone)
+        windows = slot_windows(
+            date.fromisoformat(slot),
+            self.terms.frequency,  # type: ignore[arg-type]
+            self.terms.window,
+            tz,
+        )
+        return judge(
+            photo,
+            self.photo_hashes.get(photo.sha256),
+            ((str(r.submission_id), r.sha256, r.phash) for r in self.submissions.values()),
+            windows,
+            participant.timezone,
+            at,
+            rules or PhotoRules(),
+        )
 
     def _join(self, user_id: UUID, timezone: str, cause: Cause, at: datetime) -> None:
         try:

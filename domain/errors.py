@@ -170,3 +170,23 @@ class PayoutAccountNotEnabled(Conflict):
 
 class UnknownCashout(NotFound):
     code = "unknown_cashout"
+
+
+class UnsupportedPhoto(DomainError):
+    """A photo proof that is not a JPEG or a PNG, or whose bytes are another type than the
+    one it was declared as or decode as (415, rules §4)."""
+
+    code = "unsupported_image"
+
+
+class InvalidPhoto(InvalidField):
+    """A photo that does not decode whole: truncated, corrupt, or more pixels than
+    allowed (422, rules §4)."""
+
+    code = "invalid_photo"
+
+
+class PhotoTooManyPixels(InvalidPhoto):
+    """A photo larger, once decoded, than ``MAX_PHOTO_PIXELS`` (a decompression bomb, 422)."""
+
+    code = "photo_too_many_pixels"

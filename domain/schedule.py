@@ -144,6 +144,23 @@ def counting_bounds(
     return opens, max(opens, min(closes, next_opens))
 
 
+def slot_windows(
+    slot: date, frequency: Frequency, window: TimeWindow, tz: ZoneInfo
+) -> tuple[tuple[datetime, datetime], ...]:
+    """Every non-empty counting window ``[open, close)`` that fills ``slot``: the one opening
+    on that date, or for a weekly slot (its Monday) each day's window of that week."""
+    _require_frequency(frequency)
+    days = 7 if frequency == "weekly" else 1
+    found = []
+    for n in range(days):
+        day = slot + n * _ONE_DAY
+        if _counts(day, frequency):
+            opens, closes = counting_bounds(day, frequency, window, tz)
+            if opens < closes:
+                found.append((opens, closes))
+    return tuple(found)
+
+
 def expected_slots(
     starts_at: datetime,
     ends_at: datetime,

@@ -8,6 +8,7 @@ rejected that ``needed`` can no longer be reached.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from domain.aggregate import Cause, LedgerAggregate, LedgerCreated, LedgerEvent
@@ -18,6 +19,7 @@ from domain.errors import (
     OwnSubmission,
     VoteRefused,
 )
+from domain.photos import EARLIER_REASONS, PhotoEvidence
 
 PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
 
@@ -29,11 +31,24 @@ def votes_needed(quorum_pct: int, eligible: int) -> int:
 
 class Verification(LedgerAggregate):
     TOPIC = "peerpush:Verification"
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        """A snapshot from before photos were re-encoded: the stored object is the upload."""
+        state.update(_upcast_submitted(dict(state)))
 
     class Submitted(LedgerCreated):
-        """A proof was submitted; ``status`` is ``accepted`` at once or ``pending`` review."""
+        """A proof was submitted; ``status`` is ``accepted`` at once or ``pending`` review.
+
+        ``sha256`` and ``size`` describe the bytes uploaded (kept for audit); the object
+        stored and served (a photo re-encoded without its metadata) has ``stored_sha256``
+        and ``stored_size``. ``flag_reasons`` says why each of ``flags`` was raised;
+        ``phash`` is a photo's perceptual hash. v1 events stored the upload itself.
+        """
 
         TOPIC = "peerpush:Verification.Submitted"
+        class_version = 2
         challenge_id: UUID
         user_id: UUID
         slot: str
@@ -46,6 +61,14 @@ class Verification(LedgerAggregate):
         eligible: int
         needed: int
         status: str
+        flag_reasons: tuple[str, ...]
+        phash: str
+        stored_sha256: str
+        stored_size: int
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(_upcast_submitted(state))
 
     class VoteCast(LedgerEvent):
         TOPIC = "peerpush:Verification.VoteCast"
@@ -67,12 +90,20 @@ class Verification(LedgerAggregate):
             verification.penalty = self.penalty
 
     class Closed(LedgerEvent):
-        """Settlement closed the vote: a still-pending submission counts as not accepted."""
+        """Settlement closed the vote on a still-pending submission: it ``expired`` (not
+        accepted), or was ``accepted`` (a flagged photo of an ``auto`` challenge that no
+        peer rejected and that was no exact copy). v1 events always expired."""
 
         TOPIC = "peerpush:Verification.Closed"
+        class_version = 2
+        status: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(status=EXPIRED)
 
         def apply(self, verification: Verification) -> None:
-            verification.status = EXPIRED
+            verification.status = self.status
 
     def __init__(
         self,
@@ -88,6 +119,10 @@ class Verification(LedgerAggregate):
         eligible: int,
         needed: int,
         status: str,
+        flag_reasons: tuple[str, ...],
+        phash: str,
+        stored_sha256: str,
+        stored_size: int,
     ) -> None:
         self.challenge_id = challenge_id
         self.user_id = user_id
@@ -98,6 +133,10 @@ class Verification(LedgerAggregate):
         self.size = size
         self.sha256 = sha256
         self.flags = tuple(flags)
+        self.flag_reasons = tuple(flag_reasons)
+        self.phash = phash
+        self.stored_sha256 = stored_sha256
+        self.stored_size = stored_size
         self.eligible = eligible
         self.needed = needed
         self.status = status
@@ -119,7 +158,10 @@ class Verification(LedgerAggregate):
         status: str,
         cause: Cause,
         at: datetime,
+        *,
+        reasons: tuple[str, ...] = (),
     ) -> Verification:
+        """Record the submission; ``reasons`` says why each of ``flags`` was raised."""
         return cls._create(
             cls.Submitted,
             id=submission_id,
@@ -132,9 +174,13 @@ class Verification(LedgerAggregate):
             size=proof.size,
             sha256=proof.sha256,
             flags=flags,
+            flag_reasons=reasons,
             eligible=eligible,
             needed=votes_needed(quorum_pct, eligible),
             status=status,
+            phash=proof.phash,
+            stored_sha256=proof.stored_sha256,
+            stored_size=proof.stored_size,
             actor=cause.actor,
             request_id=cause.request_id,
             timestamp=at,
@@ -182,19 +228,75 @@ class Verification(LedgerAggregate):
     def decide(self, status: str, penalty: int, cause: Cause, at: datetime) -> None:
         self._record(self.Decided, cause, at, status=status, penalty=penalty)
 
-    def close(self, cause: Cause, at: datetime) -> None:
+    def close(self, cause: Cause, at: datetime, *, accepted: bool = False) -> None:
+        """Voting closed: a still-pending submission expires, or counts as ``accepted``."""
         if self.status == PENDING:
-            self._record(self.Closed, cause, at)
+            self._record(self.Closed, cause, at, status=ACCEPTED if accepted else EXPIRED)
+
+    def reasons(self) -> dict[str, str]:
+        """Each flag and why it was raised, for reviewers."""
+        return dict(zip(self.flags, self.flag_reasons, strict=False))
+
+    @property
+    def stored_with_metadata(self) -> bool:
+        """Whether the stored object is a photo as uploaded, metadata and all: recorded
+        before photos were re-encoded (its ``stored_sha256`` is unknown)."""
+        return self.proof_type == "photo" and not self.stored_sha256
 
 
 class ProofFacts:
-    """What the ledger keeps of a proof: where it is stored and its fingerprint."""
+    """What the ledger keeps of a proof: where it is stored and its fingerprints.
 
-    __slots__ = ("key", "mime_type", "proof_type", "sha256", "size")
+    ``size`` and ``sha256`` are the upload's; ``stored_size`` and ``stored_sha256`` the
+    stored object's (the same for a text proof); ``photo`` what the challenge judges a photo
+    by.
+    """
 
-    def __init__(self, proof_type: str, key: str, mime_type: str, size: int, sha256: str):
+    __slots__ = (
+        "key",
+        "mime_type",
+        "photo",
+        "proof_type",
+        "sha256",
+        "size",
+        "stored_sha256",
+        "stored_size",
+    )
+
+    def __init__(
+        self,
+        proof_type: str,
+        key: str,
+        mime_type: str,
+        size: int,
+        sha256: str,
+        *,
+        photo: PhotoEvidence | None = None,
+        stored_size: int | None = None,
+        stored_sha256: str | None = None,
+    ):
         self.proof_type = proof_type
         self.key = key
         self.mime_type = mime_type
         self.size = size
         self.sha256 = sha256
+        self.photo = photo or (PhotoEvidence(sha256) if proof_type == "photo" else None)
+        self.stored_size = size if stored_size is None else stored_size
+        self.stored_sha256 = sha256 if stored_sha256 is None else stored_sha256
+
+    @property
+    def phash(self) -> str:
+        return "" if self.photo is None else self.photo.phash
+
+
+def _upcast_submitted(state: dict[str, Any]) -> dict[str, Any]:
+    """The v2 fields of a submission recorded in v1: the stored object was the upload (its
+    own SHA-256 left unknown: ``""``), no perceptual hash was taken, and ``duplicate`` was
+    the only flag there was."""
+    flags = tuple(state.get("flags", ()))
+    return {
+        "flag_reasons": tuple(EARLIER_REASONS.get(f, f) for f in flags),
+        "phash": "",
+        "stored_sha256": "",
+        "stored_size": state["size"],
+    }

@@ -42,7 +42,11 @@ router = APIRouter(tags=["submissions"])
         404: {},
         409: {"description": "outside the time window, or this slot already has one"},
         413: {"description": "more than 10 MiB"},
-        415: {"description": "not a JPEG/PNG, or a proof type the rules do not allow"},
+        415: {
+            "description": "not a JPEG/PNG, sent as another type than its bytes are, or a "
+            "proof type the rules do not allow"
+        },
+        422: {"description": "a bad form, or a photo that does not decode whole or is too big"},
     },
 )
 async def submit(
@@ -100,7 +104,8 @@ def get_submission(
     response_class=Response,
     responses={
         200: {
-            "description": "the proof's bytes (local storage): a photo, or a text proof",
+            "description": "the proof's bytes (local storage): a photo (re-encoded without "
+            "its metadata), or a text proof",
             "content": {
                 mime: {"schema": {"type": "string", "format": "binary"}}
                 for mime in ("image/jpeg", "image/png", "text/plain")

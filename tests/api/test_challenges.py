@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from api.bootstrap import Services
 from domain.aggregate import Cause
+from tests.photos import photo_bytes
 
 
 @dataclass
@@ -114,8 +115,10 @@ def challenge_body(start: datetime, **overrides: Any) -> dict[str, Any]:
     return body
 
 
-def png(seed: str) -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + seed.encode() * 64
+def png(seed: str, taken_at: datetime | None = None) -> bytes:
+    """A real PNG drawn from ``seed`` (tests/photos.py), with an EXIF capture time (UTC)
+    when ``taken_at`` is given."""
+    return photo_bytes(seed, taken_at=taken_at, offset="+00:00" if taken_at else None)
 
 
 def photo(who: Player, challenge_id: str, data: bytes) -> Any:
@@ -191,9 +194,9 @@ def test_a_challenge_is_played_from_draft_to_payout_over_http(stack: Stack) -> N
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "accepted" and r.json()["slot"] == starts_at.date().isoformat()
     assert text(owner, cid, "and again").status_code == 409  # one per slot
-    first = photo(bea, cid, png("bea-day-1"))
+    first = photo(bea, cid, png("bea-day-1", starts_at + timedelta(hours=8)))
     assert first.status_code == 201 and first.json()["flags"] == []
-    copied = photo(cy, cid, png("bea-day-1"))
+    copied = photo(cy, cid, png("bea-day-1", starts_at + timedelta(hours=8)))
     assert copied.status_code == 201, copied.text
     assert copied.json()["status"] == "pending" and copied.json()["flags"] == ["duplicate"]
     sid = copied.json()["id"]
@@ -232,8 +235,11 @@ def test_a_challenge_is_played_from_draft_to_payout_over_http(stack: Stack) -> N
     # Day two: everyone submits; the flagged copy is approved this time.
     stack.advance_to(owner, starts_at + timedelta(days=1, hours=8))
     assert text(owner, cid, "ran 6 km").json()["status"] == "accepted"
-    assert photo(bea, cid, png("bea-day-2")).json()["status"] == "accepted"
-    again_copied = photo(cy, cid, png("bea-day-2"))
+    assert (
+        photo(bea, cid, png("bea-day-2", starts_at + timedelta(days=1, hours=8))).json()["status"]
+        == "accepted"
+    )
+    again_copied = photo(cy, cid, png("bea-day-2", starts_at + timedelta(days=1, hours=8)))
     assert again_copied.json()["flags"] == ["duplicate"]
     sid2 = again_copied.json()["id"]
     assert owner.post(f"/submissions/{sid2}/votes", json={"approve": True}).json()["status"] == (

@@ -14,10 +14,8 @@ smallest user id (UUIDs as 128-bit integers).
 from __future__ import annotations
 
 import re
-import struct
 import time
 import uuid
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +32,7 @@ from api import cli
 from api.app import create_app
 from api.bootstrap import Services, build_services
 from tests.api.conftest import PASSWORD, api_config
+from tests.photos import decoded, photo_bytes
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -57,19 +56,9 @@ def eventually(read: Callable[[], Any], done: Callable[[Any], bool], what: str) 
         time.sleep(0.05)
 
 
-def tiny_png(red: int, green: int, blue: int) -> bytes:
-    """A valid 1×1 RGB PNG of one colour (distinct bytes, so no duplicate flag)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    pixels = zlib.compress(bytes([0, red, green, blue]))
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-    )
+def snapshot(seed: str, taken_at: datetime) -> bytes:
+    """A real PNG of its own picture (no duplicate flags), taken at ``taken_at`` (UTC)."""
+    return photo_bytes(seed, taken_at=taken_at, offset="+00:00")
 
 
 @dataclass
@@ -252,9 +241,9 @@ def test_a_whole_challenge_over_http_with_the_workers_running(
     day1 = starts_at.date().isoformat()
     made = {
         "ada": ada.submit_text(cid, "ran 5 km along the river"),
-        "bo": bo.submit_photo(cid, tiny_png(255, 0, 0)),
+        "bo": bo.submit_photo(cid, snapshot("bo-1", starts_at + timedelta(hours=7))),
         "cy": cy.submit_text(cid, "ran 4 km, then stretched"),
-        "di": di.submit_photo(cid, tiny_png(0, 0, 255)),
+        "di": di.submit_photo(cid, snapshot("di-1", starts_at + timedelta(hours=7))),
     }
     for m in made.values():
         assert (m["slot"], m["status"], m["flags"]) == (day1, "pending", [])
@@ -266,7 +255,9 @@ def test_a_whole_challenge_over_http_with_the_workers_running(
     assert {r["submission_id"] for r in reviews} == {made[n]["id"] for n in ("ada", "cy", "di")}
     assert {r["needed"] for r in reviews} == {2} and {r["eligible"] for r in reviews} == {3}
     proof = ada.get(f"/submissions/{made['bo']['id']}/proof")
-    assert proof.headers["content-type"] == "image/png" and proof.content == tiny_png(255, 0, 0)
+    assert proof.headers["content-type"] == "image/png"
+    sent = decoded(snapshot("bo-1", starts_at + timedelta(hours=7)))
+    assert decoded(proof.content).tobytes() == sent.tobytes()  # lossless, metadata gone
 
     first = ada.vote(made["di"]["id"], approve=False)
     assert (first["status"], first["rejections"]) == ("pending", 1)
@@ -290,9 +281,13 @@ def test_a_whole_challenge_over_http_with_the_workers_running(
         advance_to(ada, starts_at + timedelta(days=day, hours=7))
         slot = (starts_at + timedelta(days=day)).date().isoformat()
         made = {
-            "ada": ada.submit_photo(cid, tiny_png(day, 200, 0)),
+            "ada": ada.submit_photo(
+                cid, snapshot(f"ada-{day}", starts_at + timedelta(days=day, hours=7))
+            ),
             "bo": bo.submit_text(cid, f"day {day + 1}: 5 km"),
-            "cy": cy.submit_photo(cid, tiny_png(0, 200, day)),
+            "cy": cy.submit_photo(
+                cid, snapshot(f"cy-{day}", starts_at + timedelta(days=day, hours=7))
+            ),
         }
         assert {m["slot"] for m in made.values()} == {slot}
         approve_all(made, skip=None, voters=(ada, bo, cy, di))

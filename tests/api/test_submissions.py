@@ -7,7 +7,9 @@ S3 variant against moto's server.
 from __future__ import annotations
 
 import os
+import struct
 import time as wall
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from api.bootstrap import Services
 from application.submissions import ORPHAN_AFTER, Proof, store_proof
 from domain.errors import Conflict
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight, photo, png
+from tests.photos import decoded, photo_bytes
 
 MiB = 1024 * 1024
 
@@ -47,6 +50,18 @@ def running_challenge(
         joined.append(p)
     stack.advance_to(owner, starts_at + timedelta(hours=1))
     return cid, joined
+
+
+def padded_to(png_data: bytes, size: int) -> bytes:
+    """The PNG grown to exactly ``size`` bytes by a private ancillary chunk before IEND
+    (decoders skip it), so it stays a valid PNG."""
+    iend = png_data.rindex(b"IEND") - 4
+    filler = size - len(png_data) - 12
+    body = b"\x00" * filler
+    chunk = (
+        struct.pack(">I", filler) + b"peRp" + body + struct.pack(">I", zlib.crc32(b"peRp" + body))
+    )
+    return png_data[:iend] + chunk + png_data[iend:]
 
 
 def stored_files(stack: Stack) -> list[Path]:
@@ -84,7 +99,7 @@ def test_a_photo_is_sniffed_not_trusted(stack: Stack) -> None:
         files={"file": ("proof.png", gif, "image/png")},
     )
     assert r.status_code == 415 and r.json()["code"] == "unsupported_image"
-    jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 100
+    jpeg = photo_bytes("sniffed", fmt="JPEG")
     r = owner.post(
         f"/challenges/{cid}/submissions",
         data={"proof_type": "photo"},
@@ -94,7 +109,9 @@ def test_a_photo_is_sniffed_not_trusted(stack: Stack) -> None:
     sid = r.json()["id"]
     assert owner.get(f"/submissions/{sid}").json()["mime_type"] == "image/jpeg"
     served = owner.get(f"/submissions/{sid}/proof")
-    assert served.content == jpeg and served.headers["content-type"] == "image/jpeg"
+    assert served.headers["content-type"] == "image/jpeg"
+    assert decoded(served.content).format == "JPEG"
+    assert decoded(served.content).size == decoded(jpeg).size
 
 
 def test_a_proof_type_the_rules_do_not_allow_is_refused_before_upload(stack: Stack) -> None:
@@ -111,7 +128,8 @@ def test_an_oversized_photo_is_refused_with_413(stack: Stack) -> None:
     big = b"\x89PNG\r\n\x1a\n" + b"\x00" * (10 * MiB)
     r = photo(owner, cid, big)
     assert r.status_code == 413 and r.json()["code"] == "proof_too_large"
-    exactly = b"\x89PNG\r\n\x1a\n" + b"\x00" * (10 * MiB - 8)
+    exactly = padded_to(png("exactly-10-mib"), 10 * MiB)
+    assert len(exactly) == 10 * MiB
     assert photo(owner, cid, exactly).status_code == 201
 
 
@@ -164,7 +182,8 @@ def test_one_proof_per_slot_and_the_first_one_is_kept(stack: Stack) -> None:
     second = photo(owner, cid, png("second"))
     assert second.status_code == 409 and second.json()["code"] == "duplicate_submission"
     sid = first.json()["id"]
-    assert owner.get(f"/submissions/{sid}/proof").content == png("first")
+    served = owner.get(f"/submissions/{sid}/proof").content
+    assert decoded(served).tobytes() == decoded(png("first")).tobytes()
 
 
 def test_submissions_outside_the_challenge_are_refused_without_leaving_objects(

@@ -22,6 +22,7 @@ from adapters.settings import ServiceSettings
 from api.bootstrap import Services, build_services
 from tests.api.test_challenges import Stack, photo, png
 from tests.api.test_submissions import running_challenge
+from tests.photos import decoded
 
 
 @pytest.fixture(scope="module")
@@ -76,10 +77,11 @@ def test_a_photo_lands_in_the_bucket_under_its_submission_key(stack: Stack) -> N
     sid, slot = r.json()["id"], r.json()["slot"]
     store = stack.services.proofs
     assert isinstance(store, S3ProofStore)
-    head = store.client.head_object(
-        Bucket=store.bucket, Key=f"challenges/{cid}/{other.id}/{slot}/{sid}"
-    )
-    assert head["ContentType"] == "image/png" and head["ContentLength"] == len(png("s3-proof"))
+    key = f"challenges/{cid}/{other.id}/{slot}/{sid}"
+    head = store.client.head_object(Bucket=store.bucket, Key=key)
+    kept = store.get(key)
+    assert head["ContentType"] == "image/png" and head["ContentLength"] == len(kept)
+    assert decoded(kept).tobytes() == decoded(png("s3-proof")).tobytes()
 
 
 def test_a_proof_is_served_by_a_redirect_to_a_presigned_url(stack: Stack) -> None:
@@ -90,7 +92,7 @@ def test_a_proof_is_served_by_a_redirect_to_a_presigned_url(stack: Stack) -> Non
     url = r.headers["location"]
     assert "X-Amz-Signature=" in url and "X-Amz-Expires=300" in url
     with urllib.request.urlopen(url, timeout=5) as fetched:  # moto on 127.0.0.1
-        assert fetched.read() == png("redirected")
+        assert decoded(fetched.read()).tobytes() == decoded(png("redirected")).tobytes()
         assert fetched.headers["Content-Type"] == "image/png"
     assert stack.user(0).get(f"/submissions/{sid}/proof").status_code == 403
 

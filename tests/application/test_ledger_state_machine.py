@@ -796,7 +796,9 @@ class LedgerMachine(RuleBasedStateMachine):
         assert terms.starts_at <= self.now() < terms.ends_at
         assert proof.proof_type in terms.proof_types
         flagged = photo is not None and photo in c.photo_hashes
-        assert made.flags == (("duplicate",) if flagged else ())
+        # These photos come with a fingerprint only: no capture time (shown, not reviewed).
+        undated = ("capture_time_missing",) if photo is not None else ()
+        assert made.flags == (("duplicate",) if flagged else ()) + undated
         review = flagged or terms.verification_mode == "quorum"
         if review and len(challenge.participants) > 1:
             assert made.status == PENDING

@@ -3,6 +3,7 @@ what ends up stored for an accepted proof, and that a refused one leaves nothing
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from uuid import UUID
 
 import pytest
 
+from adapters.photos import PillowPhotoInspector
 from adapters.proof_store import LocalProofStore
 from application.ledger import Ledger
 from application.ports import AdjustableClock
@@ -23,13 +25,14 @@ from domain.errors import (
     ProofTypeNotAllowed,
     SubmissionRefused,
 )
+from tests.photos import decoded, photo_bytes
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 START = datetime(2026, 3, 2, tzinfo=UTC)
 END = datetime(2026, 3, 5, tzinfo=UTC)
 MONDAY_9 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 A, B, C = UUID(int=1), UUID(int=2), UUID(int=3)
-PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
+PNG = photo_bytes("service", taken_at=MONDAY_9, offset="+00:00", gps=True)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ def world(tmp_path: Path) -> World:
     root = tmp_path / "proofs"
     store = LocalProofStore(root)
     joined = {A: [made.challenge_id], B: [made.challenge_id]}
-    service = Submissions(ledger, store, lambda user: joined.get(user, []))
+    service = Submissions(
+        ledger, store, lambda user: joined.get(user, []), PillowPhotoInspector(40_000_000)
+    )
     return World(ledger, clock, store, root, service, made.challenge_id, made.invite_code)
 
 
@@ -99,9 +104,16 @@ def test_an_accepted_submission_stores_exactly_one_object_at_its_documented_key(
 
     key = f"challenges/{world.challenge_id}/{B}/{made.slot}/{made.submission_id}"
     assert world.stored() == [key]
-    assert world.store.get(key) == PNG
+    kept = world.store.get(key)
+    assert decoded(kept).tobytes() == decoded(PNG).tobytes()  # the pixels, losslessly
+    assert not decoded(kept).getexif()  # and nothing else: no capture time, no position
     recorded = world.ledger.verification(made.submission_id)
     assert (recorded.proof_key, recorded.mime_type, recorded.size) == (key, "image/png", len(PNG))
+    assert recorded.sha256 == hashlib.sha256(PNG).hexdigest()  # the upload's, for audit
+    assert (recorded.stored_sha256, recorded.stored_size) == (
+        hashlib.sha256(kept).hexdigest(),
+        len(kept),
+    )
 
 
 def test_a_text_proof_is_stored_too_so_events_never_carry_its_words(world: World) -> None:

@@ -24,6 +24,7 @@ from domain.errors import (
     ProofTypeNotAllowed,
     SubmissionRefused,
 )
+from domain.photos import CaptureStamp, PhotoEvidence
 from domain.rules import make_terms
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)  # a Sunday, before the start
@@ -47,6 +48,11 @@ BASE: dict[str, Any] = {
     "verification_mode": "auto",
     "proof_types": ["photo", "text"],
 }
+
+
+def shot(sha256: str, taken_at: datetime = MONDAY_9) -> PhotoEvidence:
+    """A photo with this fingerprint, taken (UTC) at ``taken_at``."""
+    return PhotoEvidence(sha256, capture=CaptureStamp(taken_at.replace(tzinfo=None), 0))
 
 
 def cause(user: UUID) -> Cause:
@@ -275,7 +281,7 @@ def test_a_cancelled_challenge_cannot_be_cancelled_again() -> None:
 def test_an_auto_mode_submission_is_accepted_at_once_in_its_slot() -> None:
     c = active(BOB)
 
-    made = c.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9)
+    made = c.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9)
 
     assert (made.slot, made.status, made.flags, made.eligible) == ("2026-03-02", "accepted", (), 1)
 
@@ -283,12 +289,12 @@ def test_an_auto_mode_submission_is_accepted_at_once_in_its_slot() -> None:
 def test_a_quorum_mode_submission_waits_for_review() -> None:
     c = active(BOB, verification_mode="quorum")
 
-    assert c.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9).status == "pending"
+    assert c.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9).status == "pending"
 
 
 def test_a_non_participant_may_not_submit() -> None:
     with pytest.raises(NotParticipant):
-        active(BOB).receive_submission(CAROL, "text", "", cause(CAROL), MONDAY_9)
+        active(BOB).receive_submission(CAROL, "text", None, cause(CAROL), MONDAY_9)
 
 
 @pytest.mark.parametrize(
@@ -303,33 +309,33 @@ def test_a_non_participant_may_not_submit() -> None:
 )
 def test_a_submission_outside_the_challenge_or_its_window_is_refused(at: datetime) -> None:
     with pytest.raises(SubmissionRefused):
-        active(BOB).receive_submission(BOB, "text", "", cause(BOB), at)
+        active(BOB).receive_submission(BOB, "text", None, cause(BOB), at)
 
 
 def test_a_proof_type_the_challenge_does_not_allow_is_refused() -> None:
     c = active(BOB, proof_types=["text"])
 
     with pytest.raises(ProofTypeNotAllowed):
-        c.receive_submission(BOB, "photo", "f" * 64, cause(BOB), MONDAY_9)
+        c.receive_submission(BOB, "photo", shot("f" * 64), cause(BOB), MONDAY_9)
 
 
 def test_a_second_submission_in_the_same_slot_is_a_duplicate() -> None:
     c = active(BOB)
-    c.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9)
+    c.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9)
 
     with pytest.raises(DuplicateSubmission):
-        c.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9 + timedelta(hours=5))
+        c.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9 + timedelta(hours=5))
 
     # The next day is another slot.
-    assert c.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9 + timedelta(days=1)).slot
+    assert c.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9 + timedelta(days=1)).slot
 
 
 def test_a_photo_seen_before_in_the_challenge_is_flagged_and_reviewed_even_in_auto_mode() -> None:
     c = active(BOB, CAROL)
-    first = c.receive_submission(BOB, "photo", "a" * 64, cause(BOB), MONDAY_9)
+    first = c.receive_submission(BOB, "photo", shot("a" * 64), cause(BOB), MONDAY_9)
 
-    copy = c.receive_submission(CAROL, "photo", "a" * 64, cause(CAROL), MONDAY_9)
-    fresh = c.receive_submission(OWNER, "photo", "b" * 64, cause(OWNER), MONDAY_9)
+    copy = c.receive_submission(CAROL, "photo", shot("a" * 64), cause(CAROL), MONDAY_9)
+    fresh = c.receive_submission(OWNER, "photo", shot("b" * 64), cause(OWNER), MONDAY_9)
 
     assert (first.status, first.flags) == ("accepted", ())
     assert (copy.status, copy.flags) == ("pending", ("duplicate",))
@@ -339,8 +345,8 @@ def test_a_photo_seen_before_in_the_challenge_is_flagged_and_reviewed_even_in_au
 def test_a_submission_id_is_derived_from_challenge_participant_and_slot() -> None:
     a, b = active(BOB), active(BOB)
 
-    made_a = a.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9)
-    made_b = b.receive_submission(BOB, "text", "", cause(BOB), MONDAY_9 + timedelta(hours=1))
+    made_a = a.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9)
+    made_b = b.receive_submission(BOB, "text", None, cause(BOB), MONDAY_9 + timedelta(hours=1))
 
     assert made_a.submission_id == made_b.submission_id
 

@@ -25,6 +25,7 @@ from tests.unit.test_challenge import (
     active,
     cause,
     draft,
+    shot,
 )
 
 DELAY = timedelta(hours=24)
@@ -36,7 +37,7 @@ def settled(*joiners: UUID, submitters: tuple[UUID, ...] = ()) -> Challenge:
     c = active(*joiners)
     for day in range((END - START).days):
         for user in submitters:
-            c.receive_submission(user, "text", "", cause(user), MONDAY_9 + timedelta(days=day))
+            c.receive_submission(user, "text", None, cause(user), MONDAY_9 + timedelta(days=day))
     c.settle(0, DELAY, Cause.worker("settlement"), END + DELAY)
     return c
 
@@ -106,8 +107,8 @@ def test_a_settled_challenge_shows_paid_out_when_someone_finished_else_forfeited
 
 def test_only_later_submissions_of_a_photo_are_flagged_as_duplicates() -> None:
     c = active(BOB, CAROL)
-    first = c.receive_submission(BOB, "photo", "a" * 64, cause(BOB), MONDAY_9)
-    copy = c.receive_submission(CAROL, "photo", "a" * 64, cause(CAROL), MONDAY_9)
+    first = c.receive_submission(BOB, "photo", shot("a" * 64), cause(BOB), MONDAY_9)
+    copy = c.receive_submission(CAROL, "photo", shot("a" * 64), cause(CAROL), MONDAY_9)
 
     assert c.photo_flags("a" * 64, first.submission_id) == ()
     assert c.photo_flags("a" * 64, copy.submission_id) == ("duplicate",)
@@ -118,8 +119,8 @@ def test_only_later_submissions_of_a_photo_are_flagged_as_duplicates() -> None:
 
 def test_a_submission_record_knows_its_proof_type_from_its_fingerprint() -> None:
     c = active(BOB)
-    photo = c.receive_submission(BOB, "photo", "a" * 64, cause(BOB), MONDAY_9)
-    text = c.receive_submission(OWNER, "text", "", cause(OWNER), MONDAY_9)
+    photo = c.receive_submission(BOB, "photo", shot("a" * 64), cause(BOB), MONDAY_9)
+    text = c.receive_submission(OWNER, "text", None, cause(OWNER), MONDAY_9)
 
     assert c.submissions[str(photo.submission_id)].proof_type == "photo"
     assert c.submissions[str(text.submission_id)].proof_type == "text"

@@ -192,7 +192,8 @@ def challenge(**changes: Any) -> Challenge:
 
 def submit_days(c: Challenge, user: UUID, *days: int) -> list[UUID]:
     return [
-        c.receive_submission(user, "text", "", Cause.user(user), day(n)).submission_id for n in days
+        c.receive_submission(user, "text", None, Cause.user(user), day(n)).submission_id
+        for n in days
     ]
 
 
