@@ -208,7 +208,7 @@ class Ledger(Application[UUID]):
 
         def attempt() -> Receipt:
             wallet = self._wallet(user_id, cause)
-            wallet.credit_deposit(
+            credited = wallet.credit_deposit(
                 payment_intent_id,
                 cents_paid,
                 self.settings.token_price_usd_cents,
@@ -216,7 +216,8 @@ class Ledger(Application[UUID]):
                 cause,
                 self._now(),
             )
-            wallet.drop_old_lot_records(self.settings.dispute_window, cause, self._now())
+            if credited:  # a repeated delivery records nothing at all
+                wallet.drop_old_lot_records(self.settings.dispute_window, cause, self._now())
             return self._save(wallet)
 
         return self._retrying(attempt)

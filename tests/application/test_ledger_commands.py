@@ -380,3 +380,20 @@ def test_every_event_names_its_actor_and_request_and_carries_business_time(
             assert (event.actor, event.request_id) == (cause.actor, cause.request_id)
             assert event.timestamp == at
     assert_ledger_invariants(app)
+
+
+def test_a_repeated_deposit_long_after_its_lots_were_spent_records_nothing(
+    app: Ledger, clock: AdjustableClock
+) -> None:
+    """A webhook delivered again months later must not write anything, not even the dropping
+    of old lot records (found by the state machine: 'a repeated delivery recorded events')."""
+    fund(app, A, 100)
+    [(lot_id, _)] = app.request_withdrawal(A, UUID(int=7), 100, me(A)).lots
+    app.record_refund(A, UUID(int=7), lot_id, "re_1", Cause.stripe("evt_re"))
+    clock.set(T0 + app.settings.dispute_window + timedelta(days=1))
+    head = app.head()
+
+    fund(app, A, 100)  # the same PaymentIntent, delivered again
+
+    assert app.head() == head
+    assert app.wallet_of(A).available == 0
