@@ -260,13 +260,7 @@ class World:
                 )
             else:
                 proof = ProofFacts("text", f"proofs/{rng.getrandbits(64):x}", "text/plain", 140, "")
-            made = challenge.receive_submission(
-                user,
-                proof.proof_type,
-                proof.sha256 if proof.proof_type == "photo" else "",
-                cause,
-                at,
-            )
+            made = challenge.receive_submission(user, proof.proof_type, proof.photo, cause, at)
             verification = Verification.submit(
                 made.submission_id,
                 challenge.id,
@@ -279,6 +273,7 @@ class World:
                 made.status,
                 cause,
                 at,
+                reasons=made.reasons,
             )
             self.touch(challenge, verification)
             if made.status != "pending":

@@ -42,15 +42,17 @@ def as_seen(report: dict[str, Any]) -> dict[str, Any]:
 
 def test_as_of_balances_equal_what_the_read_models_said_at_that_moment(audited, monkeypatch):
     moments: list[tuple[int, Any, dict[Any, Any]]] = []
-    ledger, save = audited.ledger, audited.ledger.save
+    # Every command's save passes through `_save` (batched by group commit or not); what it
+    # returns has been committed.
+    ledger, save = audited.ledger, audited.ledger._save
 
     def save_and_look(*aggregates: Any, **kwargs: Any) -> Any:
-        recordings = save(*aggregates, **kwargs)
+        receipt = save(*aggregates, **kwargs)
         audited.projector.catch_up()
         moments.append((ledger.head(), audited.clock.now(), read_model(audited)))
-        return recordings
+        return receipt
 
-    monkeypatch.setattr(ledger, "save", save_and_look)
+    monkeypatch.setattr(ledger, "_save", save_and_look)
     users = scenario(audited)
     assert len(moments) > 40
     for position, _, seen in moments:
