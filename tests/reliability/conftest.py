@@ -4,7 +4,7 @@ Every test here runs in ``make test`` at a quick scale; ``make test-reliability`
 tests longer through these environment variables and writes ``docs/reliability.md``:
 
 - ``RELIABILITY_SECONDS``: how long the load and crash runs last (quick: 4);
-- ``RELIABILITY_SEEDS``: how many seeds the simulator plays (quick: 40);
+- ``RELIABILITY_SEEDS``: how many seeds the simulator plays (quick: 8);
 - ``RELIABILITY_EXAMPLES``: hypothesis examples per hostile-input test (quick: 25);
 - ``RELIABILITY_CLIENTS``: concurrent HTTP clients of the load run (64);
 - ``RELIABILITY_KILLS``: SIGKILLs per process kind in the crash run (quick: 1);
@@ -26,7 +26,7 @@ from tests.reliability.recorder import Recorder
 
 KNOBS = {
     "RELIABILITY_SECONDS": "4",
-    "RELIABILITY_SEEDS": "40",
+    "RELIABILITY_SEEDS": "8",
     "RELIABILITY_EXAMPLES": "25",
     "RELIABILITY_CLIENTS": "64",
     "RELIABILITY_KILLS": "1",
