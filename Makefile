@@ -28,8 +28,8 @@ run: venv ## Migrate and serve the HTTP API on http://127.0.0.1:8000 (embedded P
 demo: venv ## Play a scripted four-player challenge and print the balances
 	ENV=development $(VPY) -m api.cli demo
 
-test: venv ## Run the whole test suite (DATABASE_URL or the embedded PostgreSQL)
-	ENV=development $(VPY) -m pytest
+test: venv ## Run the test suite but the long reliability runs (DATABASE_URL or the embedded PostgreSQL)
+	ENV=development $(VPY) -m pytest -m "not long"
 
 # The long versions of tests/reliability (their quick versions run in `make test` too).
 test-reliability: venv ## Simulation, load, crashes, hostile input, attacks, long; writes docs/reliability.md

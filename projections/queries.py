@@ -40,6 +40,7 @@ class ReadModels:
             },
             open=True,
             timeout=5,
+            check=ConnectionPool.check_connection,  # a database restart leaves none dead
         )
 
     def close(self) -> None:

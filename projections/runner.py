@@ -9,6 +9,7 @@ the committed positions, so any number of copies may run (rules §9).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from adapters.persistence import DatabaseSettings
+from adapters.persistence import DatabaseSettings, database_unreachable
 from application.ledger import Ledger
 from projections.base import Positioned, Projection, fetch_by
 from projections.chain import ChainProjection
@@ -26,6 +27,8 @@ from projections.position_times import PositionTimesProjection
 from projections.position_watch import PositionWatch, announce_position, open_session
 from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
+
+log = logging.getLogger("peerpush.projections")
 
 LOCK_CLASS = 0x70656572  # "peer": the projections' advisory locks, one per schema
 
@@ -103,9 +106,24 @@ class Projector:
         return applied
 
     def run_forever(self, stop: Any, poll_seconds: float = 0.2) -> None:
-        """Follow the stream until ``stop`` (a threading.Event) is set."""
+        """Follow the stream until ``stop`` (a threading.Event) is set.
+
+        A database that goes away (a restart, a failover) is waited for, not fatal: the batch
+        in flight rolls back with its positions, and the next attempt reconnects.
+        """
+        outage = 0
         while not stop.is_set():
-            if self.run_once() == 0:
+            try:
+                applied = self.run_once()
+            except Exception as e:
+                if not database_unreachable(e):
+                    raise
+                outage += 1
+                log.warning("database unreachable, projections wait (attempt %d): %s", outage, e)
+                stop.wait(min(5.0, poll_seconds * 2**outage))
+                continue
+            outage = 0
+            if applied == 0:
                 stop.wait(poll_seconds)
 
     def rebuild(self, names: Sequence[str] | None = None) -> int:

@@ -157,9 +157,10 @@ class SimStripe:
             made = self.refunds[self.keys[idempotency_key]]
         else:
             left = self.payments[payment_intent_id][1] - sum(
-                r.cents for r in self.refunds.values()
+                r.cents
+                for r in self.refunds.values()
                 if r.payment_intent_id == payment_intent_id and r.made
-            )  # fmt: skip
+            )
             if cents > left or self.sim.chance("refund.refused", 0.05):
                 raise PaymentRefused("charge_already_refunded")
             status = "failed" if self.sim.chance("refund.failed_at_once", 0.05) else "succeeded"
@@ -196,9 +197,14 @@ class SimStripe:
 
     # -- transfers (the cash-out worker) --
     def transfer(
-        self, *, account_id: str, cents: int, transfer_group: str, idempotency_key: str,
+        self,
+        *,
+        account_id: str,
+        cents: int,
+        transfer_group: str,
+        idempotency_key: str,
         metadata: Mapping[str, str],
-    ) -> Transfer:  # fmt: skip
+    ) -> Transfer:
         self.sim.fault("transfer.before")
         if idempotency_key in self.keys:
             made = self.transfers[self.keys[idempotency_key]]
@@ -319,11 +325,19 @@ class Simulation:
     # -- actions --
     def run(self) -> Simulation:
         actions: list[tuple[int, Callable[[], None]]] = [
-            (4, self.pay), (3, self.deliver), (2, self.withdraw), (1, self.cash_out),
-            (1, self.adjust), (2, self.challenge), (3, self.refund_pass), (2, self.cashout_pass),
-            (1, self.settlement_pass), (2, self.tick), (1, self.fail_a_refund_later),
+            (4, self.pay),
+            (3, self.deliver),
+            (2, self.withdraw),
+            (1, self.cash_out),
+            (1, self.adjust),
+            (2, self.challenge),
+            (3, self.refund_pass),
+            (2, self.cashout_pass),
+            (1, self.settlement_pass),
+            (2, self.tick),
+            (1, self.fail_a_refund_later),
             (1, self.retry_client),
-        ]  # fmt: skip
+        ]
         weights = [w for w, _ in actions]
         for step in range(self.steps):
             action = self.rng.choices([a for _, a in actions], weights)[0]
@@ -352,9 +366,15 @@ class Simulation:
         if kind == "payment_intent.succeeded":
             obj = {"id": intent, "amount_received": cents, "currency": "usd", "metadata": meta}
         else:
-            obj = {"id": f"cs_{intent}", "mode": "payment", "payment_status": "paid",
-                   "payment_intent": intent, "amount_total": cents, "currency": "usd",
-                   "metadata": meta}  # fmt: skip
+            obj = {
+                "id": f"cs_{intent}",
+                "mode": "payment",
+                "payment_status": "paid",
+                "payment_intent": intent,
+                "amount_total": cents,
+                "currency": "usd",
+                "metadata": meta,
+            }
         return {"id": f"evt_{self.rng.getrandbits(32):08x}", "type": kind, "data": {"object": obj}}
 
     def deliver(self) -> None:
@@ -445,10 +465,15 @@ class Simulation:
         )
         try:
             created = api.create_challenge(
-                owner, Cause.user(owner), challenge_id=UUID(int=self.rng.getrandbits(128)),
-                name="Daily walk", starts_at=starts, ends_at=starts + timedelta(days=1),
-                entry_stake=self.rng.choice([0, 10, 100]), grace=self.rng.choice([0, 5]),
-            )  # fmt: skip
+                owner,
+                Cause.user(owner),
+                challenge_id=UUID(int=self.rng.getrandbits(128)),
+                name="Daily walk",
+                starts_at=starts,
+                ends_at=starts + timedelta(days=1),
+                entry_stake=self.rng.choice([0, 10, 100]),
+                grace=self.rng.choice([0, 5]),
+            )
             api.publish(created.challenge_id, owner, Cause.user(owner), "UTC")
             for joiner in self.rng.sample(self.users, k=self.rng.randint(0, 3)):
                 api.join(created.invite_code, joiner, "UTC", Cause.user(joiner))
@@ -536,9 +561,12 @@ class Simulation:
                 continue
             for hold in wallet.withdrawals.values():
                 for lot, tokens in hold.lots.items():
-                    ours = [r for r in self.stripe.refunds.values()
-                            if r.metadata.get("withdrawal_id") == str(hold.withdrawal_id)
-                            and r.metadata.get("lot_id") == lot]  # fmt: skip
+                    ours = [
+                        r
+                        for r in self.stripe.refunds.values()
+                        if r.metadata.get("withdrawal_id") == str(hold.withdrawal_id)
+                        and r.metadata.get("lot_id") == lot
+                    ]
                     assert len(ours) <= 1, f"lot {lot} of {hold.withdrawal_id} refunded twice"
                     outcome = str(hold.outcome(lot))
                     made = [r for r in ours if r.status == "succeeded"]
@@ -579,10 +607,12 @@ class Simulation:
         adjusted = sum(a.tokens for a in self.acknowledged if a.kind == "adjustment")
         assert t.adjusted_in == adjusted, (t.adjusted_in, adjusted)
         return {
-            "refunds": len(self.stripe.refunds), "transfers": len(self.stripe.transfers),
-            "crashes": sum(self.crashes.values()), "acknowledged": len(self.acknowledged),
+            "refunds": len(self.stripe.refunds),
+            "transfers": len(self.stripe.transfers),
+            "crashes": sum(self.crashes.values()),
+            "acknowledged": len(self.acknowledged),
             "events": fresh.head(),
-        }  # fmt: skip
+        }
 
     @staticmethod
     def _has_wallet(ledger: Ledger, user: UUID) -> bool:
