@@ -168,12 +168,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if database_unreachable(exc):  # down or restarting: nothing was done, try again
+        if database_unreachable(exc):  # down or restarting: try again (a key makes it safe)
             log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
             return problem(
                 503,
                 "database_unavailable",
-                "the service cannot reach its database just now; try again shortly",
+                "the service lost its database just now; try again shortly (with the same "
+                "Idempotency-Key, a command cannot take effect twice)",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         log.exception("unhandled error on %s %s", request.method, request.url.path)
