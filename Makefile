@@ -35,7 +35,7 @@ test: venv ## Run the test suite but the long reliability runs (DATABASE_URL or 
 test-reliability: venv ## Simulation, load, crashes, hostile input, attacks, long; writes docs/reliability.md
 	ENV=development RELIABILITY_SECONDS=$${RELIABILITY_SECONDS:-60} \
 		RELIABILITY_SEEDS=$${RELIABILITY_SEEDS:-500} RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-300} \
-		RELIABILITY_KILLS=$${RELIABILITY_KILLS:-3} SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-100} \
+		RELIABILITY_KILLS=$${RELIABILITY_KILLS:-3} \
 		RELIABILITY_REPORT=docs/reliability.md $(VPY) -m pytest tests/reliability -q
 
 lint: venv ## ruff check, ruff format --check, mypy --strict on every package (what CI runs)

@@ -5,13 +5,14 @@ tests longer through these environment variables and writes ``docs/reliability.m
 
 - ``RELIABILITY_SECONDS``: how long the load and crash runs last (quick: 4);
 - ``RELIABILITY_SEEDS``: how many seeds the simulator plays (quick: 8);
-- ``RELIABILITY_EXAMPLES``: hypothesis examples per hostile-input test (quick: 25);
+- ``RELIABILITY_EXAMPLES``: hypothesis examples per hostile-input test (quick: 20);
 - ``RELIABILITY_CLIENTS``: concurrent HTTP clients of the load run (64);
 - ``RELIABILITY_KILLS``: SIGKILLs per process kind in the crash run (quick: 1);
 - ``RELIABILITY_SEED``: replay this one simulator seed (a failing seed is printed);
 - ``RELIABILITY_REPORT``: where to write the report when the session ends (unset: nowhere).
 
-A module names its area in ``AREA``; each test's outcome is counted under it.
+A module names its area in ``AREA`` (or several in ``AREAS``); each test's outcome is
+counted under each.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.reliability.recorder import Recorder
 KNOBS = {
     "RELIABILITY_SECONDS": "4",
     "RELIABILITY_SEEDS": "8",
-    "RELIABILITY_EXAMPLES": "25",
+    "RELIABILITY_EXAMPLES": "20",
     "RELIABILITY_CLIENTS": "64",
     "RELIABILITY_KILLS": "1",
 }
@@ -48,9 +49,11 @@ def reliability() -> Recorder:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
-    area = getattr(getattr(item, "module", None), "AREA", None)
-    if area is not None and (report.when == "call" or report.failed):
-        RECORDER.outcome(area, item.name, "passed" if report.passed else "failed")
+    module = getattr(item, "module", None)
+    areas = getattr(module, "AREAS", None) or [getattr(module, "AREA", None)]
+    if report.when == "call" or report.failed:
+        for area in filter(None, areas):
+            RECORDER.outcome(area, item.name, "passed" if report.passed else "failed")
     return report
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from application.ports import Refund
 from tests.reliability.conftest import knob
 from tests.reliability.recorder import Recorder
@@ -38,6 +40,7 @@ def play(seed: int, reliability: Recorder) -> None:
     reliability.add(AREA, seeds=1, kills=figures["crashes"], checks=1)
 
 
+@pytest.mark.timeout(300 + 10 * SEEDS)  # about a second a seed on a busy machine
 def test_every_seed_keeps_every_promise(reliability: Recorder) -> None:
     one = os.environ.get("RELIABILITY_SEED")
     seeds = [int(one)] if one else [*REGRESSIONS, *range(1, SEEDS + 1)]
