@@ -153,9 +153,6 @@ class DatabaseSettings:
             "POSTGRES_MAX_OVERFLOW": str(max_overflow),
             "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS),
             "POSTGRES_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
-            # A pooled connection is checked before use, so one left dead by a database
-            # restart is replaced instead of failing a request (the service recovers itself).
-            "POSTGRES_PRE_PING": "y",
             "CREATE_TABLE": "y" if create_table else "n",
         }
 
