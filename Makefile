@@ -5,7 +5,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run demo test lint format bench migrate audit clean-data
+.PHONY: help venv run demo test test-reliability lint format bench migrate audit clean-data
 
 help: ## List the targets with a one-line description each
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -28,8 +28,15 @@ run: venv ## Migrate and serve the HTTP API on http://127.0.0.1:8000 (embedded P
 demo: venv ## Play a scripted four-player challenge and print the balances
 	ENV=development $(VPY) -m api.cli demo
 
-test: venv ## Run the whole test suite (DATABASE_URL or the embedded PostgreSQL)
-	ENV=development $(VPY) -m pytest
+test: venv ## Run the test suite but the long reliability runs (DATABASE_URL or the embedded PostgreSQL)
+	ENV=development $(VPY) -m pytest -m "not long"
+
+# The long versions of tests/reliability (their quick versions run in `make test` too).
+test-reliability: venv ## Simulation, load, crashes, hostile input, attacks, long; writes docs/reliability.md
+	ENV=development RELIABILITY_SECONDS=$${RELIABILITY_SECONDS:-60} \
+		RELIABILITY_SEEDS=$${RELIABILITY_SEEDS:-500} RELIABILITY_EXAMPLES=$${RELIABILITY_EXAMPLES:-300} \
+		RELIABILITY_KILLS=$${RELIABILITY_KILLS:-3} \
+		RELIABILITY_REPORT=docs/reliability.md $(VPY) -m pytest tests/reliability -q
 
 lint: venv ## ruff check, ruff format --check, mypy --strict on every package (what CI runs)
 	$(VPY) -m ruff check .

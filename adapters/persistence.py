@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import psycopg
+import psycopg_pool
+from eventsourcing import persistence as es_persistence
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -40,6 +42,7 @@ DEFAULT_DATA_DIR = Path(".data")
 # parses them with int() and sends `SET LOCAL lock_timeout = '<n>s'`.
 CONNECT_TIMEOUT_SECONDS = 5
 LOCK_TIMEOUT_SECONDS = 5
+RECONNECT_SECONDS = 60  # how long a pool keeps trying to reconnect before it gives up a slot
 
 # `eventsourcing.postgres` raises if POSTGRES_PASSWORD is missing from its environment. An empty
 # value gets through the library, but it is fragile: process managers and env files often drop
@@ -253,3 +256,27 @@ def _data_dir_lock(data_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+# What a database that is down, restarting or out of connections raises, directly or wrapped
+# by ``eventsourcing`` (which re-raises psycopg's errors as its own).
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    es_persistence.OperationalError,
+    es_persistence.InterfaceError,
+)
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) means the database cannot be reached for now: a
+    request that met it may be tried again, unlike one that met a bug (rules §7: 503)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _UNREACHABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool
 from adapters.idempotency_keys import Claim, IdempotencyStore, Outcome
 from adapters.jwt_tokens import AuthUser, InvalidToken, TokenPair, TokenService
 from adapters.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
-from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
+from adapters.persistence import CONNECT_TIMEOUT_SECONDS, RECONNECT_SECONDS, DatabaseSettings
 from adapters.rate_limits import LIMITS, Limit, RateLimited, RateLimiter
 
 __all__ = [
@@ -124,6 +124,10 @@ class UserStore:
             },
             open=True,
             timeout=CONNECT_TIMEOUT_SECONDS,
+            # After a database restart every pooled connection is dead: checking each as it
+            # is handed out discards those, so the service recovers by itself (rules §7).
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_SECONDS,
         )
 
     def close(self) -> None:

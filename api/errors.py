@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.persistence import database_unreachable
 from adapters.rate_limits import RateLimited
 from application.erasure import WalletNotEmpty
 from domain import errors as d
@@ -24,6 +25,7 @@ log = logging.getLogger("peerpush.api")
 
 PROBLEM = "application/problem+json"
 TYPE_BASE = "https://peerpush.dev/problems/"
+RETRY_AFTER_SECONDS = 2  # a database restart takes about this long
 
 # The body of every error answer, as documented in the OpenAPI (components/schemas/Problem).
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -168,6 +170,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if database_unreachable(exc):  # down or restarting: try again (a key makes it safe)
+            log.warning("database unreachable on %s %s: %s", request.method, request.url.path, exc)
+            return problem(
+                503,
+                "database_unavailable",
+                "the service lost its database just now; try again shortly (with the same "
+                "Idempotency-Key, a command cannot take effect twice)",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         # One event, with the request's id (the request middleware has finished by now).
         route = route_template(request.scope)
         log.exception(
@@ -203,8 +214,9 @@ def document(app: FastAPI, routers: list[APIRouter]) -> None:
 
     Derived from each route's dependencies and parameters, so a new route is documented
     without being listed here: 401 behind a bearer token, 403 when admin-only, 422 with any
-    input, 409 and 422 with ``Idempotency-Key``, 503 with ``min_position``; plus every 4xx/5xx
-    the route names itself. Call it before the routers are included (it is idempotent).
+    input, 409 and 422 with ``Idempotency-Key``, 503 everywhere (``min_position``, a database
+    that cannot be reached); plus every 4xx/5xx the route names itself. Call it before the
+    routers are included (it is idempotent).
     """
     from api.deps import admin_user, current_user
 
@@ -225,8 +237,7 @@ def document(app: FastAPI, routers: list[APIRouter]) -> None:
             statuses.add(422)
         if "idempotency-key" in names:
             statuses |= {409, 422}
-        if "min_position" in names:
-            statuses.add(503)
+        statuses.add(503)  # the database may be unreachable for a moment, on any route
         for status in sorted(statuses):
             key: int | str = str(status) if str(status) in route.responses else status
             entry = route.responses.setdefault(key, {})

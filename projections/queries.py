@@ -62,6 +62,7 @@ class ReadModels:
             },
             open=True,
             timeout=5,
+            check=ConnectionPool.check_connection,  # a database restart leaves none dead
         )
 
     def close(self) -> None:

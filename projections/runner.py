@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from adapters.persistence import DatabaseSettings
+from adapters.persistence import DatabaseSettings, database_unreachable
 from application.ledger import Ledger
 from projections.base import Positioned, Projection, fetch_by
 from projections.chain import ChainProjection
@@ -29,6 +29,7 @@ from projections.revenue import RevenueProjection
 from projections.wallets import WalletsProjection
 
 log = logging.getLogger("peerpush.projections")
+
 LOCK_CLASS = 0x70656572  # "peer": the projections' advisory locks, one per schema
 
 
@@ -106,9 +107,23 @@ class Projector:
         return applied
 
     def run_forever(self, stop: Any, poll_seconds: float = 0.2) -> None:
-        """Follow the stream until ``stop`` (a threading.Event) is set."""
+        """Follow the stream until ``stop`` (a threading.Event) is set.
+
+        A database that goes away (a restart, a failover) is waited for, not fatal: the batch
+        in flight rolls back with its positions, and the next attempt reconnects.
+        """
+        outage = 0
         while not stop.is_set():
-            applied = self.run_once()
+            try:
+                applied = self.run_once()
+            except Exception as e:
+                if not database_unreachable(e):
+                    raise
+                outage += 1
+                log.warning("database unreachable, projections wait (attempt %d): %s", outage, e)
+                stop.wait(min(5.0, poll_seconds * 2**outage))
+                continue
+            outage = 0
             if applied == 0:
                 stop.wait(poll_seconds)
                 continue

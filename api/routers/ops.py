@@ -28,8 +28,10 @@ async def health() -> dict[str, str]:  # no I/O: answered on the event loop
 )
 def ready(services: ServicesDep) -> Any:
     try:
-        head = services.ledger.head()
+        # The read models' small pool first: it fails fast while the database is away,
+        # where the event store's client retries for a long while.
         position = services.reads.position()
+        head = services.ledger.head()
     except Exception:
         return problem(503, "not_ready", "the database is not reachable")
     lag = max(0, head - position)
