@@ -49,7 +49,7 @@ def test_a_command_meeting_a_lost_database_answers_503_with_retry_after(
     def down(*args: Any, **kwargs: Any) -> Any:
         raise lost(kind)
 
-    monkeypatch.setattr(api_services.ledger, "save", down)
+    monkeypatch.setattr(api_services.ledger, "_save", down)  # every save, batched or not
     monkeypatch.setattr(api_services.ledger, "head", down)
     body = challenge_body(next_midnight(api_services.clock.now()))
     answer = lenient_client.post("/v1/challenges", json=body, headers=account.headers)
@@ -75,7 +75,7 @@ def test_a_bug_is_still_a_500_not_a_503(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("a bug")
 
-    monkeypatch.setattr(api_services.ledger, "save", broken)
+    monkeypatch.setattr(api_services.ledger, "_save", broken)
     monkeypatch.setattr(api_services.ledger, "head", broken)
     body = challenge_body(next_midnight(api_services.clock.now()))
     answer = lenient_client.post("/v1/challenges", json=body, headers=account.headers)
