@@ -14,11 +14,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
+from adapters.metrics import REQUEST_LATENCY, method_label
 from adapters.settings import ServiceSettings
 from api import errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
-from api.metrics import REQUEST_LATENCY, method_label
 from api.middleware import BodySizeLimit, SecurityHeaders
 from api.routers import (
     auth,
@@ -31,7 +31,6 @@ from api.routers import (
     submissions,
     wallet,
 )
-from api.workers import Workers, runs_workers_in_process
 
 DESCRIPTION = """The PeerPush ledger: tokens (1 token = 1 US cent), wallets and FIFO lots,
 challenges with stakes, proofs and peer review, settlement, Stripe deposits and refunds.
@@ -54,8 +53,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = services or build_services(config)
         app.state.services = built
-        workers = Workers(built)
-        if runs_workers_in_process(built.config, start_workers):
+        workers = built.workers()
+        if built.config.serve_runs_workers(start_workers):
             workers.start()
         try:
             yield

@@ -7,11 +7,12 @@ the tables, so the application runs with the library's table creation turned off
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
 from adapters.atomic_responses import RECORDER_TOPIC
+from adapters.metrics import PROMETHEUS
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.payout_accounts import PgPayoutAccounts
@@ -21,7 +22,6 @@ from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.test_clock import PgTestClock
 from adapters.users import IdempotencyStore, RateLimiter, TokenService, UserStore
-from api.metrics import PAYOUTS_PAUSED
 from application.cashouts import Cashouts, CashoutWorker, ConnectEvents
 from application.ledger import Ledger
 from application.ports import (
@@ -35,9 +35,11 @@ from application.ports import (
     SystemClock,
 )
 from application.settings import LedgerSettings
+from application.settlement_worker import SettlementWorker
 from application.stripe_events import Deposits, StripeEvents
 from application.submissions import Submissions
 from application.withdrawals import WithdrawalWorker
+from application.workers import WORKER_NAMES, Task, Workers, chosen, settlement_pass
 from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
@@ -147,8 +149,18 @@ class Services:
         )
 
     def payouts_paused(self) -> bool:
-        PAYOUTS_PAUSED.set(1 if self.config.payouts_paused else 0)
+        PROMETHEUS.payouts_paused(self.config.payouts_paused)
         return self.config.payouts_paused
+
+    def workers(self, names: Sequence[str] = WORKER_NAMES, *, projections: bool = True) -> Workers:
+        """The named workers (and the projection worker) as threads of this process."""
+        follow = self.projector.run_forever if projections else None
+        return Workers(
+            worker_tasks(self, names),
+            self.config.worker_interval_seconds,
+            PROMETHEUS,
+            follow=follow,
+        )
 
     def close(self) -> None:
         self.projector.close()
@@ -203,6 +215,17 @@ def build_services(
             ledger, payout_accounts, livemode=bool(getattr(payments, "livemode", False))
         ),
     )
+
+
+def worker_tasks(services: Services, names: Sequence[str] = WORKER_NAMES) -> list[tuple[str, Task]]:
+    """Each named worker's pass, built on the process's services."""
+    settlement = SettlementWorker(services.ledger, services.locks)
+    passes: dict[str, Task] = {
+        "settlement": lambda: settlement_pass(settlement, PROMETHEUS),
+        "withdrawals": services.withdrawals.run_pass,
+        "cashouts": services.cashouts.run_pass,
+    }
+    return chosen(passes, names)
 
 
 def build_clock(config: ServiceSettings, db: DatabaseSettings) -> Clock:

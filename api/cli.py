@@ -21,7 +21,6 @@ secret). The read-only auditor commands (``audit ...``, ``projections status``) 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import sys
@@ -39,10 +38,10 @@ from api.bootstrap import (
     database_settings,
     migrate,
 )
-from api.demo import play
-from api.workers import WORKER_NAMES, Workers
+from application.demo import play, write_balances
 from application.ports import AdjustableClock
 from application.settings import SettingsError
+from application.workers import WORKER_NAMES
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -61,16 +60,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """
     import uvicorn
 
+    from adapters import metrics
+
     config = ServiceSettings.from_env()
     temporary: Path | None = None
     if config.metrics_listen:
-        from api.metrics import prepare_multiprocess, serve_internal
-
-        if args.workers > 1:
-            chosen = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-            directory = prepare_multiprocess()
-            temporary = None if chosen else directory
-        serve_internal(config.metrics_listen)
+        temporary = metrics.serve_for_processes(config.metrics_listen, args.workers)
         print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
     print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
     if args.workers > 1:
@@ -111,16 +106,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = ServiceSettings.from_env()
     names = WORKER_NAMES if args.which == "all" else (args.which,)
     services = build_services(config)
-    workers = Workers(services, names, projections=False)
+    workers = services.workers(names, projections=False)
     signal.signal(signal.SIGTERM, lambda *_: workers.stop.set())
     signal.signal(signal.SIGINT, lambda *_: workers.stop.set())
     try:
-        workers.start()
         print(f"worker {', '.join(names)} running (SIGTERM or Ctrl-C to stop)", flush=True)
-        while not workers.stop.wait(1.0):
-            pass
+        workers.run_until_stopped()
     finally:
-        workers.shutdown()
         services.close()
     print("worker stopped", flush=True)
     return 0
@@ -138,16 +130,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
     try:
         users = play(ledger, clock)
         projector.catch_up()
-        rows = projector.wallet_rows(list(users.values()))
-        print(
-            f"{'user':<6}{'available':>10}{'staked':>8}{'won':>6}{'forfeited':>10}{'penalised':>10}"
-        )
-        for name, user in users.items():
-            r = rows[user]
-            print(
-                f"{name:<6}{r['available']:>10}{r['staked']:>8}{r['won']:>6}"
-                f"{r['forfeited']:>10}{r['penalised']:>10}"
-            )
+        write_balances(users, projector.wallet_rows(list(users.values())), sys.stdout)
     finally:
         projector.close()
         ledger.close()

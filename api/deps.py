@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from adapters.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
 from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
 from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
 from adapters.simulated_stripe import SimulatedStripe
@@ -28,8 +29,11 @@ from projections.position_watch import TooManyWaiters
 
 # What routers need of the adapters, named here so no router imports an adapter
 # (tests/unit/test_layers.py): the caller, the account records and their errors, and the
-# embedded default's simulated Stripe, whose checkout pages the API serves.
+# embedded default's simulated Stripe, whose checkout pages the API serves, and the metrics
+# the operations routes expose.
 __all__ = [
+    "PAYOUTS_PAUSED",
+    "PROJECTION_LAG",
     "SIMULATED_CHECKOUT_PATH",
     "SIMULATED_CONNECT_PATH",
     "AuthUser",
@@ -39,6 +43,7 @@ __all__ = [
     "TokenPair",
     "UserRecord",
     "email_key",
+    "exposed_registry",
     "normalise_email",
 ]
 

@@ -340,3 +340,13 @@ class PayoutAccounts(Protocol):
     def record_payouts_enabled(self, account_id: str, enabled: bool, at: datetime) -> str | None:
         """Record what Stripe said of the account; returns its user's id (None: not ours)."""
         ...
+
+
+class WorkerMetrics(Protocol):
+    """What the workers report for operators (``adapters.metrics``: Prometheus)."""
+
+    def pass_failed(self, worker: str) -> None: ...
+
+    def settlements_failed(self, count: int) -> None: ...
+
+    def payouts_paused(self, paused: bool) -> None: ...

@@ -18,8 +18,9 @@ from domain.errors import (
     OwnSubmission,
     VoteRefused,
 )
+from domain.values import ProofType, SubmissionFlag, SubmissionStatus, Vote
 
-PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
+PENDING, ACCEPTED, REJECTED, EXPIRED = tuple(SubmissionStatus)
 
 
 def votes_needed(quorum_pct: int, eligible: int) -> int:
@@ -42,10 +43,10 @@ class Verification(LedgerAggregate):
         mime_type: str
         size: int
         sha256: str
-        flags: tuple[str, ...]
+        flags: tuple[SubmissionFlag, ...]
         eligible: int
         needed: int
-        status: str
+        status: SubmissionStatus
 
     class VoteCast(LedgerEvent):
         TOPIC = "peerpush:Verification.VoteCast"
@@ -59,11 +60,11 @@ class Verification(LedgerAggregate):
 
     class Decided(LedgerEvent):
         TOPIC = "peerpush:Verification.Decided"
-        status: str
+        status: SubmissionStatus
         penalty: int
 
         def apply(self, verification: Verification) -> None:
-            verification.status = self.status
+            verification.status = SubmissionStatus(self.status)
             verification.penalty = self.penalty
 
     class Closed(LedgerEvent):
@@ -89,18 +90,19 @@ class Verification(LedgerAggregate):
         needed: int,
         status: str,
     ) -> None:
+        # The event's strings, given their types (a stored event reads back plain strings).
         self.challenge_id = challenge_id
         self.user_id = user_id
         self.slot = slot
-        self.proof_type = proof_type
+        self.proof_type = ProofType(proof_type)
         self.proof_key = proof_key
         self.mime_type = mime_type
         self.size = size
         self.sha256 = sha256
-        self.flags = tuple(flags)
+        self.flags = tuple(SubmissionFlag(f) for f in flags)
         self.eligible = eligible
         self.needed = needed
-        self.status = status
+        self.status = SubmissionStatus(status)
         self.approvals: list[str] = []
         self.rejections: list[str] = []
         self.penalty = 0
@@ -113,10 +115,10 @@ class Verification(LedgerAggregate):
         user_id: UUID,
         slot: str,
         proof: ProofFacts,
-        flags: tuple[str, ...],
+        flags: tuple[SubmissionFlag, ...],
         eligible: int,
         quorum_pct: int,
-        status: str,
+        status: SubmissionStatus,
         cause: Cause,
         at: datetime,
     ) -> Verification:
@@ -142,7 +144,7 @@ class Verification(LedgerAggregate):
 
     def vote(
         self, voter_id: UUID, approve: bool, is_participant: bool, cause: Cause, at: datetime
-    ) -> str | None:
+    ) -> SubmissionStatus | None:
         """Record a vote; returns the verdict when this vote decides the submission."""
         refusal = self._vote_refusal(voter_id, is_participant)
         if refusal is not None:
@@ -160,12 +162,12 @@ class Verification(LedgerAggregate):
         user's review queue lists; :meth:`vote` refuses exactly the others."""
         return self._vote_refusal(voter_id, is_participant) is None
 
-    def vote_of(self, user_id: UUID) -> str | None:
+    def vote_of(self, user_id: UUID) -> Vote | None:
         """The user's vote on this submission: ``approve``, ``reject`` or ``None``."""
         if str(user_id) in self.approvals:
-            return "approve"
+            return Vote.APPROVE
         if str(user_id) in self.rejections:
-            return "reject"
+            return Vote.REJECT
         return None
 
     def _vote_refusal(self, voter_id: UUID, is_participant: bool) -> DomainError | None:
@@ -179,7 +181,7 @@ class Verification(LedgerAggregate):
             return DuplicateVote("you have already voted on this submission")
         return None
 
-    def decide(self, status: str, penalty: int, cause: Cause, at: datetime) -> None:
+    def decide(self, status: SubmissionStatus, penalty: int, cause: Cause, at: datetime) -> None:
         self._record(self.Decided, cause, at, status=status, penalty=penalty)
 
     def close(self, cause: Cause, at: datetime) -> None:

@@ -9,9 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ServicesDep
+from api.deps import PAYOUTS_PAUSED, PROJECTION_LAG, ServicesDep, exposed_registry
 from api.errors import problem
-from api.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
 
 router = APIRouter(tags=["ops"])
 

@@ -1,5 +1,9 @@
 """Prometheus metrics of this process (a registry of its own, no global state leaks).
 
+The registry and the samples are this adapter's; the HTTP app records requests in it and
+exposes it on ``/metrics``, and the workers report through `PROMETHEUS` (the
+``WorkerMetrics`` port).
+
 Label values come from fixed sets only (route templates, `METHODS`), so requests a client makes
 up cannot grow the metrics without bound. With ``PROMETHEUS_MULTIPROC_DIR`` set (before any
 server process starts) every process writes its samples there and the internal listener
@@ -73,6 +77,22 @@ def prepare_multiprocess() -> Path:
     return path
 
 
+def serve_for_processes(listen: str, processes: int) -> Path | None:
+    """Serve ``/metrics`` on ``listen`` for ``processes`` server processes about to start.
+
+    Several processes share a metrics directory (``PROMETHEUS_MULTIPROC_DIR``, or a new
+    temporary one); that temporary directory is returned for the caller to remove once they
+    have stopped (None when there is nothing to remove).
+    """
+    temporary = None
+    if processes > 1:
+        chosen = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        directory = prepare_multiprocess()
+        temporary = None if chosen else directory
+    serve_internal(listen)
+    return temporary
+
+
 def serve_internal(listen: str) -> WSGIServer:
     """Serve ``/metrics`` on ``host:port`` (an internal address, never the public listener).
 
@@ -104,3 +124,19 @@ WORKER_PASS_FAILURES = Counter(
     ["worker"],
     registry=REGISTRY,
 )
+
+
+class PrometheusWorkerMetrics:
+    """The workers' ``WorkerMetrics``, as Prometheus samples."""
+
+    def pass_failed(self, worker: str) -> None:
+        WORKER_PASS_FAILURES.labels(worker).inc()
+
+    def settlements_failed(self, count: int) -> None:
+        SETTLEMENT_FAILURES.inc(count)
+
+    def payouts_paused(self, paused: bool) -> None:
+        PAYOUTS_PAUSED.set(1 if paused else 0)
+
+
+PROMETHEUS = PrometheusWorkerMetrics()
