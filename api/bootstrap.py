@@ -186,6 +186,8 @@ def build_services(
     locks = PgLocks(db)
     reads, proofs = ReadModels(db), build_proof_store(config)
     payout_accounts = PgPayoutAccounts(users.pool)
+    # Both gateways (Stripe's and the simulated one) implement the payout port too.
+    payouts: PayoutGateway = payments  # type: ignore[assignment]  # one object, two ports
     return Services(
         config=config,
         db=db,
@@ -207,10 +209,9 @@ def build_services(
         deposits=Deposits(ledger, payments, checkouts),
         stripe_events=StripeEvents(ledger, payments, checkouts, locks),
         simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
-        # Both gateways (Stripe's and the simulated one) implement the payout port too.
-        payouts=payments,  # type: ignore[arg-type]  # one object, two ports
+        payouts=payouts,
         payout_accounts=payout_accounts,
-        cashout_requests=Cashouts(ledger, payout_accounts),
+        cashout_requests=Cashouts(ledger, payout_accounts, payouts),
         connect_events=ConnectEvents(
             ledger, payout_accounts, livemode=bool(getattr(payments, "livemode", False))
         ),

@@ -55,6 +55,9 @@ class DepositLimitExceeded(Conflict):
         )
         self.limit, self.used, self.requested, self.remaining = limit, used, requested, remaining
 
+    def details(self) -> dict[str, Any]:
+        return {"limit": self.limit, "used": self.used, "remaining": self.remaining}
+
 
 @dataclass(frozen=True)
 class CheckoutOpened:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import Annotated
 from uuid import UUID
 
@@ -27,8 +26,7 @@ from api.idempotency import Idempotent
 from api.origins import same_origin
 from api.schemas import Body, Tokens
 from api.webhooks import WEBHOOK_DOCS, deliver
-from application.ports import CheckoutSession, PaymentRefused, PaymentUnavailable
-from application.stripe_events import DepositLimitExceeded
+from application.ports import CheckoutSession, PaymentRefused
 
 router = APIRouter()
 
@@ -104,19 +102,8 @@ def create_deposit(
             opened = services.deposits.open_checkout(
                 user.id, deposit.id, body.tokens, body.success_url, body.cancel_url
             )
-        except DepositLimitExceeded as e:
-            raise ApiError(
-                409, e.code, str(e), limit=e.limit, used=e.used, remaining=e.remaining
-            ) from None
         except PaymentRefused as e:
             raise ApiError(422, "checkout_refused", f"Stripe refused the checkout: {e}") from None
-        except PaymentUnavailable:
-            raise ApiError(
-                503,
-                "payment_provider_unavailable",
-                "Stripe could not be reached; try again",
-                headers={"Retry-After": "5"},
-            ) from None
         return deposit.answer(
             DepositOut(
                 session_id=opened.session_id,
@@ -173,20 +160,8 @@ def _simulated(services: Services, session_id: str) -> tuple[SimulatedStripe, Ch
 )
 def simulated_checkout_page(session_id: str, services: ServicesDep) -> HTMLResponse:
     """The simulated checkout page: pay or decline."""
-    _, session = _simulated(services, session_id)
-    sid = html.escape(session.session_id)
-    dollars = f"{session.cents / 100:,.2f}"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Simulated Stripe Checkout</title></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
-<h1>Simulated Stripe Checkout</h1>
-<p>{session.tokens} PeerPush tokens for <strong>${dollars}</strong>
-(session <code>{sid}</code>, {html.escape(session.status)}).</p>
-<p>No card is charged: this page stands in for Stripe outside production.</p>
-<form method="post" action="{PAGE_PATH}/{sid}/pay"><button>Pay ${dollars}</button></form>
-<form method="post" action="{PAGE_PATH}/{sid}/decline"><button>Decline</button></form>
-</body></html>"""
-    return HTMLResponse(page)
+    gateway, session = _simulated(services, session_id)
+    return HTMLResponse(gateway.checkout_page(session))
 
 
 @router.post(
