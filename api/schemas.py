@@ -35,6 +35,12 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+class View(BaseModel):
+    """A response read off a domain or application view, attribute for attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
 class Position(BaseModel):
     position: int = Field(description="stream position of the command's last event")
 

@@ -458,9 +458,7 @@ class Ledger(Application[UUID]):
                 at,
             )
             receipt = self._save(challenge, verification)
-            return SubmissionMade(
-                receipt.position, made.submission_id, made.slot, made.status, made.flags
-            )
+            return SubmissionMade.recorded(verification, receipt.position)
 
         return self._retrying(attempt)
 
@@ -488,14 +486,7 @@ class Ledger(Application[UUID]):
                 challenge.record_verdict(submission_id, verdict, penalty, cause, at)
                 changed.append(challenge)
             receipt = self._save(*changed)
-            return VoteCounted(
-                receipt.position,
-                verdict or verification.status,
-                len(verification.approvals),
-                len(verification.rejections),
-                verification.needed,
-                verification.eligible,
-            )
+            return VoteCounted.recorded(verification, receipt.position)
 
         return self._retrying(attempt)
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from domain.values import ProofType, SubmissionFlag, SubmissionStatus
+from domain.verification import Verification, tally_of
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -43,18 +46,32 @@ class CashoutHeld(Receipt):
 @dataclass(frozen=True)
 class SubmissionMade(Receipt):
     submission_id: UUID
+    challenge_id: UUID
     slot: str
-    status: str
-    flags: tuple[str, ...]
+    status: SubmissionStatus
+    flags: tuple[SubmissionFlag, ...]
+    proof_type: ProofType
+
+    @classmethod
+    def recorded(cls, verification: Verification, position: int) -> SubmissionMade:
+        """The submission as its save recorded it."""
+        v = verification
+        return cls(position, v.id, v.challenge_id, v.slot, v.status, v.flags, v.proof_type)
 
 
 @dataclass(frozen=True)
 class VoteCounted(Receipt):
-    status: str
+    status: SubmissionStatus
     approvals: int
     rejections: int
     needed: int
     eligible: int
+
+    @classmethod
+    def recorded(cls, verification: Verification, position: int) -> VoteCounted:
+        """The count as the vote's save left the submission (decided or still pending)."""
+        t = tally_of(verification)
+        return cls(position, t.status, t.approvals, t.rejections, t.needed, t.eligible)
 
 
 @dataclass(frozen=True)

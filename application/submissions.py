@@ -24,8 +24,17 @@ from application.ledger import Ledger
 from application.ports import Clock, ProofExists, ProofStore, SystemClock
 from application.receipts import SubmissionMade, VoteCounted
 from domain.aggregate import Cause
+from domain.challenge import Challenge
 from domain.errors import Conflict, DomainError, ProofTypeNotAllowed
-from domain.verification import PENDING, ProofFacts, Verification
+from domain.values import ProofType, SubmissionFlag, SubmissionStatus
+from domain.verification import (
+    PENDING,
+    ProofFacts,
+    SubmissionView,
+    Verification,
+    submission_view,
+    tally_of,
+)
 
 ORPHAN_AFTER = timedelta(minutes=10)
 """An object no event names is an orphan (a crash between upload and ``submit``) once it is
@@ -80,9 +89,9 @@ class SubmissionItem:
     submission_id: UUID
     user_id: UUID
     slot: str
-    status: str
-    proof_type: str
-    flags: tuple[str, ...]
+    status: SubmissionStatus
+    proof_type: ProofType
+    flags: tuple[SubmissionFlag, ...]
 
 
 @dataclass(frozen=True)
@@ -98,10 +107,36 @@ class ServedProof:
 class Review:
     """A submission the user can still vote on, and when voting on it closes."""
 
-    verification: Verification
+    submission_id: UUID
     challenge_id: UUID
     challenge_name: str
+    user_id: UUID
+    slot: str
+    proof_type: ProofType
+    flags: tuple[SubmissionFlag, ...]
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
     closes_at: datetime
+
+    @classmethod
+    def of(cls, v: Verification, challenge: Challenge, closes_at: datetime) -> Review:
+        t = tally_of(v)
+        return cls(
+            v.id,
+            challenge.id,
+            challenge.terms.name,
+            v.user_id,
+            v.slot,
+            v.proof_type,
+            v.flags,
+            t.approvals,
+            t.rejections,
+            t.needed,
+            t.eligible,
+            closes_at,
+        )
 
 
 class Submissions:
@@ -161,16 +196,19 @@ class Submissions:
         ]
         return sorted(items, key=lambda s: (s.slot, str(s.user_id)))
 
-    def submission(self, submission_id: UUID, caller: Caller) -> Verification:
-        """The submission, for its challenge's participants (NotFound if the challenge is
-        invisible to the caller, else NotParticipant)."""
+    def submission(self, submission_id: UUID, caller: Caller) -> SubmissionView:
+        """The submission as the caller sees it, for its challenge's participants (NotFound
+        if the challenge is invisible to the caller, else NotParticipant)."""
+        return submission_view(self._submission(submission_id, caller), caller.id)
+
+    def _submission(self, submission_id: UUID, caller: Caller) -> Verification:
         verification = self.ledger.verification(submission_id)
         participant_challenge(self.ledger, verification.challenge_id, caller)
         return verification
 
     def proof(self, submission_id: UUID, caller: Caller) -> ServedProof:
         """The submission's proof: a presigned URL where the store offers one, else bytes."""
-        v = self.submission(submission_id, caller)
+        v = self._submission(submission_id, caller)
         url = self.proofs.url_for(v.proof_key, PROOF_URL_SECONDS)
         if url is not None:
             return ServedProof(v.mime_type, url=url)
@@ -198,7 +236,5 @@ class Submissions:
                     continue
                 v = self.ledger.verification(record.submission_id)
                 if v.may_vote(user_id, is_participant):
-                    found.append(
-                        Review(v, challenge_id, challenge.terms.name, challenge.settles_at(delay))
-                    )
+                    found.append(Review.of(v, challenge, challenge.settles_at(delay)))
         return found

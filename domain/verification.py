@@ -7,6 +7,7 @@ rejected that ``needed`` can no longer be reached.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -187,6 +188,66 @@ class Verification(LedgerAggregate):
     def close(self, cause: Cause, at: datetime) -> None:
         if self.status == PENDING:
             self._record(self.Closed, cause, at)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where a submission's review stands: its status and the votes counted so far."""
+
+    status: SubmissionStatus
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
+
+
+@dataclass(frozen=True)
+class SubmissionView:
+    """A submission as one participant sees it: the proof's facts, the tally, their vote."""
+
+    id: UUID
+    challenge_id: UUID
+    user_id: UUID
+    slot: str
+    proof_type: ProofType
+    mime_type: str
+    size: int
+    sha256: str
+    flags: tuple[SubmissionFlag, ...]
+    status: SubmissionStatus
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
+    penalty: int
+    my_vote: Vote | None
+
+
+def tally_of(verification: Verification) -> Tally:
+    v = verification
+    return Tally(v.status, len(v.approvals), len(v.rejections), v.needed, v.eligible)
+
+
+def submission_view(verification: Verification, reader_id: UUID) -> SubmissionView:
+    v, tally = verification, tally_of(verification)
+    return SubmissionView(
+        id=v.id,
+        challenge_id=v.challenge_id,
+        user_id=v.user_id,
+        slot=v.slot,
+        proof_type=v.proof_type,
+        mime_type=v.mime_type,
+        size=v.size,
+        sha256=v.sha256,
+        flags=v.flags,
+        status=v.status,
+        approvals=tally.approvals,
+        rejections=tally.rejections,
+        needed=v.needed,
+        eligible=v.eligible,
+        penalty=v.penalty,
+        my_vote=v.vote_of(reader_id),
+    )
 
 
 class ProofFacts:

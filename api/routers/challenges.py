@@ -33,7 +33,6 @@ from api.challenge_schemas import (
     JoinOut,
     ParticipantOut,
     PublishIn,
-    challenge_view,
     terms_of,
 )
 from api.deps import CurrentUser, ServicesDep, cause_of, wait_for_position
@@ -41,6 +40,7 @@ from api.errors import ApiError
 from api.idempotency import Idempotent, Respond
 from application.access import Caller, participant_challenge, visible_challenge
 from domain.challenge import Challenge
+from domain.challenge_view import challenge_view
 from projections import challenge_queries as queries
 
 router = APIRouter(prefix="/challenges", tags=["challenges"])
@@ -52,7 +52,8 @@ def view(
     challenge: Challenge, user: Caller, services: Services, position: int | None = None
 ) -> ChallengeOut:
     delay = services.ledger.settings.settlement_delay
-    return challenge_view(challenge, user.id, user.is_admin, delay, position)
+    seen = challenge_view(challenge, user.id, user.is_admin, delay, position)
+    return ChallengeOut.model_validate(seen)
 
 
 def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:

@@ -187,7 +187,7 @@ def test_the_review_queue_lists_others_pending_submissions_until_one_has_voted(
         world.challenge_id, User(B), Proof("text", b"x", "text/plain"), me(B)
     )
 
-    assert [r.verification.id for r in world.service.reviews(A)] == [made.submission_id]
+    assert [r.submission_id for r in world.service.reviews(A)] == [made.submission_id]
     assert world.service.reviews(B) == []  # not one's own
 
     world.service.vote(made.submission_id, User(A), True, me(A))
