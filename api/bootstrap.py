@@ -43,6 +43,7 @@ from application.workers import WORKER_NAMES, Task, Workers, chosen, settlement_
 from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
+from projections.wallet_view import WalletView
 
 
 def database_settings(settings: StoreSettings | None = None) -> DatabaseSettings:
@@ -135,8 +136,11 @@ class Services:
     # paused (PAYOUTS_PAUSED: asked before each pass, exported as a metric).
     withdrawals: WithdrawalWorker = field(init=False)
     cashouts: CashoutWorker = field(init=False)
+    wallets: WalletView = field(init=False)
 
     def __post_init__(self) -> None:
+        wait = self.config.read_wait_seconds
+        self.wallets = WalletView(self.reads, self.ledger, self.projector.wait_for, wait)
         self.withdrawals = WithdrawalWorker(
             self.ledger, self.payments, self.locks, paused=self.payouts_paused
         )
@@ -206,7 +210,7 @@ def build_services(
         submissions=Submissions(ledger, proofs, partial(active_challenges_of, reads)),
         checkouts=checkouts,
         locks=locks,
-        deposits=Deposits(ledger, payments, checkouts),
+        deposits=Deposits(ledger, payments, checkouts, config.base_url),
         stripe_events=StripeEvents(ledger, payments, checkouts, locks),
         simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
         payouts=payouts,

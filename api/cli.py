@@ -85,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     from api.app import create_app
 
-    # The client address is decided by TRUSTED_PROXIES (api.client_address), not by uvicorn,
+    # The client address is decided by TRUSTED_PROXIES (adapters.client_address), not by uvicorn,
     # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
     uvicorn.run(
         create_app(config=config),

@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from adapters.client_address import client_address as address_of
 from adapters.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
+from adapters.settings import parse_trusted_proxies
 from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
 from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
 from adapters.simulated_stripe import SimulatedStripe
@@ -69,6 +71,14 @@ def plain_url(request: Request) -> None:
     ]
     if any("\x00" in str(v) for v in values):
         raise ApiError(422, "invalid_request", "the URL holds a NUL character")
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the peer, or behind ``TRUSTED_PROXIES`` the forwarded client."""
+    trusted = parse_trusted_proxies(",".join(request.app.state.services.config.trusted_proxies))
+    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
+    peer = request.client.host if request.client else None
+    return address_of(peer, forwarded_for, trusted)
 
 
 def get_services(request: Request) -> Services:

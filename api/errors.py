@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.rate_limits import RateLimited
 from application.ports import PaymentUnavailable
 from domain import errors as d
+from projections.wallet_view import ReadModelBehind
 
 log = logging.getLogger("peerpush.api")
 
@@ -115,10 +116,20 @@ def problem_of(error: d.DomainError) -> JSONResponse:
     return problem(status_of(error), error.code, str(error), headers=headers, **error.details())
 
 
+def read_model_behind(detail: str, position: int) -> JSONResponse:
+    """503: the read models are behind what the query needs; ask again in a second."""
+    headers = {"Retry-After": "1"}
+    return problem(503, "read_model_behind", detail, headers=headers, position=position)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(d.DomainError)
     async def domain_error(_: Request, exc: d.DomainError) -> JSONResponse:
         return problem_of(exc)
+
+    @app.exception_handler(ReadModelBehind)
+    async def behind(_: Request, exc: ReadModelBehind) -> JSONResponse:
+        return read_model_behind(str(exc), exc.position)
 
     @app.exception_handler(PaymentUnavailable)
     async def stripe_unavailable(_: Request, exc: PaymentUnavailable) -> JSONResponse:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Tokens = Annotated[int, Field(strict=True, gt=0, le=2**53, description="whole tokens (1 = 1¢)")]
+from domain.tokens import MAX_TOKENS, LotSource
+from domain.values import CashoutStatus, WithdrawalStatus
+from domain.wallet_state import LotOutcome
+
+Tokens = Annotated[
+    int, Field(strict=True, gt=0, le=MAX_TOKENS, description="whole tokens (1 = 1¢)")
+]
 
 
 class Body(BaseModel):
@@ -73,7 +79,7 @@ class Balances(BaseModel):
 class LotOut(BaseModel):
     lot_id: UUID
     seq: int
-    source: Literal["deposit", "payout", "adjustment"]
+    source: LotSource
     amount: int
     remaining: int
     created_at: datetime
@@ -111,12 +117,12 @@ class WithdrawalIn(Body):
 class WithdrawalLot(BaseModel):
     lot_id: UUID
     tokens: int
-    status: Literal["pending", "refunded", "refused", "failed"]
+    status: LotOutcome = LotOutcome.PENDING
 
 
 class WithdrawalOut(BaseModel):
     withdrawal_id: UUID
-    status: Literal["pending", "settled"]
+    status: WithdrawalStatus
     tokens: int
     lots: list[WithdrawalLot]
     position: int
@@ -135,7 +141,7 @@ class CashoutIn(Body):
 
 class CashoutOut(BaseModel):
     cashout_id: UUID
-    status: Literal["pending", "settled", "failed"]
+    status: CashoutStatus
     tokens: int
     cents: int = Field(description="what the transfer pays: tokens × the token price then")
     token_price: int

@@ -33,6 +33,7 @@ from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentG
 from domain import ids
 from domain.aggregate import Cause
 from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound, WalletClosed
+from domain.origins import same_origin
 from domain.tokens import positive_tokens
 from domain.wallet import Wallet
 
@@ -59,6 +60,21 @@ class DepositLimitExceeded(Conflict):
         return {"limit": self.limit, "used": self.used, "remaining": self.remaining}
 
 
+class ForeignReturnUrl(InvalidField):
+    """A return URL off the service's public origin (rules §7: no open redirect, 422)."""
+
+    code = "invalid_request"
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__("return URLs must be on the service's public origin")
+        self.fields = fields
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "errors": [{"loc": ["body", f], "msg": "not on the public origin"} for f in self.fields]
+        }
+
+
 @dataclass(frozen=True)
 class CheckoutOpened:
     session_id: str
@@ -71,8 +87,25 @@ class CheckoutOpened:
 class Deposits:
     """Buying tokens: a Stripe Checkout Session within the daily limit."""
 
-    def __init__(self, ledger: Ledger, gateway: PaymentGateway, sessions: CheckoutSessions) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: PaymentGateway,
+        sessions: CheckoutSessions,
+        public_origin: str | None = None,
+    ) -> None:
         self.ledger, self.gateway, self.sessions = ledger, gateway, sessions
+        self.public_origin = public_origin  # where the payer's browser may be sent back
+
+    def check_return_urls(self, success_url: str, cancel_url: str) -> None:
+        """Refuse return URLs off the public origin: the payer's browser follows them, so a
+        foreign one would turn our checkout into a redirect to any site (rules §7)."""
+        if self.public_origin is None:
+            return
+        urls = {"success_url": success_url, "cancel_url": cancel_url}
+        foreign = [f for f, url in urls.items() if not same_origin(url, self.public_origin)]
+        if foreign:
+            raise ForeignReturnUrl(foreign)
 
     def open_checkout(
         self, user_id: UUID, deposit_id: UUID, tokens: int, success_url: str, cancel_url: str

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -160,6 +161,13 @@ class ReadModels:
     def revenue(
         self, since: date | None, until: date | None, group_by: str
     ) -> list[dict[str, Any]]:
+        """Fees and forfeits by day or by challenge, as plain JSON (ids and dates as text)."""
+        rows: list[dict[str, Any]] = plain(self._revenue(since, until, group_by))
+        return rows
+
+    def _revenue(
+        self, since: date | None, until: date | None, group_by: str
+    ) -> list[dict[str, Any]]:
         clauses, params = ["true"], list[date]()
         if since:
             clauses.append("day >= %s::date")
@@ -181,6 +189,12 @@ class ReadModels:
         return self.all(f"SELECT * FROM revenue_daily WHERE {where} ORDER BY day", *params)
 
     def journal(self, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """The journal's entries after ``cursor``, each with its postings, as plain JSON."""
+        entries, next_cursor = self._journal(cursor, limit)
+        shown: list[dict[str, Any]] = plain(entries)
+        return shown, next_cursor
+
+    def _journal(self, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         after = decode_cursor(cursor) if cursor else 0
         entries = self.all(
             "SELECT * FROM journal_entries WHERE position > %s ORDER BY position LIMIT %s",
@@ -224,4 +238,19 @@ def decode_cursor(cursor: str) -> int:
         raise ValueError("invalid cursor") from e
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError("invalid cursor")
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Plain JSON for API output: UUIDs and times as strings, Decimals as ints."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value)
     return value

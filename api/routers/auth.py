@@ -14,7 +14,6 @@ from uuid import UUID
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from api.client_address import request_client_address
 from api.deps import (
     UNAUTHORIZED,
     CurrentUser,
@@ -23,6 +22,7 @@ from api.deps import (
     ServicesDep,
     TokenPair,
     UserRecord,
+    client_address,
     email_key,
     normalise_email,
 )
@@ -192,11 +192,6 @@ def erase_me(body: EraseMeIn, user: CurrentUser, services: ServicesDep) -> Respo
         raise ApiError(403, "wrong_password", "the password is not this account's")
     erase_user(services.ledger, services.users, user.id, services.checkouts, Cause.user(user.id))
     return Response(status_code=204)
-
-
-def client_address(request: Request) -> str:
-    """The caller's address: the peer, or behind ``TRUSTED_PROXIES`` the forwarded client."""
-    return request_client_address(request)
 
 
 def user_out(user: UserRecord) -> UserOut:

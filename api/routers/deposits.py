@@ -23,7 +23,6 @@ from api.deps import SIMULATED_CHECKOUT_PATH as PAGE_PATH
 from api.deps import CurrentUser, ServicesDep, SimulatedStripe
 from api.errors import ApiError
 from api.idempotency import Idempotent
-from api.origins import same_origin
 from api.schemas import Body, Tokens
 from api.webhooks import WEBHOOK_DOCS, deliver
 from application.ports import CheckoutSession, PaymentRefused
@@ -63,12 +62,6 @@ class WebhookReceived(BaseModel):
     outcome: str = Field(description="what the ledger did: credited, ignored, duplicate, …")
 
 
-def on_our_origin(body: DepositIn, field: str, services: Services) -> bool:
-    """Whether a return URL stays on the public base URL's origin (no open redirect)."""
-    url: str = getattr(body, field)
-    return same_origin(url, services.config.base_url)
-
-
 @router.post(
     "/wallet/deposits",
     tags=["wallet"],
@@ -85,14 +78,7 @@ def create_deposit(
 ) -> DepositOut:
     """Buy tokens: open a Stripe Checkout for ``tokens`` × the token price, to pay at
     ``checkout_url``. The tokens are credited when Stripe confirms the payment."""
-    foreign = [f for f in ("success_url", "cancel_url") if not on_our_origin(body, f, services)]
-    if foreign:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "return URLs must be on the service's public origin",
-            errors=[{"loc": ["body", f], "msg": "not on the public origin"} for f in foreign],
-        )
+    services.deposits.check_return_urls(body.success_url, body.cancel_url)
     services.limits.check("deposit_checkout", str(user.id))  # 10/hour: 429 + Retry-After
 
     # The id is the Idempotency-Key's: a retry finds the same checkout, never a second
