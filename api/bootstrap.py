@@ -11,12 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from adapters.atomic_responses import RECORDER_TOPIC
+from adapters.database import database_settings, ledger_env
 from adapters.metrics import PROMETHEUS
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.payout_accounts import PgPayoutAccounts
-from adapters.persistence import DatabaseSettings, resolve_database_url
+from adapters.persistence import DatabaseSettings
 from adapters.proof_store import build_proof_store
 from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
@@ -44,33 +44,6 @@ from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
 from projections.wallet_view import WalletView
-
-
-def database_settings(settings: StoreSettings | None = None) -> DatabaseSettings:
-    """``DATABASE_URL`` if set, otherwise the embedded PostgreSQL under ``DATA_DIR``.
-
-    Without ``settings`` (the read-only auditor commands, tools) the environment is read here,
-    without requiring ``ENV``.
-    """
-    settings = settings or StoreSettings.from_env()
-    url = resolve_database_url(settings.database_url, settings.data_dir)
-    return DatabaseSettings.from_url(url, schema=settings.db_schema)
-
-
-def ledger_env(
-    db: DatabaseSettings, settings: StoreSettings | None = None, *, create_table: bool = False
-) -> dict[str, str]:
-    """The ``eventsourcing`` environment of the ledger: the database, pool and cache sizes."""
-    settings = settings or StoreSettings.from_env()
-    env = db.eventsourcing_env(
-        create_table=create_table,
-        pool_size=settings.postgres_pool_size,
-        max_overflow=settings.postgres_max_overflow,
-    )
-    # Idempotent responses are stored in the events' own transaction (rules §7).
-    env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
-    env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_maxsize)
-    return env
 
 
 def migrate(db: DatabaseSettings) -> None:

@@ -28,16 +28,11 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.database import database_settings
 from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
 from adapters.users import UserStore
 from api import audit_cli, reconcile_cli
-from api.bootstrap import (
-    build_ledger,
-    build_projector,
-    build_services,
-    database_settings,
-    migrate,
-)
+from api.bootstrap import build_ledger, build_projector, build_services, migrate
 from application.demo import play, write_balances
 from application.ports import AdjustableClock
 from application.settings import SettingsError

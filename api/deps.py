@@ -27,7 +27,6 @@ from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
 from application.submissions import Submissions
 from domain.aggregate import Cause
-from projections.position_watch import TooManyWaiters
 
 # What routers need of the adapters, named here so no router imports an adapter
 # (tests/unit/test_layers.py): the caller, the account records and their errors, and the
@@ -125,27 +124,8 @@ AdminUser = Annotated[AuthUser, Depends(admin_user)]
 
 
 def wait_for_position(services: Services, min_position: int | None) -> None:
-    """Read your writes: wait (bounded) until the read models have applied a position.
-
-    Bounded twice: in time (``read_wait_seconds``) and in how many requests may wait at once
-    (``read_max_waiters``); a request beyond that bound is answered 503 at once.
-    """
-    if not min_position:
-        return
-    try:
-        caught_up = services.projector.wait_for(
-            min_position, timeout=services.config.read_wait_seconds
-        )
-    except TooManyWaiters:
-        caught_up = False
-    if not caught_up:
-        raise ApiError(
-            503,
-            "read_model_behind",
-            "the read models have not caught up yet",
-            headers={"Retry-After": "1"},
-            position=services.reads.position(),
-        )
+    """Read your writes (``ReadModels.wait_for``): 503 ``read_model_behind`` past the bound."""
+    services.reads.wait_for(services.projector, min_position, services.config.read_wait_seconds)
 
 
 def request_id(request: Request) -> str:

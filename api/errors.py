@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.rate_limits import RateLimited
 from application.ports import PaymentUnavailable
 from domain import errors as d
-from projections.wallet_view import ReadModelBehind
+from projections.queries import ReadModelBehind
 
 log = logging.getLogger("peerpush.api")
 
@@ -59,6 +59,7 @@ PROBLEM_DESCRIPTIONS = {
 
 STATUS_BY_ERROR: list[tuple[type[d.DomainError], int]] = [
     (d.InsufficientFunds, 402),
+    (d.ProofTooLarge, 413),
     (d.InvalidAmount, 422),
     (d.InvalidField, 422),
     (d.ProofTypeNotAllowed, 415),

@@ -1,8 +1,9 @@
 """Reading an uploaded proof from the wire (rules §4): the HTTP side of a submission.
 
 The body is read with a cap (``Content-Length`` is not trusted) and a photo is sniffed for
-JPEG or PNG before anything else happens; what comes out is a fingerprinted
-:class:`~application.submissions.Proof` for the submission service.
+JPEG or PNG (``application.submissions.proof_from_form``) before anything else happens;
+what comes out is a fingerprinted :class:`~application.submissions.Proof` for the
+submission service.
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from api.errors import ApiError
-from application.submissions import Proof
+from application.submissions import Proof, proof_from_form
+from domain.values import MAX_TEXT_PROOF_CHARS
 
-MAX_TEXT_CHARS = 10_000
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields
-TEXT_MIME = "text/plain; charset=utf-8"
-MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 
 MULTIPART_BODY = {
     "requestBody": {
@@ -32,7 +31,7 @@ MULTIPART_BODY = {
                     "required": ["proof_type"],
                     "properties": {
                         "proof_type": {"type": "string", "enum": ["photo", "text"]},
-                        "text": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                        "text": {"type": "string", "maxLength": MAX_TEXT_PROOF_CHARS},
                         "file": {
                             "type": "string",
                             "format": "binary",
@@ -47,7 +46,7 @@ MULTIPART_BODY = {
                     "required": ["proof_type", "text"],
                     "properties": {
                         "proof_type": {"type": "string", "enum": ["text"]},
-                        "text": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                        "text": {"type": "string", "maxLength": MAX_TEXT_PROOF_CHARS},
                     },
                 }
             },
@@ -99,28 +98,10 @@ async def read_proof(request: Request, max_bytes: int) -> Proof:
 
 
 async def _proof_of(form: Any, max_bytes: int) -> Proof:
-    proof_type, text, file = form.get("proof_type"), form.get("text"), form.get("file")
-    if proof_type not in ("photo", "text"):
-        raise ApiError(422, "invalid_proof_type", "proof_type must be photo or text")
-    if proof_type == "text":
-        if file is not None:
-            raise ApiError(422, "unexpected_file", "a text proof has no file")
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError(422, "missing_text", "a text proof needs text")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ApiError(413, "proof_too_large", f"text proofs are {MAX_TEXT_CHARS} chars max")
-        return Proof("text", text.encode(), TEXT_MIME)
-    if text:
-        raise ApiError(422, "unexpected_text", "text is for text proofs")
-    if not isinstance(file, UploadFile):
-        raise ApiError(422, "missing_file", "a photo proof needs a file")
-    data = await file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_large(max_bytes)
-    for magic, mime in MAGIC:
-        if data.startswith(magic):
-            return Proof("photo", data, mime)
-    raise ApiError(415, "unsupported_image", "a photo proof must be a JPEG or a PNG")
+    file = form.get("file")
+    photo = await file.read(max_bytes + 1) if isinstance(file, UploadFile) else None
+    text = form.get("text")
+    return proof_from_form(form.get("proof_type"), text, file is not None, photo, max_bytes)
 
 
 def _too_large(max_bytes: int) -> ApiError:

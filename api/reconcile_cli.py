@@ -16,9 +16,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters.database import database_settings
 from adapters.payments import build_payment_gateway
 from adapters.settings import ServiceSettings
-from api.bootstrap import build_ledger, database_settings
+from api.bootstrap import build_ledger
 from application.reconcile import reconcile_ledger
 
 

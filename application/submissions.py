@@ -25,8 +25,22 @@ from application.ports import Clock, ProofExists, ProofStore, SystemClock
 from application.receipts import SubmissionMade, VoteCounted
 from domain.aggregate import Cause
 from domain.challenge import Challenge
-from domain.errors import Conflict, DomainError, ProofTypeNotAllowed
-from domain.values import ProofType, SubmissionFlag, SubmissionStatus
+from domain.errors import (
+    Conflict,
+    DomainError,
+    InvalidProof,
+    ProofTooLarge,
+    ProofTypeNotAllowed,
+    UnsupportedImage,
+)
+from domain.values import (
+    MAX_TEXT_PROOF_CHARS,
+    TEXT_MIME,
+    ProofType,
+    SubmissionFlag,
+    SubmissionStatus,
+    image_type,
+)
 from domain.verification import (
     PENDING,
     ProofFacts,
@@ -58,6 +72,34 @@ class Proof:
 
     def facts(self, key: str) -> ProofFacts:
         return ProofFacts(self.proof_type, key, self.mime_type, len(self.data), self.sha256)
+
+
+def proof_from_form(
+    proof_type: object, text: object, has_file: bool, photo: bytes | None, max_bytes: int
+) -> Proof:
+    """The proof a submission form carries (rules §4): a text of at most
+    ``MAX_TEXT_PROOF_CHARS`` characters, or a JPEG or PNG photo of at most ``max_bytes``
+    (``photo`` holds the file's first ``max_bytes + 1`` bytes), recognised by its content."""
+    if proof_type not in tuple(ProofType):
+        raise InvalidProof("invalid_proof_type", "proof_type must be photo or text")
+    if proof_type == ProofType.TEXT:
+        if has_file:
+            raise InvalidProof("unexpected_file", "a text proof has no file")
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidProof("missing_text", "a text proof needs text")
+        if len(text) > MAX_TEXT_PROOF_CHARS:
+            raise ProofTooLarge(f"text proofs are {MAX_TEXT_PROOF_CHARS} chars max")
+        return Proof(ProofType.TEXT, text.encode(), TEXT_MIME)
+    if text:
+        raise InvalidProof("unexpected_text", "text is for text proofs")
+    if photo is None:
+        raise InvalidProof("missing_file", "a photo proof needs a file")
+    if len(photo) > max_bytes:
+        raise ProofTooLarge(f"proofs are at most {max_bytes} bytes")
+    mime = image_type(photo)
+    if mime is None:
+        raise UnsupportedImage("a photo proof must be a JPEG or a PNG")
+    return Proof(ProofType.PHOTO, photo, mime)
 
 
 def proof_key(challenge_id: UUID, user_id: UUID, slot: str, submission_id: UUID) -> str:

@@ -119,6 +119,26 @@ class ProofTypeNotAllowed(DomainError):
     code = "proof_type_not_allowed"
 
 
+class InvalidProof(InvalidField):
+    """A proof that is not what its type says (no text, no file, both) (422)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class ProofTooLarge(InvalidField):
+    """A proof beyond its size limit (413)."""
+
+    code = "proof_too_large"
+
+
+class UnsupportedImage(ProofTypeNotAllowed):
+    """A photo proof that is neither a JPEG nor a PNG (415)."""
+
+    code = "unsupported_image"
+
+
 class DuplicateSubmission(Conflict):
     code = "duplicate_submission"
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -23,6 +23,19 @@ from psycopg_pool import ConnectionPool
 from adapters.persistence import DatabaseSettings
 from projections.audit.export import event_record
 from projections.position_times import position_at
+from projections.position_watch import TooManyWaiters
+
+
+class ReadModelBehind(Exception):
+    """The read models have not caught up with what a query needs yet; ask again."""
+
+    def __init__(self, detail: str, position: int) -> None:
+        super().__init__(detail)
+        self.position = position
+
+
+class Waits(Protocol):
+    def wait_for(self, position: int, timeout: float = 2.0) -> bool: ...
 
 
 class ReadModels:
@@ -64,6 +77,21 @@ class ReadModels:
     def position(self) -> int:
         row = self.one("SELECT coalesce(min(position), 0) AS p FROM projection_positions")
         return int(row["p"]) if row else 0
+
+    def wait_for(self, projector: Waits, position: int | None, timeout: float) -> None:
+        """Read your writes: wait (bounded) until the read models have applied ``position``.
+
+        Bounded twice: in time (``timeout``) and in how many requests may wait at once (the
+        projector's ``max_waiters``); a request beyond that bound is refused at once.
+        """
+        if not position:
+            return
+        try:
+            caught_up = projector.wait_for(position, timeout=timeout)
+        except TooManyWaiters:
+            caught_up = False
+        if not caught_up:
+            raise ReadModelBehind("the read models have not caught up yet", self.position())
 
     # -- wallets --------------------------------------------------------------------------
 

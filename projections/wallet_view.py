@@ -23,17 +23,9 @@ from domain.tokens import Lot, LotSource
 from domain.values import WithdrawalStatus
 from projections.point_in_time import WalletAsOf, wallet_as_of
 from projections.position_times import IndexBehind
-from projections.queries import ReadModels
+from projections.queries import ReadModelBehind, ReadModels
 
 ZERO: dict[str, int] = dict.fromkeys(SHOWN, 0)
-
-
-class ReadModelBehind(Exception):
-    """The read models (here: the position index) have not caught up yet; ask again."""
-
-    def __init__(self, detail: str, position: int) -> None:
-        super().__init__(detail)
-        self.position = position
 
 
 class InvalidAsOf(InvalidField):
