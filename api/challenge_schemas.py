@@ -14,8 +14,6 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.schemas import Body, View
-from application.receipts import Joined
-from domain.challenge import Challenge, Participant
 from domain.values import (
     CLOCK_TIME_PATTERN,
     DESCRIPTION_LENGTH,
@@ -220,28 +218,12 @@ class ChallengeCreatedOut(BaseModel):
     position: int
 
 
-class JoinOut(BaseModel):
+class JoinOut(View):
     challenge_id: UUID
     joined: bool = Field(description="false: you already take part (no second stake)")
     stake: int
     timezone: str
     position: int
-
-    @classmethod
-    def of(cls, done: Joined, me: Participant) -> JoinOut:
-        return cls(
-            challenge_id=done.challenge_id,
-            joined=done.joined,
-            stake=me.stake,
-            timezone=me.timezone,
-            position=done.position,
-        )
-
-    @classmethod
-    def joined_in(cls, challenge: Challenge, user_id: UUID, position: int) -> JoinOut:
-        """A new participation, as the join's save left the challenge."""
-        done = Joined(position, challenge.id, joined=True)
-        return cls.of(done, challenge.participant(user_id))
 
 
 class ChallengeSummaryOut(BaseModel):

@@ -21,12 +21,10 @@ secret). The read-only auditor commands (``audit ...``, ``projections status``) 
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 
 from adapters.database import database_settings
 from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
@@ -47,47 +45,19 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the HTTP API; in development the same process runs every worker.
-
-    With ``--workers N`` (N > 1) uvicorn runs N server processes; metrics then go through
-    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set) so the internal
-    listener, in this parent process, serves them all added up.
-    """
-    import uvicorn
-
-    from adapters import metrics
-
-    config = ServiceSettings.from_env()
-    temporary: Path | None = None
-    if config.metrics_listen:
-        temporary = metrics.serve_for_processes(config.metrics_listen, args.workers)
-        print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
-    print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
-    if args.workers > 1:
-        try:
-            uvicorn.run(
-                "api.app:create_app",
-                factory=True,
-                host=args.host,
-                port=args.port,
-                workers=args.workers,
-                log_level="info",
-                proxy_headers=False,
-            )
-        finally:
-            if temporary is not None:
-                shutil.rmtree(temporary, ignore_errors=True)
-        return 0
+    """Serve the HTTP API (``--workers N``: N server processes, ``adapters.server``); in
+    development the same process runs every worker."""
+    from adapters.server import serve
     from api.app import create_app
 
-    # The client address is decided by TRUSTED_PROXIES (adapters.client_address), not by uvicorn,
-    # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
-    uvicorn.run(
-        create_app(config=config),
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        proxy_headers=False,
+    config = ServiceSettings.from_env()
+    serve(
+        lambda: create_app(config=config),
+        "api.app:create_app",
+        config,
+        args.host,
+        args.port,
+        processes=args.workers,
     )
     return 0
 
@@ -140,9 +110,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
     projector = build_projector(db, ledger)
     try:
         if args.action == "status":
-            print(f"{'projection':<12}{'position':>10}{'head':>10}{'lag':>8}")
-            for s in projector.status():
-                print(f"{s.name:<12}{s.position:>10}{s.head:>10}{s.lag:>8}")
+            projector.write_status(sys.stdout)
         elif args.action == "rebuild":
             names = [args.name] if args.name else None
             applied = projector.rebuild(names)

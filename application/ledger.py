@@ -403,7 +403,7 @@ class Ledger(Application[UUID]):
             if joined:
                 wallet.lock_stake(challenge.id, challenge.terms.entry_stake, cause, at)
             receipt = self._save(challenge, wallet)
-            return Joined(receipt.position, challenge.id, joined)
+            return Joined.recorded(challenge, user_id, receipt.position, joined)
 
         return self._retrying(attempt)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
+from domain.challenge import Challenge
 from domain.values import ProofType, SubmissionFlag, SubmissionStatus
 from domain.verification import Verification, tally_of
 
@@ -25,8 +26,17 @@ class ChallengeCreated(Receipt):
 
 @dataclass(frozen=True)
 class Joined(Receipt):
+    """A participation: new (``joined``), or the one the user already had (no second stake)."""
+
     challenge_id: UUID
     joined: bool
+    stake: int
+    timezone: str
+
+    @classmethod
+    def recorded(cls, challenge: Challenge, user_id: UUID, position: int, joined: bool) -> Joined:
+        me = challenge.participant(user_id)
+        return cls(position, challenge.id, joined, me.stake, me.timezone)
 
 
 @dataclass(frozen=True)

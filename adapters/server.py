@@ -1,0 +1,46 @@
+"""Serving the HTTP app with uvicorn: one process, or several sharing their metrics."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from adapters import metrics
+from adapters.settings import ServiceSettings
+
+
+def serve(
+    build: Callable[[], Any],
+    factory: str,
+    config: ServiceSettings,
+    host: str,
+    port: int,
+    *,
+    processes: int = 1,
+) -> None:
+    """Serve the app ``build`` makes (one process), or ``processes`` copies of the app the
+    ``factory`` import path makes, until stopped.
+
+    With several processes, metrics go through ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary
+    directory unless set), so the internal listener (``METRICS_LISTEN``), in this parent
+    process, serves them all added up. The client address is decided by ``TRUSTED_PROXIES``
+    (``adapters.client_address``), not by uvicorn, whose own ``X-Forwarded-For`` handling
+    trusts any peer on 127.0.0.1 by default.
+    """
+    import uvicorn
+
+    temporary = None
+    if config.metrics_listen:
+        temporary = metrics.serve_for_processes(config.metrics_listen, processes)
+        print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
+    print(f"PeerPush Ledger on http://{host}:{port}  (OpenAPI: /docs)", flush=True)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "info"}
+    if processes <= 1:
+        uvicorn.run(build(), proxy_headers=False, **options)
+        return
+    try:
+        uvicorn.run(factory, factory=True, workers=processes, proxy_headers=False, **options)
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
