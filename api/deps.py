@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters.client_address import client_address as address_of
 from adapters.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
+from adapters.persistence import holds_nul
 from adapters.settings import parse_trusted_proxies
 from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
 from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
@@ -68,7 +69,7 @@ def plain_url(request: Request) -> None:
         *request.path_params.values(),
         *(v for k, v in request.query_params.multi_items() if k in read),
     ]
-    if any("\x00" in str(v) for v in values):
+    if holds_nul([str(v) for v in values]):
         raise ApiError(422, "invalid_request", "the URL holds a NUL character")
 
 

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from adapters.persistence import holds_nul
 from domain.tokens import MAX_TOKENS, LotSource
 from domain.values import CashoutStatus, WithdrawalStatus
 from domain.wallet_state import LotOutcome
@@ -26,19 +27,9 @@ class Body(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        if _has_nul(value):
+        if holds_nul(value):
             raise ValueError("text may not contain NUL characters")
         return value
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    return False
 
 
 class View(BaseModel):

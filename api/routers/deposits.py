@@ -24,7 +24,7 @@ from api.deps import CurrentUser, ServicesDep, SimulatedStripe
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import Body, Tokens
-from api.webhooks import WEBHOOK_DOCS, deliver
+from api.webhooks import WEBHOOK_DOCS, WebhookReceived, deliver
 from application.ports import CheckoutSession, PaymentRefused
 
 router = APIRouter()
@@ -54,12 +54,6 @@ class DepositOut(BaseModel):
     deposit_id: UUID
     tokens: int
     amount_cents: int = Field(description="what the payer is charged, in US cents")
-
-
-class WebhookReceived(BaseModel):
-    received: bool
-    event_id: str
-    outcome: str = Field(description="what the ledger did: credited, ignored, duplicate, …")
 
 
 @router.post(
@@ -119,10 +113,9 @@ async def stripe_webhook(
 
 def receive_webhook(services: Services, payload: bytes, signature: str) -> WebhookReceived:
     """Verify a webhook and apply it: the one path every Stripe event takes."""
-    event_id, outcome = deliver(
+    return deliver(
         services.payments.verify_webhook, services.stripe_events.handle, payload, signature
     )
-    return WebhookReceived(received=True, event_id=event_id, outcome=outcome)
 
 
 # -- simulated Stripe (embedded default only) -------------------------------------------------

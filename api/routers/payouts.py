@@ -19,7 +19,6 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel
 
 from api.bootstrap import Services
 from api.deps import (
@@ -29,7 +28,7 @@ from api.deps import CurrentUser, ServicesDep, SimulatedStripe, request_id, wait
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import CashoutIn, CashoutOut, PayoutAccountOut
-from api.webhooks import WEBHOOK_DOCS, deliver
+from api.webhooks import WEBHOOK_DOCS, WebhookReceived, deliver
 from application.ports import PaymentRefused
 from domain.aggregate import Cause
 from domain.cashouts import CashoutHold
@@ -37,12 +36,6 @@ from domain.errors import NotFound
 from domain.wallet import Wallet
 
 router = APIRouter()
-
-
-class ConnectWebhookReceived(BaseModel):
-    received: bool
-    event_id: str
-    outcome: str  # what was done: payouts_enabled, reversed, ignored_livemode, …
 
 
 # -- the payout account ---------------------------------------------------------------------
@@ -159,14 +152,14 @@ def get_cashout(
 @router.post(
     "/stripe/connect-webhook",
     tags=["stripe"],
-    response_model=ConnectWebhookReceived,
+    response_model=WebhookReceived,
     **WEBHOOK_DOCS,
 )
 async def connect_webhook(
     request: Request,
     services: ServicesDep,
     stripe_signature: Annotated[str | None, Header()] = None,
-) -> ConnectWebhookReceived:
+) -> WebhookReceived:
     """Stripe Connect's events (``account.updated``, ``transfer.reversed``), verified with
     ``STRIPE_CONNECT_WEBHOOK_SECRET``; an event of the other mode (live/test) is ignored."""
     payload = await request.body()
@@ -175,13 +168,10 @@ async def connect_webhook(
     )
 
 
-def receive_connect_webhook(
-    services: Services, payload: bytes, signature: str
-) -> ConnectWebhookReceived:
-    event_id, outcome = deliver(
+def receive_connect_webhook(services: Services, payload: bytes, signature: str) -> WebhookReceived:
+    return deliver(
         services.payouts.verify_connect_webhook, services.connect_events.handle, payload, signature
     )
-    return ConnectWebhookReceived(received=True, event_id=event_id, outcome=outcome)
 
 
 # -- simulated Stripe Connect onboarding (embedded default only) -------------------------------
