@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
+from domain.values import SubmissionStatus
 from domain.verification import ProofFacts
 
 
@@ -52,7 +53,7 @@ def play(ledger: Ledger, clock: AdjustableClock) -> dict[str, UUID]:
                 outcome = ledger.vote(
                     made.submission_id, users[voter], approve, Cause.user(users[voter])
                 )
-                if outcome.status != "pending":
+                if outcome.status != SubmissionStatus.PENDING:
                     break
     clock.set(start + timedelta(days=4, hours=1))
     swept = ledger.settle_due()

@@ -50,6 +50,7 @@ from domain.errors import (
 from domain.invite import InviteCode
 from domain.rules import make_terms
 from domain.tokens import positive_tokens
+from domain.values import ProofType
 from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
@@ -440,7 +441,7 @@ class Ledger(Application[UUID]):
             made = challenge.receive_submission(
                 user_id,
                 proof.proof_type,
-                proof.sha256 if proof.proof_type == "photo" else "",
+                proof.sha256 if proof.proof_type == ProofType.PHOTO else "",
                 cause,
                 at,
             )

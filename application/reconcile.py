@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TextIO
 
 from domain.wallet import Wallet
+from domain.wallet_state import WriteOffReason
 
 LOOKBACK = timedelta(days=1)
 REFUND_MADE = frozenset({"pending", "requires_action", "succeeded"})
@@ -125,7 +126,7 @@ def ledger_records(events: Iterable[Any]) -> dict[tuple[str, str], LedgerRecord]
             if ("disputes", e.dispute_id) not in out:
                 put("disputes", e.dispute_id, 0, at)
         elif isinstance(e, W.LotWrittenOff):
-            kind = "refunds" if e.reason == "external_refund" else "disputes"
+            kind = "refunds" if e.reason == WriteOffReason.EXTERNAL_REFUND else "disputes"
             put(kind, e.reference, e.cents, at)
         elif isinstance(e, W.WriteOffReversed):
             put("refunds", e.reference, 0, at)

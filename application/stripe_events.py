@@ -34,8 +34,9 @@ from domain import ids
 from domain.aggregate import Cause
 from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound, WalletClosed
 from domain.origins import same_origin
-from domain.tokens import positive_tokens
+from domain.tokens import LotSource, positive_tokens
 from domain.wallet import Wallet
+from domain.wallet_state import LotOutcome
 
 log = logging.getLogger("peerpush.stripe")
 
@@ -165,7 +166,7 @@ class Deposits:
         return sum(
             lot.amount
             for lot in wallet.lots.values()
-            if lot.source == "deposit" and lot.created_at > since
+            if lot.source == LotSource.DEPOSIT and lot.created_at > since
         )
 
 
@@ -334,9 +335,11 @@ class StripeEvents:
         if hold is None or str(lot_id) not in hold.lots:
             return "ignored"
         outcome = hold.outcome(lot_id)
-        if outcome == "pending":
+        if outcome is LotOutcome.PENDING:
             raise RetryLater(f"refund {refund.get('id')} failed before it was recorded")
-        if outcome != "refunded" or hold.refund_ids.get(str(lot_id)) != refund.get("id"):
+        if outcome is not LotOutcome.REFUNDED or hold.refund_ids.get(str(lot_id)) != refund.get(
+            "id"
+        ):
             return "duplicate"
         self.ledger.fail_refund(user_id, withdrawal_id, lot_id, cause)
         return "refund_failed"

@@ -34,10 +34,6 @@ from domain.verification import Verification
 router = APIRouter(tags=["submissions"])
 
 
-def made_out(made: SubmissionMade) -> SubmissionMadeOut:
-    return SubmissionMadeOut.model_validate(made)
-
-
 @router.post(
     "/challenges/{challenge_id}/submissions",
     status_code=201,
@@ -64,13 +60,17 @@ async def submit(
 
     def submitted(_: UUID, position: int, saved: Sequence[object]) -> SubmissionMadeOut | None:
         found = [a for a in saved if isinstance(a, Verification)]
-        return made_out(SubmissionMade.recorded(found[0], position)) if found else None
+        return (
+            SubmissionMadeOut.model_validate(SubmissionMade.recorded(found[0], position))
+            if found
+            else None
+        )
 
     def record() -> SubmissionMadeOut:
         # A key covers the proof's type and digest, not the multipart framing.
         with idempotent.operation(ProofSent.of(proof), submitted) as submission:
             made = services.submissions.submit(challenge_id, user, proof, cause)
-            return submission.answer(made_out(made))
+            return submission.answer(SubmissionMadeOut.model_validate(made))
 
     return await run_in_threadpool(record)
 
