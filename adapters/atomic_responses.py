@@ -4,11 +4,12 @@ Rules §7 ask for the stored response to be written with the command's effect: i
 dies after the events commit but before it answers, the retry must find the response and replay
 it, and if storing the response fails, the events must not be committed either.
 
-The HTTP layer puts a `PendingResponse` in a context variable around the command
-(`responding`); the ledger's save reaches `ResponseStoringRecorder.insert_events`, which, once
-the events are inserted and their positions known, asks the pending response for its status
-and body (from the last position and the aggregates the save changed, passed down by the ledger
-as ``saved_aggregates``) and stores them on the events' own cursor. Only a save that commits
+The idempotent operation (``application.idempotency``) puts a `PendingResponse` in a context
+variable around the command (`responding`); the ledger's save reaches
+`ResponseStoringRecorder.insert_events`, which, once the events are inserted and their
+positions known, asks the pending response for its status and body (from the last position
+and the aggregates the save changed, passed down by the ledger as ``saved_aggregates``) and
+stores them on the events' own cursor. Only a save that commits
 counts: a save rolled back by a version conflict (and retried by the ledger) leaves nothing.
 
 Without a pending response (no key, workers, the command line) the recorder is the library's.
@@ -22,52 +23,20 @@ cannot be built fails that command alone (`BatchPartFailed`, the transaction rol
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from adapters.idempotency_keys import Claim, store_response
+from adapters.idempotency_keys import store_response
+from application.idempotency import PendingResponse, pending_response
 from application.ports import BatchPart, BatchPartFailed
-
-# (operation id, last position, aggregates saved) -> (HTTP status, JSON body), or None when this
-# save is not one the response can be built from (it is then stored after the command).
-Responder = Callable[[UUID, int, Sequence[object]], tuple[int, Any] | None]
 
 # The ``eventsourcing`` environment key that selects this recorder (set by the composition root).
 RECORDER_TOPIC = "adapters.atomic_responses:ResponseStoringRecorder"
-
-
-@dataclass
-class PendingResponse:
-    """The response a claimed request will store with its command's events."""
-
-    claim: Claim
-    operation_id: UUID
-    respond: Responder
-    # The response stored by a save that committed; None if no save stored one.
-    written: tuple[int, Any] | None = None
-    _candidate: tuple[int, Any] | None = None
-
-
-_PENDING: ContextVar[PendingResponse | None] = ContextVar("peerpush_pending_response", default=None)
-
-
-@contextmanager
-def responding(pending: PendingResponse | None) -> Iterator[PendingResponse | None]:
-    """Saves made inside this block store ``pending``'s response with their events."""
-    token = _PENDING.set(pending)
-    try:
-        yield pending
-    finally:
-        _PENDING.reset(token)
 
 
 class _Abort(BaseException):
@@ -93,7 +62,7 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         if kwargs.get("batch") is not None:
             return self._insert_batch(stored_events, **kwargs)
-        pending = _PENDING.get()
+        pending = pending_response()
         if pending is None:
             inserted: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return inserted
@@ -132,7 +101,7 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
             if ids:
                 self._store_batch_responses(curs, ids, parts, kwargs["stored_responses"])
             return ids
-        pending = _PENDING.get()
+        pending = pending_response()
         if pending is None or not ids:
             return ids
         try:
@@ -157,7 +126,7 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
         end = 0
         for index, part in enumerate(parts):
             end += part.count
-            pending = part.context.run(_PENDING.get)
+            pending = part.context.run(pending_response)
             if pending is None:
                 continue
             try:

@@ -15,9 +15,7 @@ again with the same id. After expiry the key starts afresh, with a new id.
 
 from __future__ import annotations
 
-import enum
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -26,34 +24,16 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from application.idempotency import Claim, Outcome
+
 if TYPE_CHECKING:
     from adapters.users import UserStore
 
 PURGE_EVERY_SECONDS = 600.0
 
 
-class Outcome(enum.Enum):
-    STARTED = "started"  # the caller holds the key: run the command, then complete or release
-    REPLAY = "replay"  # done before with the same body: answer with the stored response
-    MISMATCH = "mismatch"  # the key was used with another body (422)
-    RUNNING = "running"  # the first request with this key is still running (409)
-
-
-@dataclass(frozen=True)
-class Claim:
-    outcome: Outcome
-    user_id: UUID
-    route: str
-    key: str
-    token: UUID | None = None
-    status: int | None = None
-    body: Any = None
-    # The id of what the command creates, the same for every claim of this key (STARTED only).
-    operation_id: UUID | None = None
-
-
 class IdempotencyStore:
-    """Claims, completes, releases and forgets idempotency keys."""
+    """Claims, completes, releases and forgets idempotency keys (the ``IdempotencyKeys`` port)."""
 
     # rules §7: keys are kept 24 h; after that the same key starts afresh.
     retention = timedelta(hours=24)

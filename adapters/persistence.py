@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import psycopg
@@ -155,6 +155,19 @@ class DatabaseSettings:
             "POSTGRES_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
             "CREATE_TABLE": "y" if create_table else "n",
         }
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether ``value`` has a NUL character in any text, however nested: PostgreSQL text
+    cannot store one, so such a value must be refused before it reaches a query or an event
+    (an event with one would be recorded, then stop the read models)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    return False
 
 
 def resolve_database_url(url: str, data_dir: Path = DEFAULT_DATA_DIR) -> str:

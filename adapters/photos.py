@@ -16,9 +16,10 @@ from datetime import datetime
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from application.photos import JPEG, PNG, InspectedPhoto
+from application.photos import InspectedPhoto
 from domain.errors import InvalidPhoto, PhotoTooManyPixels, UnsupportedPhoto
 from domain.photos import CaptureStamp
+from domain.proofs import JPEG, PNG
 
 JPEG_QUALITY = 90
 # Pillow's names of what each sniffed type may decode as: a phone's JPEG is often a

@@ -297,6 +297,27 @@ class ServiceSettings(ProcessSettings):
         """The public origin (``PUBLIC_BASE_URL``)."""
         return self.public_base_url
 
+    def serve_runs_workers(self, requested: bool | None = None) -> bool:
+        """Whether ``peerpush serve`` runs the workers as threads of the server (rules §9).
+
+        Only in development (``RUN_WORKERS``, or what the caller asks): in production the
+        workers are their own processes, and each API replica running them too would
+        multiply them.
+        """
+        if self.production:
+            return False
+        return self.run_workers if requested is None else requested
+
+    def worker_interval(self, name: str) -> float:
+        """Seconds between two passes of a worker: ``AUDIT_EVERY`` and ``RECONCILE_EVERY`` for
+        the audit and the reconciliation (0: never run), ``WORKER_INTERVAL_SECONDS`` for the
+        others."""
+        if name == "audit":
+            return self.audit_every.total_seconds()
+        if name == "reconcile":
+            return self.reconcile_every.total_seconds()
+        return self.worker_interval_seconds
+
     @property
     def max_upload_bytes(self) -> int:
         """The body limit of a proof upload: the photo plus the form around it."""

@@ -26,6 +26,7 @@ remembers nothing.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -271,6 +272,36 @@ class SimulatedStripe:
         ]
 
     # -- what the simulated checkout page does ---------------------------------------------
+
+    # -- the pages that stand in for Stripe's (served by the API outside production) ------
+
+    def checkout_page(self, session: CheckoutSession) -> str:
+        """The simulated checkout page of ``session``: pay or decline."""
+        sid = html.escape(session.session_id)
+        dollars = f"{session.cents / 100:,.2f}"
+        return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Simulated Stripe Checkout</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
+<h1>Simulated Stripe Checkout</h1>
+<p>{session.tokens} PeerPush tokens for <strong>${dollars}</strong>
+(session <code>{sid}</code>, {html.escape(session.status)}).</p>
+<p>No card is charged: this page stands in for Stripe outside production.</p>
+<form method="post" action="{PAGE_PATH}/{sid}/pay"><button>Pay ${dollars}</button></form>
+<form method="post" action="{PAGE_PATH}/{sid}/decline"><button>Decline</button></form>
+</body></html>"""
+
+    def onboarding_page(self, account_id: str) -> str:
+        """The simulated Connect onboarding page: finish it to enable payouts."""
+        aid = html.escape(account_id)
+        return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Simulated Stripe Connect</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
+<h1>Simulated Stripe Connect onboarding</h1>
+<p>Account <code>{aid}</code>. No identity is checked: this page stands in for Stripe
+outside production.</p>
+<form method="post" action="{CONNECT_PAGE_PATH}/{aid}/complete">
+<button>Finish onboarding</button></form>
+</body></html>"""
 
     def payment_webhooks(self, session: CheckoutSession) -> list[tuple[bytes, str]]:
         """The signed webhooks of a paid session: the session completed, and its

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from adapters.idempotency_keys import Claim, IdempotencyStore, Outcome
+from adapters.idempotency_keys import IdempotencyStore
 from adapters.jwt_tokens import AuthUser, InvalidToken, TokenPair, TokenService
 from adapters.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, Passwords
 from adapters.persistence import CONNECT_TIMEOUT_SECONDS, RECONNECT_SECONDS, DatabaseSettings
@@ -30,13 +30,11 @@ from adapters.rate_limits import LIMITS, Limit, RateLimited, RateLimiter
 __all__ = [
     "LIMITS",
     "AuthUser",
-    "Claim",
     "DuplicateUser",
     "IdempotencyStore",
     "InvalidToken",
     "Limit",
     "Logins",
-    "Outcome",
     "RateLimited",
     "RateLimiter",
     "TokenPair",

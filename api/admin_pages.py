@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from api.client_address import request_client_address
 from api.deps import (
     FORM_COOKIE,
     SESSION_COOKIE,
@@ -24,6 +23,7 @@ from api.deps import (
     RateLimited,
     ServicesDep,
     WrongCredentials,
+    client_address,
 )
 from projections import dashboard, pages
 
@@ -89,7 +89,7 @@ def login(
         cookie = services.browser.sign_in(
             email,
             password,
-            request_client_address(request),
+            client_address(request),
             nonce=request.cookies.get(FORM_COOKIE),
             form_token=csrf_token,
         )

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from adapters.logs import configure_logging
+from adapters.metrics import sample_gauges
 from adapters.settings import ServiceSettings
 from api import admin_pages, errors, idempotency
 from api.bootstrap import Services, build_services
 from api.deps import plain_url
-from api.metrics import sample_gauges
 from api.middleware import BodySizeLimit, RequestLog, SecurityHeaders
 from api.routers import (
     auth,
@@ -30,7 +30,6 @@ from api.routers import (
     submissions,
     wallet,
 )
-from api.workers import Workers, runs_workers_in_process
 
 DESCRIPTION = """The PeerPush ledger: tokens (1 token = 1 US cent), wallets and FIFO lots,
 challenges with stakes, proofs and peer review, settlement, Stripe deposits and refunds.
@@ -55,11 +54,11 @@ def create_app(
         if services is None:  # a server's process: its logs go out as LOG_FORMAT says
             configure_logging(built.config.log_format, built.config.log_level)
         app.state.services = built
-        workers = Workers(built)
-        if runs_workers_in_process(built.config, start_workers):
+        workers = built.workers()
+        if built.config.serve_runs_workers(start_workers):
             workers.start()
         if built.config.metrics_listen:  # scraped: keep the pool and money gauges fresh
-            sample_gauges(built, workers.stop)
+            sample_gauges(built.refresh_gauges, workers.stop)
         try:
             yield
         finally:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, TextIO
 from uuid import UUID
 
+from adapters.database import database_settings
 from adapters.pdf import NoBrowser, print_to_pdf
-from api.bootstrap import build_ledger, database_settings
+from api.bootstrap import build_ledger
 from application.ledger import Ledger
 from domain.errors import NotFound
 from projections.audit.balance import balance, parse_as_of, write_text

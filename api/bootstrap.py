@@ -7,25 +7,25 @@ the tables, so the application runs with the library's table creation turned off
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-from adapters.atomic_responses import RECORDER_TOPIC
 from adapters.browser_sessions import BrowserSessions
+from adapters.database import database_settings, ledger_env
 from adapters.head_export import build_head_export
+from adapters.metrics import PROMETHEUS, count_command, refresh_gauges
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
 from adapters.payout_accounts import PgPayoutAccounts
-from adapters.persistence import DatabaseSettings, resolve_database_url
+from adapters.persistence import DatabaseSettings
 from adapters.photos import PillowPhotoInspector
 from adapters.proof_store import build_proof_store
 from adapters.settings import ServiceSettings, StoreSettings
 from adapters.simulated_stripe import SimulatedStripe
 from adapters.test_clock import PgTestClock
 from adapters.users import IdempotencyStore, Logins, RateLimiter, TokenService, UserStore
-from api.metrics import PAYOUTS_PAUSED, count_command
 from application.cashouts import Cashouts, CashoutWorker, ConnectEvents
 from application.ledger import Ledger
 from application.ports import (
@@ -40,42 +40,26 @@ from application.ports import (
 )
 from application.reconcile import ledger_records, reconcile, wallet_events
 from application.settings import LedgerSettings
+from application.settlement_worker import SettlementWorker
 from application.stripe_events import Deposits, StripeEvents
 from application.submissions import Submissions
 from application.watch import AuditResult, MoneyWatch
 from application.withdrawals import WithdrawalWorker
+from application.workers import (
+    WORKER_NAMES,
+    Task,
+    Workers,
+    audit_pass,
+    chosen,
+    reconcile_pass,
+    settlement_pass,
+)
 from projections.audit.chaincheck import parse_head
 from projections.audit.verify import verify
 from projections.challenge_queries import active_challenges_of
 from projections.queries import ReadModels
 from projections.runner import Projector
-
-
-def database_settings(settings: StoreSettings | None = None) -> DatabaseSettings:
-    """``DATABASE_URL`` if set, otherwise the embedded PostgreSQL under ``DATA_DIR``.
-
-    Without ``settings`` (the read-only auditor commands, tools) the environment is read here,
-    without requiring ``ENV``.
-    """
-    settings = settings or StoreSettings.from_env()
-    url = resolve_database_url(settings.database_url, settings.data_dir)
-    return DatabaseSettings.from_url(url, schema=settings.db_schema)
-
-
-def ledger_env(
-    db: DatabaseSettings, settings: StoreSettings | None = None, *, create_table: bool = False
-) -> dict[str, str]:
-    """The ``eventsourcing`` environment of the ledger: the database, pool and cache sizes."""
-    settings = settings or StoreSettings.from_env()
-    env = db.eventsourcing_env(
-        create_table=create_table,
-        pool_size=settings.postgres_pool_size,
-        max_overflow=settings.postgres_max_overflow,
-    )
-    # Idempotent responses are stored in the events' own transaction (rules §7).
-    env["APPLICATION_RECORDER_TOPIC"] = RECORDER_TOPIC
-    env["AGGREGATE_CACHE_MAXSIZE"] = str(settings.aggregate_cache_maxsize)
-    return env
+from projections.wallet_view import WalletView
 
 
 def migrate(db: DatabaseSettings) -> None:
@@ -148,11 +132,14 @@ class Services:
     # paused (PAYOUTS_PAUSED: asked before each pass, exported as a metric).
     withdrawals: WithdrawalWorker = field(init=False)
     cashouts: CashoutWorker = field(init=False)
+    wallets: WalletView = field(init=False)
     # Signing in: one check (limits, password) for the JSON API and the admin pages' cookie.
     logins: Logins = field(init=False)
     browser: BrowserSessions = field(init=False)
 
     def __post_init__(self) -> None:
+        wait = self.config.read_wait_seconds
+        self.wallets = WalletView(self.reads, self.ledger, self.projector.wait_for, wait)
         self.logins = Logins(self.users, self.limits)
         self.browser = BrowserSessions(
             self.tokens, self.logins, secure=lambda: self.config.production
@@ -169,8 +156,32 @@ class Services:
         )
 
     def payouts_paused(self) -> bool:
-        PAYOUTS_PAUSED.set(1 if self.config.payouts_paused else 0)
+        PROMETHEUS.payouts_paused(self.config.payouts_paused)
         return self.config.payouts_paused
+
+    def workers(self, names: Sequence[str] = WORKER_NAMES, *, projections: bool = True) -> Workers:
+        """The named workers (and the projection worker) as threads of this process."""
+        follow = self.projector.run_forever if projections else None
+        return Workers(
+            worker_tasks(self, names),
+            self.config.worker_interval_seconds,
+            PROMETHEUS,
+            follow=follow,
+            intervals={name: self.config.worker_interval(name) for name in names},
+        )
+
+    def refresh_gauges(self) -> None:
+        """Sample what a scrape shows now: pool connections, projection lag, money in flight."""
+        datastore = getattr(self.ledger.recorder, "datastore", None)
+        refresh_gauges(
+            {
+                "events": getattr(datastore, "pool", None),
+                "reads": self.reads.pool,
+                "users": self.users.pool,
+            },
+            lambda: self.ledger.head() - self.reads.position(),
+            self.reads.in_flight,
+        )
 
     def close(self) -> None:
         self.projector.close()
@@ -197,6 +208,8 @@ def build_services(
     reads = ReadModels(db, pool_size=config.read_pool_size)
     proofs = build_proof_store(config)
     payout_accounts = PgPayoutAccounts(users.pool)
+    # Both gateways (Stripe's and the simulated one) implement the payout port too.
+    payouts: PayoutGateway = payments  # type: ignore[assignment]  # one object, two ports
     return Services(
         config=config,
         db=db,
@@ -220,17 +233,30 @@ def build_services(
         ),
         checkouts=checkouts,
         locks=locks,
-        deposits=Deposits(ledger, payments, checkouts),
+        deposits=Deposits(ledger, payments, checkouts, config.base_url),
         stripe_events=StripeEvents(ledger, payments, checkouts, locks),
         simulated_stripe=payments if isinstance(payments, SimulatedStripe) else None,
-        # Both gateways (Stripe's and the simulated one) implement the payout port too.
-        payouts=payments,  # type: ignore[arg-type]  # one object, two ports
+        payouts=payouts,
         payout_accounts=payout_accounts,
-        cashout_requests=Cashouts(ledger, payout_accounts),
+        cashout_requests=Cashouts(ledger, payout_accounts, payouts),
         connect_events=ConnectEvents(
             ledger, payout_accounts, livemode=bool(getattr(payments, "livemode", False))
         ),
     )
+
+
+def worker_tasks(services: Services, names: Sequence[str] = WORKER_NAMES) -> list[tuple[str, Task]]:
+    """Each named worker's pass, built on the process's services."""
+    settlement = SettlementWorker(services.ledger, services.locks)
+    watch = build_watch(services)
+    passes: dict[str, Task] = {
+        "settlement": lambda: settlement_pass(settlement, PROMETHEUS),
+        "withdrawals": services.withdrawals.run_pass,
+        "cashouts": services.cashouts.run_pass,
+        "audit": lambda: audit_pass(watch, PROMETHEUS),
+        "reconcile": lambda: reconcile_pass(watch, PROMETHEUS),
+    }
+    return chosen(passes, names)
 
 
 def build_clock(config: ServiceSettings, db: DatabaseSettings) -> Clock:

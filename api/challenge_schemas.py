@@ -1,57 +1,77 @@
-"""Request and response bodies of the challenge routes (rules §3, §5)."""
+"""Request and response bodies of the challenge routes (rules §3, §5).
+
+The choices and bounds are the domain's (``domain.values``): the schema declares them so the
+OpenAPI shows them and a malformed body is refused before any command; the domain enforces
+them again (``domain.rules.make_terms``). Responses are the domain's views, field for field.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from api.schemas import Body
-from application.receipts import Joined
-from domain.challenge import Challenge, Participant
+from api.schemas import Body, View
+from domain.values import (
+    CLOCK_TIME_PATTERN,
+    DESCRIPTION_LENGTH,
+    INVITE_CODE_LENGTH,
+    MIN_PARTICIPANTS,
+    NAME_LENGTH,
+    QUORUM_PCT,
+    REASON_MAX_LENGTH,
+    ChallengeResult,
+    ChallengeStatus,
+    Frequency,
+    ProofType,
+    Scope,
+    VerificationMode,
+    Visibility,
+)
 
-ClockTime = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["07:00"])]
+ClockTime = Annotated[str, Field(pattern=CLOCK_TIME_PATTERN, examples=["07:00"])]
 Whole = Annotated[int, Field(strict=True, ge=0)]
+Name = Annotated[str, Field(min_length=NAME_LENGTH.low, max_length=NAME_LENGTH.high)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_LENGTH.high)]
+QuorumPct = Annotated[int, Field(strict=True, ge=QUORUM_PCT.low, le=QUORUM_PCT.high)]
+MaxParticipants = Annotated[int, Field(strict=True, ge=MIN_PARTICIPANTS)]
+ProofTypes = Annotated[list[ProofType], Field(min_length=1)]
 
 # -- request bodies ---------------------------------------------------------------------
-
-
-ProofType = Literal["photo", "text"]
-PROOF_TYPES: tuple[ProofType, ...] = ("photo", "text")
 
 
 class TimeWindowIn(Body):
     start: ClockTime = "00:00"
     end: ClockTime = Field("00:00", description="end <= start runs overnight into the next day")
     timezone: str = Field("UTC", description="IANA name", examples=["Europe/Paris"])
-    scope: Literal["participant_local", "challenge_tz"] = "participant_local"
+    scope: Scope = Scope.PARTICIPANT_LOCAL
 
 
 class VerificationIn(Body):
-    mode: Literal["auto", "quorum"] = "auto"
-    quorum_pct: Annotated[int, Field(strict=True, ge=50, le=100)] = 60
+    mode: VerificationMode = VerificationMode.AUTO
+    quorum_pct: QuorumPct = 60
 
 
 class RulesIn(Body):
-    frequency: Literal["daily", "weekdays", "weekly"] = "daily"
+    frequency: Frequency = Frequency.DAILY
     time_window: TimeWindowIn = Field(default_factory=lambda: TimeWindowIn())
-    proof_types: list[ProofType] = Field(default_factory=lambda: list(PROOF_TYPES), min_length=1)
+    proof_types: ProofTypes = Field(default_factory=lambda: list(ProofType))
     verification: VerificationIn = Field(default_factory=lambda: VerificationIn())
     grace: Whole = Field(0, description="missed slots tolerated")
     penalty_tokens: Whole = Field(0, description="charged per rejected submission")
 
 
 class ChallengeIn(Body):
-    name: Annotated[str, Field(min_length=3, max_length=120)]
-    description: Annotated[str, Field(max_length=2000)] = ""
-    visibility: Literal["public", "private", "unlisted"] = "public"
+    name: Name
+    description: Description = ""
+    visibility: Visibility = Visibility.PUBLIC
     allow_list: list[UUID] = Field(default_factory=list, description="private only: user ids")
     starts_at: AwareDatetime
     ends_at: AwareDatetime
     entry_stake: Whole = 0
-    max_participants: Annotated[int, Field(strict=True, ge=2)] = 10
+    max_participants: MaxParticipants = 10
     rules: RulesIn = Field(default_factory=lambda: RulesIn())
 
     model_config = ConfigDict(
@@ -80,18 +100,18 @@ class TimeWindowPatch(Body):
     start: ClockTime | None = None
     end: ClockTime | None = None
     timezone: str | None = None
-    scope: Literal["participant_local", "challenge_tz"] | None = None
+    scope: Scope | None = None
 
 
 class VerificationPatch(Body):
-    mode: Literal["auto", "quorum"] | None = None
-    quorum_pct: Annotated[int, Field(strict=True, ge=50, le=100)] | None = None
+    mode: VerificationMode | None = None
+    quorum_pct: QuorumPct | None = None
 
 
 class RulesPatch(Body):
-    frequency: Literal["daily", "weekdays", "weekly"] | None = None
+    frequency: Frequency | None = None
     time_window: TimeWindowPatch | None = None
-    proof_types: Annotated[list[Literal["photo", "text"]], Field(min_length=1)] | None = None
+    proof_types: ProofTypes | None = None
     verification: VerificationPatch | None = None
     grace: Whole | None = None
     penalty_tokens: Whole | None = None
@@ -100,14 +120,14 @@ class RulesPatch(Body):
 class ChallengePatch(Body):
     """Only the fields given change (``null`` means unchanged); rules are checked whole."""
 
-    name: Annotated[str, Field(min_length=3, max_length=120)] | None = None
-    description: Annotated[str, Field(max_length=2000)] | None = None
-    visibility: Literal["public", "private", "unlisted"] | None = None
+    name: Name | None = None
+    description: Description | None = None
+    visibility: Visibility | None = None
     allow_list: list[UUID] | None = None
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     entry_stake: Whole | None = None
-    max_participants: Annotated[int, Field(strict=True, ge=2)] | None = None
+    max_participants: MaxParticipants | None = None
     rules: RulesPatch | None = None
 
 
@@ -116,40 +136,43 @@ class PublishIn(Body):
 
 
 class JoinIn(Body):
-    invite_code: Annotated[str, Field(min_length=6, max_length=6, examples=["K7Q2ZX"])]
+    invite_code: Annotated[
+        str,
+        Field(min_length=INVITE_CODE_LENGTH, max_length=INVITE_CODE_LENGTH, examples=["K7Q2ZX"]),
+    ]
     timezone: str = Field(description="IANA name: your slots follow it", examples=["UTC"])
 
 
 class CancelIn(Body):
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Annotated[str, Field(max_length=REASON_MAX_LENGTH)] = ""
 
 
-# -- responses --------------------------------------------------------------------------
+# -- responses (``domain.challenge_view``) ------------------------------------------------
 
 
-class TimeWindowOut(BaseModel):
+class TimeWindowOut(View):
     start: str
     end: str
     timezone: str
-    scope: str
+    scope: Scope
 
 
-class VerificationOut(BaseModel):
-    mode: str
+class VerificationOut(View):
+    mode: VerificationMode
     quorum_pct: int
 
 
-class RulesOut(BaseModel):
-    frequency: str
+class RulesOut(View):
+    frequency: Frequency
     time_window: TimeWindowOut
-    proof_types: list[str]
+    proof_types: list[ProofType]
     verification: VerificationOut
     grace: int
     penalty_tokens: int
 
 
-class OutcomeOut(BaseModel):
-    result: Literal["paid_out", "forfeited", "cancelled"]
+class OutcomeOut(View):
+    result: ChallengeResult
     finishers: list[UUID]
     fee: int
     forfeited: int
@@ -157,7 +180,7 @@ class OutcomeOut(BaseModel):
     paid_out: int
 
 
-class MeOut(BaseModel):
+class MeOut(View):
     participant: bool
     owner: bool
     timezone: str | None = None
@@ -165,15 +188,15 @@ class MeOut(BaseModel):
     penalties: int = 0
 
 
-class ChallengeOut(BaseModel):
+class ChallengeOut(View):
     id: UUID
     owner_id: UUID
     name: str
     description: str
-    visibility: str
+    visibility: Visibility
     allow_list: list[UUID] | None = Field(None, description="shown to the owner and admins")
     invite_code: str
-    status: Literal["draft", "active", "settled", "cancelled"]
+    status: ChallengeStatus
     starts_at: datetime
     ends_at: datetime
     settles_at: datetime
@@ -191,53 +214,37 @@ class ChallengeOut(BaseModel):
 class ChallengeCreatedOut(BaseModel):
     id: UUID
     invite_code: str
-    status: Literal["draft"] = "draft"
+    status: ChallengeStatus = ChallengeStatus.DRAFT
     position: int
 
 
-class JoinOut(BaseModel):
+class JoinOut(View):
     challenge_id: UUID
     joined: bool = Field(description="false: you already take part (no second stake)")
     stake: int
     timezone: str
     position: int
 
-    @classmethod
-    def of(cls, done: Joined, me: Participant) -> JoinOut:
-        return cls(
-            challenge_id=done.challenge_id,
-            joined=done.joined,
-            stake=me.stake,
-            timezone=me.timezone,
-            position=done.position,
-        )
-
-    @classmethod
-    def joined_in(cls, challenge: Challenge, user_id: UUID, position: int) -> JoinOut:
-        """A new participation, as the join's save left the challenge."""
-        me = challenge.participant(user_id)
-        return cls.of(Joined(position, challenge.id, True, me), me)
-
 
 class ChallengeSummaryOut(BaseModel):
     id: UUID = Field(validation_alias="challenge_id")
     owner_id: UUID
     name: str
-    visibility: str
+    visibility: Visibility
     invite_code: str
-    status: str
+    status: ChallengeStatus
     starts_at: datetime
     ends_at: datetime
     entry_stake: int
     max_participants: int
-    frequency: str
+    frequency: Frequency
     timezone: str
-    verification_mode: str
+    verification_mode: VerificationMode
     penalty_tokens: int
     participants: int
     pool: int
     finishers: int
-    outcome: str | None
+    outcome: ChallengeResult | None
     created_at: datetime
 
 
@@ -283,12 +290,6 @@ class ChallengeLedgerOut(BaseModel):
     position: int
 
 
-# -- access -----------------------------------------------------------------------------
-
-
-# -- mapping ----------------------------------------------------------------------------
-
-
 def terms_of(given: dict[str, Any]) -> dict[str, Any]:
     """The HTTP shape (nested rules) as the ledger's flat terms; ``None`` means not given."""
     rules = given.pop("rules", None) or {}
@@ -305,69 +306,3 @@ def terms_of(given: dict[str, Any]) -> dict[str, Any]:
         "quorum_pct": verification.get("quorum_pct"),
     }
     return {k: v for k, v in flat.items() if v is not None}
-
-
-def challenge_view(
-    challenge: Challenge,
-    reader_id: UUID,
-    reader_is_admin: bool,
-    delay: timedelta,
-    position: int | None = None,
-) -> ChallengeOut:
-    """The challenge as one reader sees it: the allow-list only for its owner and admins,
-    and the reader's own participation."""
-    t = challenge.terms
-    me = challenge.participants.get(str(reader_id))
-    is_owner = reader_id == challenge.owner_id
-    result = challenge.outcome
-    outcome = None
-    if result is not None:
-        outcome = OutcomeOut.model_validate(
-            {
-                "result": result,
-                "finishers": [UUID(u) for u in challenge.finishers],
-                "fee": challenge.fee,
-                "forfeited": challenge.forfeited,
-                "returned": challenge.returned,
-                "paid_out": challenge.paid_out,
-            }
-        )
-    return ChallengeOut.model_validate(
-        {
-            "id": challenge.id,
-            "owner_id": challenge.owner_id,
-            "name": t.name,
-            "description": t.description,
-            "visibility": t.visibility,
-            "allow_list": list(t.allow_list) if reader_is_admin or is_owner else None,
-            "invite_code": challenge.invite_code,
-            "status": challenge.status,
-            "starts_at": t.starts_at,
-            "ends_at": t.ends_at,
-            "settles_at": challenge.settles_at(delay),
-            "entry_stake": t.entry_stake,
-            "max_participants": t.max_participants,
-            "rules": RulesOut(
-                frequency=t.frequency,
-                time_window=TimeWindowOut(
-                    start=t.window_start, end=t.window_end, timezone=t.timezone, scope=t.scope
-                ),
-                proof_types=list(t.proof_types),
-                verification=VerificationOut(mode=t.verification_mode, quorum_pct=t.quorum_pct),
-                grace=t.grace,
-                penalty_tokens=t.penalty_tokens,
-            ),
-            "participants": len(challenge.participants),
-            "pool": challenge.pool,
-            "outcome": outcome,
-            "me": MeOut(
-                participant=me is not None,
-                owner=is_owner,
-                timezone=me.timezone if me else None,
-                stake=me.stake if me else 0,
-                penalties=me.penalties if me else 0,
-            ),
-            "version": challenge.version,
-            "position": position,
-        }
-    )

@@ -22,30 +22,21 @@ secret). The read-only auditor commands (``audit ...``, ``projections status``) 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import signal
 import sys
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
+from adapters.database import database_settings
 from adapters.logs import configure_logging
 from adapters.settings import ConfigError, ProcessSettings, ServiceSettings, StoreSettings
 from adapters.users import UserStore
 from api import audit_cli, reconcile_cli
-from api.bootstrap import (
-    build_ledger,
-    build_projector,
-    build_services,
-    database_settings,
-    migrate,
-)
-from api.demo import play
-from api.workers import WORKER_NAMES, Workers
+from api.bootstrap import build_ledger, build_projector, build_services, migrate
+from application.demo import play, write_balances
 from application.ports import AdjustableClock
 from application.settings import SettingsError
+from application.workers import WORKER_NAMES
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -57,67 +48,22 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
-# uvicorn's fast event loop and HTTP parser, named so a missing one fails at start-up instead
-# of silently falling back to the slow ones.
-FAST_SERVER: dict[str, Any] = {"loop": "uvloop", "http": "httptools"}
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the HTTP API; in development the same process runs every worker.
-
-    With ``--workers N`` (N > 1) uvicorn runs N server processes; metrics then go through
-    ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless set) so the internal
-    listener, in this parent process, serves them all added up. The event loop is uvloop's
-    and HTTP is parsed by httptools (both pinned): uvicorn's pure-Python defaults cost about a
-    third of a small request's time (docs/performance.md).
-    """
-    import uvicorn
+    """Serve the HTTP API (``--workers N``: N server processes, ``adapters.server``: uvloop
+    and httptools, metrics added up over the processes); in development the same process
+    runs every worker."""
+    from adapters.server import serve
+    from api.app import create_app
 
     config = ServiceSettings.from_env()
     configure_logging(config.log_format, config.log_level)
-    temporary: Path | None = None
-    if config.metrics_listen:
-        from api.metrics import prepare_multiprocess, serve_internal
-
-        if args.workers > 1:
-            chosen = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
-            directory = prepare_multiprocess()
-            temporary = None if chosen else directory
-        serve_internal(config.metrics_listen)
-        print(f"metrics on http://{config.metrics_listen}/metrics (internal)", flush=True)
-    print(f"PeerPush Ledger on http://{args.host}:{args.port}  (OpenAPI: /docs)", flush=True)
-    if args.workers > 1:
-        try:
-            uvicorn.run(
-                "api.app:create_app",
-                factory=True,
-                host=args.host,
-                port=args.port,
-                workers=args.workers,
-                log_config=None,  # the app's own (LOG_FORMAT), set in each server process
-                access_log=False,  # one line per request comes from the app, with its route
-                proxy_headers=False,
-                # uvicorn kills a process that does not answer its ping in 5 s; one still
-                # building its services on a busy host is not hung (seen under load)
-                timeout_worker_healthcheck=30,
-                **FAST_SERVER,
-            )
-        finally:
-            if temporary is not None:
-                shutil.rmtree(temporary, ignore_errors=True)
-        return 0
-    from api.app import create_app
-
-    # The client address is decided by TRUSTED_PROXIES (api.client_address), not by uvicorn,
-    # whose own X-Forwarded-For handling trusts any peer on 127.0.0.1 by default.
-    uvicorn.run(
-        create_app(config=config),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        **FAST_SERVER,
+    serve(
+        lambda: create_app(config=config),
+        "api.app:create_app",
+        config,
+        args.host,
+        args.port,
+        processes=args.workers,
     )
     return 0
 
@@ -132,21 +78,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(config.log_format, config.log_level)
     names = WORKER_NAMES if args.which == "all" else (args.which,)
     services = build_services(config)
-    workers = Workers(services, names, projections=False)
+    workers = services.workers(names, projections=False)
     signal.signal(signal.SIGTERM, lambda *_: workers.stop.set())
     signal.signal(signal.SIGINT, lambda *_: workers.stop.set())
     try:
         if config.metrics_listen:  # the audit, reconcile, backlog and money-in-flight gauges
-            from api.metrics import sample_gauges, serve_internal
+            from adapters.metrics import sample_gauges, serve_internal
 
             serve_internal(config.metrics_listen)
-            sample_gauges(services, workers.stop)
-        workers.start()
+            sample_gauges(services.refresh_gauges, workers.stop)
         print(f"worker {', '.join(names)} running (SIGTERM or Ctrl-C to stop)", flush=True)
-        while not workers.stop.wait(1.0):
-            pass
+        workers.run_until_stopped()
     finally:
-        workers.shutdown()
         services.close()
     print("worker stopped", flush=True)
     return 0
@@ -164,16 +107,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
     try:
         users = play(ledger, clock)
         projector.catch_up()
-        rows = projector.wallet_rows(list(users.values()))
-        print(
-            f"{'user':<6}{'available':>10}{'staked':>8}{'won':>6}{'forfeited':>10}{'penalised':>10}"
-        )
-        for name, user in users.items():
-            r = rows[user]
-            print(
-                f"{name:<6}{r['available']:>10}{r['staked']:>8}{r['won']:>6}"
-                f"{r['forfeited']:>10}{r['penalised']:>10}"
-            )
+        write_balances(users, projector.wallet_rows(list(users.values())), sys.stdout)
     finally:
         projector.close()
         ledger.close()
@@ -188,9 +122,7 @@ def cmd_projections(args: argparse.Namespace) -> int:
     projector = build_projector(db, ledger)
     try:
         if args.action == "status":
-            print(f"{'projection':<12}{'position':>10}{'head':>10}{'lag':>8}")
-            for s in projector.status():
-                print(f"{s.name:<12}{s.position:>10}{s.head:>10}{s.lag:>8}")
+            projector.write_status(sys.stdout)
         elif args.action == "rebuild":
             names = [args.name] if args.name else None
             applied = projector.rebuild(names)

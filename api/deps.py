@@ -17,6 +17,10 @@ from adapters.browser_sessions import (
     NotSignedIn,
     WrongCredentials,
 )
+from adapters.client_address import client_address as address_of
+from adapters.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry
+from adapters.persistence import holds_nul
+from adapters.settings import parse_trusted_proxies
 from adapters.simulated_stripe import CONNECT_PAGE_PATH as SIMULATED_CONNECT_PATH
 from adapters.simulated_stripe import PAGE_PATH as SIMULATED_CHECKOUT_PATH
 from adapters.simulated_stripe import SimulatedStripe
@@ -35,14 +39,15 @@ from api.errors import ApiError, route_inputs
 from application.ledger import Ledger
 from application.submissions import Submissions
 from domain.aggregate import Cause
-from projections.position_watch import TooManyWaiters
 
 # What routers need of the adapters, named here so no router imports an adapter
 # (tests/unit/test_layers.py): the caller, the account records and their errors, and the
 # embedded default's simulated Stripe, whose checkout pages the API serves; the admin pages'
-# browser sessions.
+# browser sessions; the metrics the operations routes expose.
 __all__ = [
     "FORM_COOKIE",
+    "PAYOUTS_PAUSED",
+    "PROJECTION_LAG",
     "SESSION_COOKIE",
     "SIMULATED_CHECKOUT_PATH",
     "SIMULATED_CONNECT_PATH",
@@ -59,6 +64,7 @@ __all__ = [
     "UserRecord",
     "WrongCredentials",
     "email_key",
+    "exposed_registry",
     "normalise_email",
 ]
 
@@ -86,8 +92,16 @@ async def plain_url(request: Request) -> None:
         *request.path_params.values(),
         *(v for k, v in request.query_params.multi_items() if k in read),
     ]
-    if any("\x00" in str(v) for v in values):
+    if holds_nul([str(v) for v in values]):
         raise ApiError(422, "invalid_request", "the URL holds a NUL character")
+
+
+def client_address(request: Request) -> str:
+    """The caller's address: the peer, or behind ``TRUSTED_PROXIES`` the forwarded client."""
+    trusted = parse_trusted_proxies(",".join(request.app.state.services.config.trusted_proxies))
+    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
+    peer = request.client.host if request.client else None
+    return address_of(peer, forwarded_for, trusted)
 
 
 # The dependencies below only pick an object from the app: async, so they run on the event
@@ -150,27 +164,8 @@ AdminUser = Annotated[AuthUser, Depends(admin_user)]
 
 
 def wait_for_position(services: Services, min_position: int | None) -> None:
-    """Read your writes: wait (bounded) until the read models have applied a position.
-
-    Bounded twice: in time (``read_wait_seconds``) and in how many requests may wait at once
-    (``read_max_waiters``); a request beyond that bound is answered 503 at once.
-    """
-    if not min_position:
-        return
-    try:
-        caught_up = services.projector.wait_for(
-            min_position, timeout=services.config.read_wait_seconds
-        )
-    except TooManyWaiters:
-        caught_up = False
-    if not caught_up:
-        raise ApiError(
-            503,
-            "read_model_behind",
-            "the read models have not caught up yet",
-            headers={"Retry-After": "1"},
-            position=services.reads.position(),
-        )
+    """Read your writes (``ReadModels.wait_for``): 503 ``read_model_behind`` past the bound."""
+    services.reads.wait_for(services.projector, min_position, services.config.read_wait_seconds)
 
 
 def request_id(request: Request) -> str:

@@ -18,8 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adapters.persistence import database_unreachable
 from adapters.rate_limits import RateLimited
-from application.erasure import WalletNotEmpty
+from application.ports import PaymentUnavailable
 from domain import errors as d
+from projections.queries import ReadModelBehind
 
 log = logging.getLogger("peerpush.api")
 
@@ -61,6 +62,7 @@ PROBLEM_DESCRIPTIONS = {
 
 STATUS_BY_ERROR: list[tuple[type[d.DomainError], int]] = [
     (d.InsufficientFunds, 402),
+    (d.ProofTooLarge, 413),
     (d.InvalidAmount, 422),
     (d.InvalidField, 422),
     (d.ProofTypeNotAllowed, 415),
@@ -112,23 +114,36 @@ def status_of(error: d.DomainError) -> int:
     return 400
 
 
+def problem_of(error: d.DomainError) -> JSONResponse:
+    """A refusal as problem+json: its status, code, message and what it declares besides."""
+    wait = error.retry_after
+    headers = None if wait is None else {"Retry-After": str(wait)}
+    return problem(status_of(error), error.code, str(error), headers=headers, **error.details())
+
+
+def read_model_behind(detail: str, position: int) -> JSONResponse:
+    """503: the read models are behind what the query needs; ask again in a second."""
+    headers = {"Retry-After": "1"}
+    return problem(503, "read_model_behind", detail, headers=headers, position=position)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(d.DomainError)
     async def domain_error(_: Request, exc: d.DomainError) -> JSONResponse:
-        extra: dict[str, Any] = {}
-        if isinstance(exc, d.InsufficientFunds):
-            extra = {"needed": exc.needed, "available": exc.available}
-        elif isinstance(exc, d.NotRefundable):
-            extra = {"requested": exc.requested, "refundable": exc.refundable}
-        elif isinstance(exc, d.NotCashoutable):
-            extra = {
-                "requested": exc.requested,
-                "cashoutable": exc.cashoutable,
-                "reason": exc.reason,
-            }
-        elif isinstance(exc, WalletNotEmpty):
-            extra = exc.remaining.as_dict()
-        return problem(status_of(exc), exc.code, str(exc), **extra)
+        return problem_of(exc)
+
+    @app.exception_handler(ReadModelBehind)
+    async def behind(_: Request, exc: ReadModelBehind) -> JSONResponse:
+        return read_model_behind(str(exc), exc.position)
+
+    @app.exception_handler(PaymentUnavailable)
+    async def stripe_unavailable(_: Request, exc: PaymentUnavailable) -> JSONResponse:
+        return problem(
+            503,
+            "payment_provider_unavailable",
+            "Stripe could not be reached; try again",
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(RateLimited)
     async def rate_limited(_: Request, exc: RateLimited) -> JSONResponse:

@@ -20,9 +20,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.logs import REQUEST_ID
+from adapters.metrics import REQUEST_LATENCY, method_label
 from adapters.settings import ServiceSettings
 from api.errors import problem, route_template
-from api.metrics import REQUEST_LATENCY, method_label
 
 log = logging.getLogger("peerpush.http")
 

@@ -1,8 +1,8 @@
 """Reading an uploaded proof from the wire (rules §4): the HTTP side of a submission.
 
-The body is read with a cap (``Content-Length`` is not trusted); what comes out is a
-fingerprinted :class:`~application.submissions.Proof` for the submission service, a photo's
-type recognised from its bytes (:func:`application.photos.photo_type`).
+The body is read with a cap (``Content-Length`` is not trusted); the form's fields become a
+fingerprinted :class:`~domain.proofs.Proof` for the submission service
+(``domain.proofs.proof_from_form``: a photo's type recognised from its bytes).
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import FormParser, MultiPartException, MultiPartParser
 
 from api.errors import ApiError
-from application.photos import photo_type
-from application.submissions import Proof
+from domain.proofs import Proof, proof_from_form
+from domain.values import MAX_TEXT_PROOF_CHARS
 
-MAX_TEXT_CHARS = 10_000
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, headers and the small fields
-TEXT_MIME = "text/plain; charset=utf-8"
 
 MULTIPART_BODY = {
     "requestBody": {
@@ -32,7 +30,7 @@ MULTIPART_BODY = {
                     "required": ["proof_type"],
                     "properties": {
                         "proof_type": {"type": "string", "enum": ["photo", "text"]},
-                        "text": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                        "text": {"type": "string", "maxLength": MAX_TEXT_PROOF_CHARS},
                         "file": {
                             "type": "string",
                             "format": "binary",
@@ -48,7 +46,7 @@ MULTIPART_BODY = {
                     "required": ["proof_type", "text"],
                     "properties": {
                         "proof_type": {"type": "string", "enum": ["text"]},
-                        "text": {"type": "string", "maxLength": MAX_TEXT_CHARS},
+                        "text": {"type": "string", "maxLength": MAX_TEXT_PROOF_CHARS},
                     },
                 }
             },
@@ -100,25 +98,14 @@ async def read_proof(request: Request, max_bytes: int) -> Proof:
 
 
 async def _proof_of(form: Any, max_bytes: int) -> Proof:
-    proof_type, text, file = form.get("proof_type"), form.get("text"), form.get("file")
-    if proof_type not in ("photo", "text"):
-        raise ApiError(422, "invalid_proof_type", "proof_type must be photo or text")
-    if proof_type == "text":
-        if file is not None:
-            raise ApiError(422, "unexpected_file", "a text proof has no file")
-        if not isinstance(text, str) or not text.strip():
-            raise ApiError(422, "missing_text", "a text proof needs text")
-        if len(text) > MAX_TEXT_CHARS:
-            raise ApiError(413, "proof_too_large", f"text proofs are {MAX_TEXT_CHARS} chars max")
-        return Proof("text", text.encode(), TEXT_MIME)
-    if text:
-        raise ApiError(422, "unexpected_text", "text is for text proofs")
-    if not isinstance(file, UploadFile):
-        raise ApiError(422, "missing_file", "a photo proof needs a file")
-    data = await file.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise _too_large(max_bytes)
-    return Proof("photo", data, photo_type(data, file.content_type))
+    file = form.get("file")
+    photo, declared = None, None
+    if isinstance(file, UploadFile):
+        photo, declared = await file.read(max_bytes + 1), file.content_type
+    text = form.get("text")
+    return proof_from_form(
+        form.get("proof_type"), text, file is not None, photo, max_bytes, declared
+    )
 
 
 def _too_large(max_bytes: int) -> ApiError:

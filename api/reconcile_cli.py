@@ -14,18 +14,13 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
+from adapters.database import database_settings
 from adapters.payments import build_payment_gateway
 from adapters.settings import ServiceSettings
-from api.bootstrap import build_ledger, database_settings
-from application.reconcile import (
-    Report,
-    StripeRecords,
-    ledger_records,
-    reconcile,
-    wallet_events,
-)
+from api.bootstrap import build_ledger
+from application.reconcile import reconcile_ledger
 
 
 def parse_since(value: str) -> datetime:
@@ -37,39 +32,20 @@ def parse_since(value: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def run(since: datetime, ledger: Any, stripe: StripeRecords) -> Report:
-    return reconcile(since, ledger_records(wallet_events(ledger)), stripe)
-
-
-def write_text(report: Report, out: TextIO) -> None:
-    out.write(f"reconciliation since {report.since.isoformat()}\n")
-    for kind, totals in report.matched.items():
-        out.write(f"  matched {kind:<10} {totals['count']:>6}  {totals['cents']:>12} cents\n")
-    if report.ok:
-        out.write("no mismatch\n")
-        return
-    out.write(f"{len(report.mismatches)} mismatch(es):\n")
-    for m in report.mismatches:
-        out.write(
-            f"  {m.problem:<18} {m.kind:<10} {m.stripe_id}  "
-            f"ledger={m.ledger_cents} stripe={m.stripe_cents}\n"
-        )
-
-
 def cmd_reconcile(args: argparse.Namespace) -> int:
     config = ServiceSettings.from_env()
     db = database_settings(config)
     gateway: Any = build_payment_gateway(config, db)
     ledger = build_ledger(db, run_migrations=False)
     try:
-        report = run(args.since, ledger, gateway)
+        report = reconcile_ledger(args.since, ledger, gateway)
     finally:
         ledger.close()
     if args.json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        write_text(report, sys.stdout)
+        report.write_text(sys.stdout)
     return 0 if report.ok else 1
 
 

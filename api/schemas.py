@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Tokens = Annotated[int, Field(strict=True, gt=0, le=2**53, description="whole tokens (1 = 1¢)")]
+from adapters.persistence import holds_nul
+from domain.tokens import MAX_TOKENS, LotSource
+from domain.values import CashoutStatus, WithdrawalStatus
+from domain.wallet_state import LotOutcome
+
+Tokens = Annotated[
+    int, Field(strict=True, gt=0, le=MAX_TOKENS, description="whole tokens (1 = 1¢)")
+]
 
 
 class Body(BaseModel):
@@ -20,19 +27,15 @@ class Body(BaseModel):
     @field_validator("*", mode="after")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        if _has_nul(value):
+        if holds_nul(value):
             raise ValueError("text may not contain NUL characters")
         return value
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list | tuple | set | frozenset):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    return False
+class View(BaseModel):
+    """A response read off a domain or application view, attribute for attribute."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class Position(BaseModel):
@@ -67,7 +70,7 @@ class Balances(BaseModel):
 class LotOut(BaseModel):
     lot_id: UUID
     seq: int
-    source: Literal["deposit", "payout", "adjustment"]
+    source: LotSource
     amount: int
     remaining: int
     created_at: datetime
@@ -105,12 +108,12 @@ class WithdrawalIn(Body):
 class WithdrawalLot(BaseModel):
     lot_id: UUID
     tokens: int
-    status: Literal["pending", "refunded", "refused", "failed"]
+    status: LotOutcome = LotOutcome.PENDING
 
 
 class WithdrawalOut(BaseModel):
     withdrawal_id: UUID
-    status: Literal["pending", "settled"]
+    status: WithdrawalStatus
     tokens: int
     lots: list[WithdrawalLot]
     position: int
@@ -129,7 +132,7 @@ class CashoutIn(Body):
 
 class CashoutOut(BaseModel):
     cashout_id: UUID
-    status: Literal["pending", "settled", "failed"]
+    status: CashoutStatus
     tokens: int
     cents: int = Field(description="what the transfer pays: tokens × the token price then")
     token_price: int

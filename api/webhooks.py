@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from api.errors import ApiError
 from application.ports import InvalidWebhook, PaymentUnavailable, RetryLater
 
@@ -29,12 +31,18 @@ WEBHOOK_DOCS: dict[str, Any] = {
 }
 
 
+class WebhookReceived(BaseModel):
+    received: bool
+    event_id: str
+    outcome: str = Field(description="what was done: credited, duplicate, payouts_enabled, …")
+
+
 def deliver(
     verify: Callable[[bytes, str], Mapping[str, Any]],
     handle: Callable[[Mapping[str, Any]], str],
     payload: bytes,
     signature: str,
-) -> tuple[str, str]:
+) -> WebhookReceived:
     """Verify one delivery and apply it: the event's id and what the application did."""
     try:
         event = verify(payload, signature)
@@ -46,4 +54,4 @@ def deliver(
         raise ApiError(
             503, "retry_later", str(e), headers={"Retry-After": RETRY_WEBHOOK_SECONDS}
         ) from None
-    return str(event.get("id", "")), outcome
+    return WebhookReceived(received=True, event_id=str(event.get("id", "")), outcome=outcome)

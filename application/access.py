@@ -12,7 +12,9 @@ from typing import Protocol
 from uuid import UUID
 
 from application.ledger import Ledger
+from domain.aggregate import Cause
 from domain.challenge import Challenge
+from domain.challenge_view import ChallengeView, challenge_view
 from domain.errors import NotFound
 
 
@@ -32,6 +34,25 @@ def visible_challenge(ledger: Ledger, challenge_id: UUID, caller: Caller) -> Cha
     if not challenge.is_visible_to(caller.id, caller.is_admin):
         raise NotFound(f"no challenge {challenge_id}")
     return challenge
+
+
+def seen_by(
+    ledger: Ledger, challenge_id: UUID, caller: Caller, position: int | None = None
+) -> ChallengeView:
+    """The challenge as the caller sees it (:mod:`domain.challenge_view`), or NotFound;
+    ``position``: the command's that just changed it."""
+    challenge = visible_challenge(ledger, challenge_id, caller)
+    delay = ledger.settings.settlement_delay
+    return challenge_view(challenge, caller.id, caller.is_admin, delay, position)
+
+
+def acting_on(ledger: Ledger, challenge_id: UUID, caller: Caller, request_id: str) -> Cause:
+    """Who a command on a visible challenge is recorded as (NotFound if invisible): an admin
+    acting on another's challenge intervenes as an admin; anyone else acts as themselves."""
+    challenge = visible_challenge(ledger, challenge_id, caller)
+    if challenge.acts_as_admin(caller.id, caller.is_admin):
+        return Cause.admin(caller.id, request_id)
+    return Cause.user(caller.id, request_id)
 
 
 def participant_challenge(ledger: Ledger, challenge_id: UUID, caller: Caller) -> Challenge:

@@ -34,6 +34,7 @@ from application.ports import (
     Locks,
     PaymentRefused,
     PaymentUnavailable,
+    PayoutAccount,
     PayoutAccounts,
     PayoutGateway,
     RetryLater,
@@ -63,8 +64,28 @@ def never_paused() -> bool:
 class Cashouts:
     """Asking for a cash-out: only to an enabled Connect account (rules §2)."""
 
-    def __init__(self, ledger: Ledger, accounts: PayoutAccounts) -> None:
-        self.ledger, self.accounts = ledger, accounts
+    def __init__(
+        self, ledger: Ledger, accounts: PayoutAccounts, gateway: PayoutGateway | None = None
+    ) -> None:
+        self.ledger, self.accounts, self.gateway = ledger, accounts, gateway
+
+    def link_account(self, user_id: UUID, return_url: str) -> tuple[PayoutAccount, str]:
+        """The user's Connect Express account, created once (its Stripe idempotency key is
+        the user's), and a fresh onboarding link that comes back to ``return_url``. Payouts
+        are enabled when Stripe says so (``account.updated``, `ConnectEvents`)."""
+        assert self.gateway is not None, "linking accounts needs the payout gateway"
+        account = self.accounts.payout_account(str(user_id))
+        if account is None:
+            account_id = self.gateway.create_account(
+                user_id=str(user_id), idempotency_key=f"connect-account:{user_id}"
+            )
+            self.accounts.link_payout_account(str(user_id), account_id)
+            account = self.accounts.payout_account(str(user_id))
+            assert account is not None
+        url = self.gateway.onboarding_link(
+            account_id=account.account_id, refresh_url=return_url, return_url=return_url
+        )
+        return account, url
 
     def request(self, user_id: UUID, cashout_id: UUID, tokens: int, cause: Cause) -> CashoutHeld:
         account = self.accounts.payout_account(str(user_id))

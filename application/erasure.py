@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from application.ledger import Ledger
@@ -62,6 +62,9 @@ class WalletNotEmpty(Conflict):
         held = ", ".join(f"{n} {what}" for what, n in remaining.as_dict().items() if n)
         super().__init__(f"the wallet is not empty ({held}): withdraw or settle it first")
         self.remaining = remaining
+
+    def details(self) -> dict[str, Any]:
+        return dict(self.remaining.as_dict())
 
 
 def remaining_in(wallet: Wallet | None) -> Remaining:

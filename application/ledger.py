@@ -66,6 +66,7 @@ from domain.errors import (
 from domain.invite import InviteCode
 from domain.rules import make_terms
 from domain.tokens import positive_tokens
+from domain.values import ProofType
 from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
@@ -467,7 +468,7 @@ class Ledger(Application[UUID]):
             if joined:
                 wallet.lock_stake(challenge.id, challenge.terms.entry_stake, cause, at)
             receipt = self._save(challenge, wallet)
-            return Joined(receipt.position, challenge.id, joined, challenge.participant(user_id))
+            return Joined.recorded(challenge, user_id, receipt.position, joined)
 
         return self._retrying(attempt)
 
@@ -504,7 +505,7 @@ class Ledger(Application[UUID]):
             made = challenge.receive_submission(
                 user_id,
                 proof.proof_type,
-                proof.photo if proof.proof_type == "photo" else None,
+                proof.photo if proof.proof_type == ProofType.PHOTO else None,
                 cause,
                 at,
                 self.settings.photo_rules,
@@ -524,14 +525,7 @@ class Ledger(Application[UUID]):
                 reasons=made.reasons,
             )
             receipt = self._save(challenge, verification)
-            return SubmissionMade(
-                receipt.position,
-                made.submission_id,
-                made.slot,
-                made.status,
-                made.flags,
-                made.reasons,
-            )
+            return SubmissionMade.recorded(verification, receipt.position)
 
         return self._retrying(attempt)
 
@@ -559,14 +553,7 @@ class Ledger(Application[UUID]):
                 challenge.record_verdict(submission_id, verdict, penalty, cause, at)
                 changed.append(challenge)
             receipt = self._save(*changed)
-            return VoteCounted(
-                receipt.position,
-                verdict or verification.status,
-                len(verification.approvals),
-                len(verification.rejections),
-                verification.needed,
-                verification.eligible,
-            )
+            return VoteCounted.recorded(verification, receipt.position)
 
         return self._retrying(attempt)
 

@@ -1,5 +1,5 @@
-"""Photo proofs before they reach the ledger (rules §4): recognised from their bytes,
-decoded whole, stripped of their metadata and fingerprinted.
+"""Photo proofs before they reach the ledger (rules §4): decoded whole, stripped of their
+metadata and fingerprinted (what type a photo is, from its bytes, is ``domain.proofs``).
 
 Decoding is I/O-shaped work on hostile input, so it sits behind the :class:`PhotoInspector`
 port (``adapters.photos`` implements it with Pillow and imagehash); the rules that judge what
@@ -11,16 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from domain.errors import UnsupportedPhoto
 from domain.photos import CaptureStamp
-
-JPEG, PNG = "image/jpeg", "image/png"
-MAGIC = ((b"\xff\xd8\xff", JPEG), (b"\x89PNG\r\n\x1a\n", PNG))
-
-# What clients call the two types; any other declared type must match the bytes exactly.
-_ALIASES = {"image/jpg": JPEG, "image/pjpeg": JPEG, "image/x-png": PNG}
-# A client that does not know the type says so; the bytes then decide alone.
-_UNDECLARED = frozenset({"", "application/octet-stream"})
 
 
 @dataclass(frozen=True)
@@ -49,26 +40,3 @@ class PhotoInspector(Protocol):
     def strip(self, data: bytes, mime_type: str) -> bytes:
         """The stored copy of a photo kept before photos were re-encoded (served so)."""
         ...
-
-
-def sniff(data: bytes) -> str | None:
-    """The photo type the bytes start with (JPEG or PNG), or None."""
-    for magic, mime in MAGIC:
-        if data.startswith(magic):
-            return mime
-    return None
-
-
-def photo_type(data: bytes, declared: str | None) -> str:
-    """The MIME type of an uploaded photo, recognised from its bytes (rules §4).
-
-    Not a JPEG or PNG, or declared as another type than the bytes are: 415.
-    """
-    sniffed = sniff(data)
-    if sniffed is None:
-        raise UnsupportedPhoto("a photo proof must be a JPEG or a PNG")
-    said = (declared or "").split(";")[0].strip().lower()
-    said = _ALIASES.get(said, said)
-    if said not in _UNDECLARED and said != sniffed:
-        raise UnsupportedPhoto(f"the file was sent as {said} but its bytes are {sniffed}")
-    return sniffed

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from domain.challenge import Participant
+from domain.challenge import Challenge
+from domain.values import ProofType, SubmissionFlag, SubmissionStatus
+from domain.verification import Verification, tally_of
 
 
 @dataclass(frozen=True)
@@ -24,10 +26,18 @@ class ChallengeCreated(Receipt):
 
 @dataclass(frozen=True)
 class Joined(Receipt):
+    """A participation: new (``joined``), or the one the user already had (no second stake)."""
+
     challenge_id: UUID
     joined: bool
-    # The user's participation as the command left it (new, or the one they already had).
-    participant: Participant
+    stake: int
+    timezone: str
+
+    @classmethod
+    def recorded(cls, challenge: Challenge, user_id: UUID, position: int, joined: bool) -> Joined:
+        """The user's participation as the command left it (new, or the one they had)."""
+        me = challenge.participant(user_id)
+        return cls(position, challenge.id, joined, me.stake, me.timezone)
 
 
 @dataclass(frozen=True)
@@ -47,20 +57,36 @@ class CashoutHeld(Receipt):
 @dataclass(frozen=True)
 class SubmissionMade(Receipt):
     submission_id: UUID
+    challenge_id: UUID
     slot: str
-    status: str
-    flags: tuple[str, ...]
-    flag_reasons: tuple[str, ...] = ()
+    status: SubmissionStatus
+    flags: tuple[SubmissionFlag, ...]
+    proof_type: ProofType
+    flag_reasons: dict[str, str]
     """Why each of ``flags`` was raised."""
+
+    @classmethod
+    def recorded(cls, verification: Verification, position: int) -> SubmissionMade:
+        """The submission as its save recorded it."""
+        v = verification
+        return cls(
+            position, v.id, v.challenge_id, v.slot, v.status, v.flags, v.proof_type, v.reasons()
+        )
 
 
 @dataclass(frozen=True)
 class VoteCounted(Receipt):
-    status: str
+    status: SubmissionStatus
     approvals: int
     rejections: int
     needed: int
     eligible: int
+
+    @classmethod
+    def recorded(cls, verification: Verification, position: int) -> VoteCounted:
+        """The count as the vote's save left the submission (decided or still pending)."""
+        t = tally_of(verification)
+        return cls(position, t.status, t.approvals, t.rejections, t.needed, t.eligible)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from domain.wallet import Wallet
+from domain.wallet_state import WriteOffReason
 
 LOOKBACK = timedelta(days=1)
 REFUND_MADE = frozenset({"pending", "requires_action", "succeeded"})
@@ -74,6 +75,21 @@ class Report:
     def ok(self) -> bool:
         return not self.mismatches
 
+    def write_text(self, out: TextIO) -> None:
+        """The report as an operator reads it: matched totals, then every mismatch."""
+        out.write(f"reconciliation since {self.since.isoformat()}\n")
+        for kind, totals in self.matched.items():
+            out.write(f"  matched {kind:<10} {totals['count']:>6}  {totals['cents']:>12} cents\n")
+        if self.ok:
+            out.write("no mismatch\n")
+            return
+        out.write(f"{len(self.mismatches)} mismatch(es):\n")
+        for m in self.mismatches:
+            out.write(
+                f"  {m.problem:<18} {m.kind:<10} {m.stripe_id}  "
+                f"ledger={m.ledger_cents} stripe={m.stripe_cents}\n"
+            )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "since": self.since.isoformat(),
@@ -110,7 +126,7 @@ def ledger_records(events: Iterable[Any]) -> dict[tuple[str, str], LedgerRecord]
             if ("disputes", e.dispute_id) not in out:
                 put("disputes", e.dispute_id, 0, at)
         elif isinstance(e, W.LotWrittenOff):
-            kind = "refunds" if e.reason == "external_refund" else "disputes"
+            kind = "refunds" if e.reason == WriteOffReason.EXTERNAL_REFUND else "disputes"
             put(kind, e.reference, e.cents, at)
         elif isinstance(e, W.WriteOffReversed):
             put("refunds", e.reference, 0, at)
@@ -176,3 +192,8 @@ def wallet_events(ledger: Any, page: int = 1000) -> Iterable[Any]:
         if len(batch) < page:
             return
         start = batch[-1].id + 1
+
+
+def reconcile_ledger(since: datetime, ledger: Any, stripe: StripeRecords) -> Report:
+    """The ledger's wallet events since the start against Stripe's objects since ``since``."""
+    return reconcile(since, ledger_records(wallet_events(ledger)), stripe)

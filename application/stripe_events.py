@@ -33,8 +33,10 @@ from application.ports import CheckoutSession, CheckoutSessions, Locks, PaymentG
 from domain import ids
 from domain.aggregate import Cause
 from domain.errors import Conflict, InvalidAmount, InvalidField, NotFound, WalletClosed
-from domain.tokens import positive_tokens
+from domain.origins import same_origin
+from domain.tokens import LotSource, positive_tokens
 from domain.wallet import Wallet
+from domain.wallet_state import LotOutcome
 
 log = logging.getLogger("peerpush.stripe")
 
@@ -55,6 +57,24 @@ class DepositLimitExceeded(Conflict):
         )
         self.limit, self.used, self.requested, self.remaining = limit, used, requested, remaining
 
+    def details(self) -> dict[str, Any]:
+        return {"limit": self.limit, "used": self.used, "remaining": self.remaining}
+
+
+class ForeignReturnUrl(InvalidField):
+    """A return URL off the service's public origin (rules §7: no open redirect, 422)."""
+
+    code = "invalid_request"
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__("return URLs must be on the service's public origin")
+        self.fields = fields
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "errors": [{"loc": ["body", f], "msg": "not on the public origin"} for f in self.fields]
+        }
+
 
 @dataclass(frozen=True)
 class CheckoutOpened:
@@ -68,8 +88,25 @@ class CheckoutOpened:
 class Deposits:
     """Buying tokens: a Stripe Checkout Session within the daily limit."""
 
-    def __init__(self, ledger: Ledger, gateway: PaymentGateway, sessions: CheckoutSessions) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: PaymentGateway,
+        sessions: CheckoutSessions,
+        public_origin: str | None = None,
+    ) -> None:
         self.ledger, self.gateway, self.sessions = ledger, gateway, sessions
+        self.public_origin = public_origin  # where the payer's browser may be sent back
+
+    def check_return_urls(self, success_url: str, cancel_url: str) -> None:
+        """Refuse return URLs off the public origin: the payer's browser follows them, so a
+        foreign one would turn our checkout into a redirect to any site (rules §7)."""
+        if self.public_origin is None:
+            return
+        urls = {"success_url": success_url, "cancel_url": cancel_url}
+        foreign = [f for f, url in urls.items() if not same_origin(url, self.public_origin)]
+        if foreign:
+            raise ForeignReturnUrl(foreign)
 
     def open_checkout(
         self, user_id: UUID, deposit_id: UUID, tokens: int, success_url: str, cancel_url: str
@@ -129,7 +166,7 @@ class Deposits:
         return sum(
             lot.amount
             for lot in wallet.lots.values()
-            if lot.source == "deposit" and lot.created_at > since
+            if lot.source == LotSource.DEPOSIT and lot.created_at > since
         )
 
 
@@ -298,9 +335,11 @@ class StripeEvents:
         if hold is None or str(lot_id) not in hold.lots:
             return "ignored"
         outcome = hold.outcome(lot_id)
-        if outcome == "pending":
+        if outcome is LotOutcome.PENDING:
             raise RetryLater(f"refund {refund.get('id')} failed before it was recorded")
-        if outcome != "refunded" or hold.refund_ids.get(str(lot_id)) != refund.get("id"):
+        if outcome is not LotOutcome.REFUNDED or hold.refund_ids.get(str(lot_id)) != refund.get(
+            "id"
+        ):
             return "duplicate"
         self.ledger.fail_refund(user_id, withdrawal_id, lot_id, cause)
         return "refund_failed"

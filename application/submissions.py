@@ -16,9 +16,8 @@ Text proofs are stored the same way: events never carry their words.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -28,9 +27,19 @@ from application.photos import PhotoInspector
 from application.ports import Clock, ProofExists, ProofStore, SystemClock
 from application.receipts import SubmissionMade, VoteCounted
 from domain.aggregate import Cause
+from domain.challenge import Challenge
 from domain.errors import Conflict, DomainError, ProofTypeNotAllowed
 from domain.photos import PhotoEvidence
-from domain.verification import PENDING, ProofFacts, Verification
+from domain.proofs import Proof
+from domain.values import ProofType, SubmissionFlag, SubmissionStatus
+from domain.verification import (
+    PENDING,
+    ProofFacts,
+    SubmissionView,
+    Verification,
+    submission_view,
+    tally_of,
+)
 
 ORPHAN_AFTER = timedelta(minutes=10)
 """An object no event names is an orphan (a crash between upload and ``submit``) once it is
@@ -38,22 +47,6 @@ this old; younger, it is taken for another upload of the same slot still in flig
 
 PROOF_URL_SECONDS = 300
 """How long a presigned URL to a proof stays valid (S3)."""
-
-
-@dataclass(frozen=True)
-class Proof:
-    """An uploaded proof, read and fingerprinted, not yet stored."""
-
-    proof_type: str
-    data: bytes
-    mime_type: str
-    sha256: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
-
-    def facts(self, key: str) -> ProofFacts:
-        return ProofFacts(self.proof_type, key, self.mime_type, len(self.data), self.sha256)
 
 
 @dataclass(frozen=True)
@@ -93,9 +86,9 @@ class SubmissionItem:
     submission_id: UUID
     user_id: UUID
     slot: str
-    status: str
-    proof_type: str
-    flags: tuple[str, ...]
+    status: SubmissionStatus
+    proof_type: ProofType
+    flags: tuple[SubmissionFlag, ...]
 
 
 @dataclass(frozen=True)
@@ -111,10 +104,38 @@ class ServedProof:
 class Review:
     """A submission the user can still vote on, and when voting on it closes."""
 
-    verification: Verification
+    submission_id: UUID
     challenge_id: UUID
     challenge_name: str
+    user_id: UUID
+    slot: str
+    proof_type: ProofType
+    flags: tuple[SubmissionFlag, ...]
+    flag_reasons: dict[str, str]
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
     closes_at: datetime
+
+    @classmethod
+    def of(cls, v: Verification, challenge: Challenge, closes_at: datetime) -> Review:
+        t = tally_of(v)
+        return cls(
+            v.id,
+            challenge.id,
+            challenge.terms.name,
+            v.user_id,
+            v.slot,
+            v.proof_type,
+            v.flags,
+            v.reasons(),
+            t.approvals,
+            t.rejections,
+            t.needed,
+            t.eligible,
+            closes_at,
+        )
 
 
 class Submissions:
@@ -161,12 +182,12 @@ class Submissions:
     def prepare(self, proof: Proof, key: str) -> PreparedProof:
         """What to store for a proof and what to record: a text as it is; a photo decoded
         whole and re-encoded without its metadata (refused if it does not decode)."""
-        if proof.proof_type != "photo":
+        if proof.proof_type != ProofType.PHOTO:
             return PreparedProof(proof, proof.facts(key))
         inspected = self.photos.inspect(proof.data, proof.mime_type)
-        stored = Proof("photo", inspected.data, proof.mime_type)
+        stored = Proof(ProofType.PHOTO, inspected.data, proof.mime_type)
         facts = ProofFacts(
-            "photo",
+            ProofType.PHOTO,
             key,
             proof.mime_type,
             len(proof.data),
@@ -196,9 +217,12 @@ class Submissions:
         ]
         return sorted(items, key=lambda s: (s.slot, str(s.user_id)))
 
-    def submission(self, submission_id: UUID, caller: Caller) -> Verification:
-        """The submission, for its challenge's participants (NotFound if the challenge is
-        invisible to the caller, else NotParticipant)."""
+    def submission(self, submission_id: UUID, caller: Caller) -> SubmissionView:
+        """The submission as the caller sees it, for its challenge's participants (NotFound
+        if the challenge is invisible to the caller, else NotParticipant)."""
+        return submission_view(self._submission(submission_id, caller), caller.id)
+
+    def _submission(self, submission_id: UUID, caller: Caller) -> Verification:
         verification = self.ledger.verification(submission_id)
         participant_challenge(self.ledger, verification.challenge_id, caller)
         return verification
@@ -209,7 +233,7 @@ class Submissions:
         A photo stored as it was uploaded (before photos were re-encoded) may carry its
         camera's metadata, its location too: it is served re-encoded, never as stored.
         """
-        v = self.submission(submission_id, caller)
+        v = self._submission(submission_id, caller)
         if v.stored_with_metadata:
             kept = self.proofs.get(v.proof_key)
             return ServedProof(v.mime_type, data=self.photos.strip(kept, v.mime_type))
@@ -240,7 +264,5 @@ class Submissions:
                     continue
                 v = self.ledger.verification(record.submission_id)
                 if v.may_vote(user_id, is_participant):
-                    found.append(
-                        Review(v, challenge_id, challenge.terms.name, challenge.settles_at(delay))
-                    )
+                    found.append(Review.of(v, challenge, challenge.settles_at(delay)))
         return found

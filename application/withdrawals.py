@@ -47,6 +47,7 @@ from domain.aggregate import Cause
 from domain.errors import DomainError, OutcomeAlreadyRecorded
 from domain.tokens import Lot
 from domain.wallet import Wallet, WithdrawalHold
+from domain.wallet_state import LotOutcome
 
 log = logging.getLogger("peerpush.withdrawals")
 
@@ -186,7 +187,7 @@ class WithdrawalWorker:
             if hold.settled:
                 continue
             for lot_key in hold.lots:
-                if hold.outcome(UUID(lot_key)) != "pending":
+                if hold.outcome(UUID(lot_key)) is not LotOutcome.PENDING:
                     continue
                 outcome = self._settle_lot(wallet, hold, wallet.lot(lot_key))
                 pair = (hold.withdrawal_id, UUID(lot_key))

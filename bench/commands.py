@@ -42,8 +42,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
+from adapters.database import database_settings
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
-from api.bootstrap import database_settings
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from application.settings import LedgerSettings

@@ -40,8 +40,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adapters.database import database_settings  # noqa: E402
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
-from api.bootstrap import database_settings  # noqa: E402
 from bench import bare_app  # noqa: E402
 from bench.generator import HttpSetup  # noqa: E402
 

@@ -35,9 +35,9 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from adapters.database import database_settings, ledger_env  # noqa: E402
 from adapters.migrations import upgrade  # noqa: E402
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
-from api.bootstrap import database_settings, ledger_env  # noqa: E402
 from application.ledger import Ledger  # noqa: E402
 from bench.generator import CommandMix  # noqa: E402
 from bench.report import record  # noqa: E402

@@ -32,11 +32,12 @@ sys.path.insert(0, os.environ.get("BENCH_APP_ROOT", str(ROOT)))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from adapters.database import database_settings  # noqa: E402
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
 from adapters.settings import ServiceSettings  # noqa: E402
 from adapters.test_clock import PgTestClock  # noqa: E402
 from api.app import create_app  # noqa: E402
-from api.bootstrap import build_services, database_settings  # noqa: E402
+from api.bootstrap import build_services  # noqa: E402
 from bench.generator import HttpSetup, bearer  # noqa: E402
 
 

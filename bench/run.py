@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-from api.bootstrap import database_settings  # noqa: E402
+from adapters.database import database_settings  # noqa: E402
 from bench import http_bench, inprocess  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")

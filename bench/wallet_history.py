@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from adapters.database import database_settings, ledger_env
 from adapters.migrations import upgrade
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema
-from api.bootstrap import database_settings, ledger_env
 from application.ledger import Ledger
 from bench.report import record
 from domain import ids

@@ -26,6 +26,7 @@ from domain.errors import (
     UnknownCashout,
 )
 from domain.tokens import Lot, Returned, Taken, positive_tokens, returning, take_fifo
+from domain.values import CashoutStatus
 
 if TYPE_CHECKING:
     from domain.aggregate import LedgerAggregate as _Base
@@ -37,7 +38,7 @@ CASHOUT_SOURCES = ("payout", "adjustment")
 
 DAY = timedelta(hours=24)
 
-PENDING, SETTLED, FAILED = "pending", "settled", "failed"
+PENDING, SETTLED, FAILED = tuple(CashoutStatus)
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,14 @@ class CashoutHold:
     lots: list[list[Any]]  # [lot id, tokens] in the order they were taken
     token_price: int
     requested_at: datetime
-    status: str = PENDING
+    status: CashoutStatus = PENDING
     transfer_id: str = ""
     reason: str = ""
     reversed: int = 0
     reversals: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = CashoutStatus(self.status)  # a snapshot holds the plain string
 
     @property
     def cents(self) -> int:

@@ -30,7 +30,6 @@ from domain.errors import (
     VoteRefused,
 )
 from domain.photos import (
-    DUPLICATE,
     Flag,
     PhotoEvidence,
     PhotoRules,
@@ -48,8 +47,17 @@ from domain.schedule import (
     validate_timezone,
 )
 from domain.settlement import Split, finishes, split_pool
+from domain.values import (
+    ChallengeResult,
+    ChallengeStatus,
+    ProofType,
+    SubmissionFlag,
+    SubmissionStatus,
+    VerificationMode,
+    Visibility,
+)
 
-DRAFT, ACTIVE, SETTLED, CANCELLED = "draft", "active", "settled", "cancelled"
+DRAFT, ACTIVE, SETTLED, CANCELLED = tuple(ChallengeStatus)
 
 
 @dataclass(slots=True)
@@ -65,15 +73,18 @@ class SubmissionRecord:
     submission_id: UUID
     user_id: UUID
     slot: str
-    status: str
+    status: SubmissionStatus
     sha256: str = ""
     phash: str = ""
-    flags: tuple[str, ...] = ()
+    flags: tuple[SubmissionFlag, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.status = SubmissionStatus(self.status)  # a snapshot holds the plain string
 
     @property
-    def proof_type(self) -> str:
+    def proof_type(self) -> ProofType:
         """Only photo proofs are fingerprinted in the challenge (for the duplicate flag)."""
-        return "photo" if self.sha256 else "text"
+        return ProofType.PHOTO if self.sha256 else ProofType.TEXT
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,8 @@ class NewSubmission:
 
     submission_id: UUID
     slot: str
-    status: str
-    flags: tuple[str, ...]
+    status: SubmissionStatus
+    flags: tuple[SubmissionFlag, ...]
     eligible: int
     reasons: tuple[str, ...] = ()
     """Why each flag was raised, in the order of ``flags``."""
@@ -159,10 +170,10 @@ class Challenge(LedgerAggregate):
         submission_id: UUID
         user_id: UUID
         slot: str
-        status: str
+        status: SubmissionStatus
         sha256: str
         phash: str
-        flags: tuple[str, ...]
+        flags: tuple[SubmissionFlag, ...]
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -173,10 +184,10 @@ class Challenge(LedgerAggregate):
                 self.submission_id,
                 self.user_id,
                 self.slot,
-                self.status,
+                SubmissionStatus(self.status),
                 self.sha256,
                 self.phash,
-                tuple(self.flags),
+                tuple(SubmissionFlag(f) for f in self.flags),
             )
             if self.sha256:
                 challenge.photo_hashes.setdefault(self.sha256, str(self.submission_id))
@@ -187,12 +198,12 @@ class Challenge(LedgerAggregate):
         TOPIC = "peerpush:Challenge.SubmissionDecided"
         submission_id: UUID
         user_id: UUID
-        status: str
+        status: SubmissionStatus
         penalty: int
 
         def apply(self, challenge: Challenge) -> None:
             record = challenge.submissions[str(self.submission_id)]
-            record.status = self.status
+            record.status = SubmissionStatus(self.status)
             challenge.participants[str(record.user_id)].penalties += self.penalty
             challenge.pool += self.penalty
 
@@ -241,16 +252,16 @@ class Challenge(LedgerAggregate):
             challenge.returned = self.returned
             challenge.paid_out = self.paid_out
             for submission_id in self.closed_submissions:
-                challenge.submissions[str(submission_id)].status = "expired"
+                challenge.submissions[str(submission_id)].status = SubmissionStatus.EXPIRED
             for submission_id in self.accepted_at_close:
-                challenge.submissions[str(submission_id)].status = "accepted"
+                challenge.submissions[str(submission_id)].status = SubmissionStatus.ACCEPTED
             challenge.finishers = [str(r[0]) for r in self.results if r[3]]
 
     def __init__(self, owner_id: UUID, invite_code: str, terms: dict[str, Any]) -> None:
         self.owner_id = owner_id
         self.invite_code = invite_code
         self.terms = ChallengeTerms(**_terms_from_event(terms))
-        self.status = DRAFT
+        self.status: ChallengeStatus = DRAFT
         self.participants: dict[str, Participant] = {}
         self.submissions: dict[str, SubmissionRecord] = {}
         self.photo_hashes: dict[str, str] = {}
@@ -311,7 +322,7 @@ class Challenge(LedgerAggregate):
             return True
         if self.status == DRAFT:
             return False
-        return self.terms.visibility != "private" or user_id in self.terms.allow_list
+        return self.terms.visibility != Visibility.PRIVATE or user_id in self.terms.allow_list
 
     def acts_as_admin(self, user_id: UUID, is_admin: bool) -> bool:
         """Whether a command by this user is an admin's intervention (recorded as such)
@@ -319,23 +330,30 @@ class Challenge(LedgerAggregate):
         return is_admin and user_id != self.owner_id
 
     @property
-    def outcome(self) -> str | None:
+    def outcome(self) -> ChallengeResult | None:
         """How the challenge ended, as shown to users: ``cancelled``, ``paid_out`` (someone
         finished) or ``forfeited`` (nobody did); ``None`` while it has not ended."""
         if self.status == CANCELLED:
-            return "cancelled"
+            return ChallengeResult.CANCELLED
         if self.status == SETTLED:
-            return "paid_out" if self.finishers else "forfeited"
+            return ChallengeResult.PAID_OUT if self.finishers else ChallengeResult.FORFEITED
         return None
 
-    def photo_flags(self, sha256: str, submission_id: UUID | None = None) -> tuple[str, ...]:
+    def allow_list_shown_to(self, reader_id: UUID, is_admin: bool) -> bool:
+        """The allow-list names other users: only the owner and admins see it (rules §7)."""
+        return is_admin or reader_id == self.owner_id
+
+    def photo_flags(
+        self, sha256: str, submission_id: UUID | None = None
+    ) -> tuple[SubmissionFlag, ...]:
         """``("duplicate",)`` when another submission of this challenge already carried the
         same photo (by SHA-256); the first submission with a photo is never the duplicate.
         Text proofs (no hash) are never flagged."""
         first = self.photo_hashes.get(sha256) if sha256 else None
-        return (DUPLICATE,) if first is not None and first != str(submission_id) else ()
+        duplicate = first is not None and first != str(submission_id)
+        return (SubmissionFlag.DUPLICATE,) if duplicate else ()
 
-    def flags_of(self, record: SubmissionRecord) -> tuple[str, ...]:
+    def flags_of(self, record: SubmissionRecord) -> tuple[SubmissionFlag, ...]:
         """The flags a submission carries: those recorded when it arrived, and the
         ``duplicate`` flag (recomputed, so submissions recorded before flags were kept
         show it too)."""
@@ -394,7 +412,7 @@ class Challenge(LedgerAggregate):
             raise ChallengeNotJoinable(f"the challenge is {self.status}")
         if at >= self.terms.starts_at:
             raise ChallengeNotJoinable("the challenge has started")
-        if self.terms.visibility == "private" and user_id not in self.terms.allow_list:
+        if self.terms.visibility == Visibility.PRIVATE and user_id not in self.terms.allow_list:
             raise NotAllowListed("this private challenge is by invitation only")
         if len(self.participants) >= self.terms.max_participants:
             raise ChallengeFull("the challenge is full")
@@ -443,7 +461,7 @@ class Challenge(LedgerAggregate):
         if proof_type not in self.terms.proof_types:
             raise ProofTypeNotAllowed(f"{proof_type} proofs are not allowed here")
         tz = governing_timezone(self.terms.window, participant.timezone)
-        slot = slot_of(at, self.terms.frequency, self.terms.window, tz)  # type: ignore[arg-type]
+        slot = slot_of(at, self.terms.frequency, self.terms.window, tz)
         if slot is None:
             raise SubmissionRefused("outside the challenge's time window")
         submission_id = ids.submission_id(self.id, user_id, slot.isoformat())
@@ -467,8 +485,9 @@ class Challenge(LedgerAggregate):
         found = () if photo is None else self._judge(user_id, slot, photo, at, rules)
         flags = tuple(f.name for f in found)
         eligible = len(self.participants) - 1
-        review = self.terms.verification_mode == "quorum" or forces_review(flags)
-        status = "pending" if review and eligible > 0 else "accepted"
+        review = self.terms.verification_mode == VerificationMode.QUORUM or forces_review(flags)
+        pending = review and eligible > 0
+        status = SubmissionStatus.PENDING if pending else SubmissionStatus.ACCEPTED
         self._record(
             self.SubmissionReceived,
             cause,
@@ -486,7 +505,12 @@ class Challenge(LedgerAggregate):
         )
 
     def record_verdict(
-        self, submission_id: UUID, status: str, penalty: int, cause: Cause, at: datetime
+        self,
+        submission_id: UUID,
+        status: SubmissionStatus,
+        penalty: int,
+        cause: Cause,
+        at: datetime,
     ) -> None:
         self._record(
             self.SubmissionDecided,
@@ -533,14 +557,14 @@ class Challenge(LedgerAggregate):
         accepted_at_close: list[UUID] = []
         mode = self.terms.verification_mode
         for record in self.submissions.values():
-            if record.status == "pending" and accepted_when_voting_closes(
+            if record.status == SubmissionStatus.PENDING and accepted_when_voting_closes(
                 self.flags_of(record), mode
             ):
                 accepted_at_close.append(record.submission_id)
                 accepted.setdefault(str(record.user_id), set()).add(record.slot)
-            elif record.status == "accepted":
+            elif record.status == SubmissionStatus.ACCEPTED:
                 accepted.setdefault(str(record.user_id), set()).add(record.slot)
-            elif record.status == "pending":
+            elif record.status == SubmissionStatus.PENDING:
                 pending.append(record.submission_id)
         counted = []
         for p in self.participants.values():
@@ -549,7 +573,7 @@ class Challenge(LedgerAggregate):
                 expected_slots(
                     self.terms.starts_at,
                     self.terms.ends_at,
-                    self.terms.frequency,  # type: ignore[arg-type]
+                    self.terms.frequency,
                     self.terms.window,
                     tz,
                 )
@@ -598,7 +622,7 @@ class Challenge(LedgerAggregate):
         tz = governing_timezone(self.terms.window, participant.timezone)
         windows = slot_windows(
             date.fromisoformat(slot),
-            self.terms.frequency,  # type: ignore[arg-type]
+            self.terms.frequency,
             self.terms.window,
             tz,
         )
@@ -632,7 +656,7 @@ class Challenge(LedgerAggregate):
 
 
 def _check_private_list(terms: ChallengeTerms) -> None:
-    if terms.visibility != "private" and terms.allow_list:
+    if terms.visibility != Visibility.PRIVATE and terms.allow_list:
         raise InvalidField("an allow-list is only for private challenges")
 
 

@@ -1,16 +1,26 @@
 """Named refusals of the business rules.
 
 Every refusal a client can see is one of these, so the API maps them to statuses in one
-place and the domain never uses ``assert`` for a business rule.
+place and the domain never uses ``assert`` for a business rule. What a refusal tells the
+caller beyond its code and message (the amounts involved, when to try again) is declared
+with it (`DomainError.details`, `DomainError.retry_after`); the API only translates.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class DomainError(Exception):
     """A command was refused by a business rule; nothing was changed."""
 
     code = "domain_error"
+    retry_after: int | None = None
+    """Seconds after which the same command may succeed (None: not by waiting)."""
+
+    def details(self) -> dict[str, Any]:
+        """What the caller learns beyond the code and the message (the amounts involved)."""
+        return {}
 
 
 class InvalidAmount(DomainError):
@@ -35,6 +45,9 @@ class InsufficientFunds(DomainError):
         self.needed = needed
         self.available = available
 
+    def details(self) -> dict[str, Any]:
+        return {"needed": self.needed, "available": self.available}
+
 
 class NotRefundable(DomainError):
     """More was asked back to the card than the refundable lots hold (409)."""
@@ -45,6 +58,9 @@ class NotRefundable(DomainError):
         super().__init__(f"requested {requested} tokens, {refundable} refundable")
         self.requested = requested
         self.refundable = refundable
+
+    def details(self) -> dict[str, Any]:
+        return {"requested": self.requested, "refundable": self.refundable}
 
 
 class NotFound(DomainError):
@@ -103,6 +119,20 @@ class ProofTypeNotAllowed(DomainError):
     code = "proof_type_not_allowed"
 
 
+class InvalidProof(InvalidField):
+    """A proof that is not what its type says (no text, no file, both) (422)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class ProofTooLarge(InvalidField):
+    """A proof beyond its size limit (413)."""
+
+    code = "proof_too_large"
+
+
 class DuplicateSubmission(Conflict):
     code = "duplicate_submission"
 
@@ -154,6 +184,9 @@ class NotCashoutable(DomainError):
         self.requested = requested
         self.cashoutable = cashoutable
         self.reason = reason
+
+    def details(self) -> dict[str, Any]:
+        return {"requested": self.requested, "cashoutable": self.cashoutable, "reason": self.reason}
 
 
 class BelowMinimumCashout(InvalidAmount):

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from domain.aggregate import Cause, LedgerEvent
 from domain.tokens import Lot
+from domain.values import CashoutStatus
 from domain.wallet_state import WalletState, WriteOffReason
 
 
@@ -67,7 +68,7 @@ class LotRecords(WalletState):
         # A cash-out's transfer can be reversed (tokens back to its lots) whenever Stripe says
         # so, even long after it settled: its lots are kept unless it failed or came back whole.
         for cashout in getattr(self, "cashouts", {}).values():
-            if cashout.status != "failed" and cashout.reversed < cashout.tokens:
+            if cashout.status != CashoutStatus.FAILED and cashout.reversed < cashout.tokens:
                 named |= {str(lot) for lot, _ in cashout.lots}
         named |= {
             str(record.lot_id)

@@ -16,10 +16,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from datetime import timezone as dt_timezone
 from zoneinfo import ZoneInfo
 
-DUPLICATE = "duplicate"
-NEAR_DUPLICATE = "near_duplicate"
-CAPTURE_TIME_OUTSIDE_WINDOW = "capture_time_outside_window"
-CAPTURE_TIME_MISSING = "capture_time_missing"
+from domain.values import SubmissionFlag, VerificationMode
+
+DUPLICATE = SubmissionFlag.DUPLICATE
+NEAR_DUPLICATE = SubmissionFlag.NEAR_DUPLICATE
+CAPTURE_TIME_OUTSIDE_WINDOW = SubmissionFlag.CAPTURE_TIME_OUTSIDE_WINDOW
+CAPTURE_TIME_MISSING = SubmissionFlag.CAPTURE_TIME_MISSING
 
 # The order flags are listed in, most serious first.
 FLAG_ORDER = (DUPLICATE, NEAR_DUPLICATE, CAPTURE_TIME_OUTSIDE_WINDOW, CAPTURE_TIME_MISSING)
@@ -75,7 +77,7 @@ class PhotoEvidence:
 class Flag:
     """One reason to doubt a photo, and why, in words a reviewer reads."""
 
-    name: str
+    name: SubmissionFlag
     reason: str
 
 
@@ -179,10 +181,10 @@ def forces_review(flags: Iterable[str]) -> bool:
 def accepted_when_voting_closes(flags: Iterable[str], mode: str) -> bool:
     """In ``auto`` mode a flagged photo nobody decided counts as accepted when voting
     closes (peers were asked and nobody objected), unless it is an exact copy."""
-    return mode == "auto" and DUPLICATE not in set(flags)
+    return mode == VerificationMode.AUTO and DUPLICATE not in set(flags)
 
 
-def ordered(flags: Iterable[str]) -> tuple[str, ...]:
+def ordered(flags: Iterable[str]) -> tuple[SubmissionFlag, ...]:
     """Distinct flags in their documented order."""
     present = set(flags)
     return tuple(f for f in FLAG_ORDER if f in present)

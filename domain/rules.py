@@ -5,23 +5,30 @@ Terms are fixed once the challenge is published: they may be edited only in draf
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from datetime import datetime, time, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from domain.errors import InvalidField
 from domain.schedule import TimeWindow, validate_timezone
 from domain.tokens import non_negative_tokens
-
-VISIBILITIES = ("public", "private", "unlisted")
-FREQUENCIES = ("daily", "weekdays", "weekly")
-SCOPES = ("participant_local", "challenge_tz")
-PROOF_TYPES = ("photo", "text")
-MODES = ("auto", "quorum")
-INVITE_CODE = re.compile(r"^[A-Z0-9]{6}$")
-CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+from domain.values import (
+    CLOCK_TIME,
+    DESCRIPTION_LENGTH,
+    GRACE_SLOTS,
+    INVITE_CODE,
+    MIN_PARTICIPANTS,
+    NAME_LENGTH,
+    QUORUM_PCT,
+    Bounds,
+    Frequency,
+    ProofType,
+    Scope,
+    VerificationMode,
+    Visibility,
+)
 
 
 @dataclass(frozen=True)
@@ -42,22 +49,36 @@ class ChallengeTerms:
 
     name: str
     description: str
-    visibility: str
+    visibility: Visibility
     allow_list: tuple[UUID, ...]
     starts_at: datetime
     ends_at: datetime
     entry_stake: int
     max_participants: int
-    frequency: str
+    frequency: Frequency
     window_start: str
     window_end: str
     timezone: str
-    scope: str
-    proof_types: tuple[str, ...]
-    verification_mode: str
+    scope: Scope
+    proof_types: tuple[ProofType, ...]
+    verification_mode: VerificationMode
     quorum_pct: int
     grace: int
     penalty_tokens: int
+
+    def __post_init__(self) -> None:
+        # Terms read back from an event or a snapshot hold plain strings and lists: the
+        # same values, given their types again (an event's payload itself never changes).
+        typed = {
+            "visibility": Visibility(self.visibility),
+            "allow_list": tuple(UUID(str(u)) for u in self.allow_list),
+            "frequency": Frequency(self.frequency),
+            "scope": Scope(self.scope),
+            "proof_types": tuple(ProofType(p) for p in self.proof_types),
+            "verification_mode": VerificationMode(self.verification_mode),
+        }
+        for name, value in typed.items():
+            object.__setattr__(self, name, value)
 
     @property
     def window(self) -> TimeWindow:
@@ -65,7 +86,7 @@ class ChallengeTerms:
             start=time.fromisoformat(self.window_start),
             end=time.fromisoformat(self.window_end),
             timezone=self.timezone,
-            scope=self.scope,  # type: ignore[arg-type]
+            scope=self.scope,
         )
 
     def as_fields(self) -> dict[str, Any]:
@@ -81,9 +102,9 @@ def make_terms(
     ``limits.max_start_ahead_days`` after it (a far-future date would otherwise overflow the
     settlement time and stop the worker). Without it only the duration is bounded.
     """
-    name = _text(given.get("name"), "name", 3, 120)
-    description = _text(given.get("description", ""), "description", 0, 2_000)
-    visibility = _choice(given.get("visibility", "public"), "visibility", VISIBILITIES)
+    name = _text(given.get("name"), "name", NAME_LENGTH)
+    description = _text(given.get("description", ""), "description", DESCRIPTION_LENGTH)
+    visibility = _choice(given.get("visibility", Visibility.PUBLIC), "visibility", Visibility)
     allow_list = tuple(UUID(str(u)) for u in given.get("allow_list", ()) or ())
     starts_at = _aware(given.get("starts_at"), "starts_at")
     ends_at = _aware(given.get("ends_at"), "ends_at")
@@ -97,9 +118,11 @@ def make_terms(
         given.get("entry_stake", 0), what="entry_stake", limit=limits.max_entry_stake
     )
     max_participants = _int(
-        given.get("max_participants", 10), "max_participants", 2, limits.max_participants
+        given.get("max_participants", 10),
+        "max_participants",
+        Bounds(MIN_PARTICIPANTS, limits.max_participants),
     )
-    frequency = _choice(given.get("frequency", "daily"), "frequency", FREQUENCIES)
+    frequency = _choice(given.get("frequency", Frequency.DAILY), "frequency", Frequency)
     window_start = _clock(given.get("window_start", "00:00"), "window_start")
     window_end = _clock(given.get("window_end", "00:00"), "window_end")
     timezone = str(given.get("timezone", "UTC"))
@@ -107,32 +130,34 @@ def make_terms(
         validate_timezone(timezone)
     except ValueError as e:
         raise InvalidField(f"unknown timezone {timezone!r}") from e
-    scope = _choice(given.get("scope", "participant_local"), "scope", SCOPES)
-    proof_types = tuple(sorted(set(given.get("proof_types", ("photo", "text")))))
-    if not proof_types or any(p not in PROOF_TYPES for p in proof_types):
+    scope = _choice(given.get("scope", Scope.PARTICIPANT_LOCAL), "scope", Scope)
+    proof_types = tuple(sorted(set(given.get("proof_types", tuple(ProofType)))))
+    if not proof_types or any(p not in tuple(ProofType) for p in proof_types):
         raise InvalidField("proof_types must be a non-empty subset of photo, text")
-    mode = _choice(given.get("verification_mode", "auto"), "verification_mode", MODES)
-    quorum_pct = _int(given.get("quorum_pct", 60), "quorum_pct", 50, 100)
-    grace = _int(given.get("grace", 0), "grace", 0, 10_000)
+    mode = _choice(
+        given.get("verification_mode", VerificationMode.AUTO), "verification_mode", VerificationMode
+    )
+    quorum_pct = _int(given.get("quorum_pct", 60), "quorum_pct", QUORUM_PCT)
+    grace = _int(given.get("grace", 0), "grace", GRACE_SLOTS)
     penalty = non_negative_tokens(
         given.get("penalty_tokens", 0), what="penalty_tokens", limit=limits.max_entry_stake
     )
     return ChallengeTerms(
         name=name,
         description=description,
-        visibility=visibility,
+        visibility=Visibility(visibility),
         allow_list=allow_list,
         starts_at=starts_at,
         ends_at=ends_at,
         entry_stake=entry_stake,
         max_participants=max_participants,
-        frequency=frequency,
+        frequency=Frequency(frequency),
         window_start=window_start,
         window_end=window_end,
         timezone=timezone,
-        scope=scope,
-        proof_types=proof_types,
-        verification_mode=mode,
+        scope=Scope(scope),
+        proof_types=tuple(ProofType(p) for p in proof_types),
+        verification_mode=VerificationMode(mode),
         quorum_pct=quorum_pct,
         grace=grace,
         penalty_tokens=penalty,
@@ -145,26 +170,27 @@ def check_invite_code(code: str) -> str:
     return code
 
 
-def _text(value: object, what: str, low: int, high: int) -> str:
+def _text(value: object, what: str, length: Bounds) -> str:
     if not isinstance(value, str):
         raise InvalidField(f"{what} must be text")
     value = value.strip()
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise InvalidField(f"{what} must not contain control characters")
-    if not low <= len(value) <= high:
-        raise InvalidField(f"{what} must be {low} to {high} characters")
+    if len(value) not in length:
+        raise InvalidField(f"{what} must be {length.low} to {length.high} characters")
     return value
 
 
-def _choice(value: object, what: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
+def _choice(value: object, what: str, allowed: type[StrEnum]) -> str:
+    if value not in tuple(allowed):
         raise InvalidField(f"{what} must be one of {', '.join(allowed)}")
     return str(value)
 
 
-def _int(value: object, what: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidField(f"{what} must be a whole number from {low} to {high}")
+def _int(value: object, what: str, bounds: Bounds) -> int:
+    if value not in bounds:
+        raise InvalidField(f"{what} must be a whole number from {bounds.low} to {bounds.high}")
+    assert isinstance(value, int)
     return value
 
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-Frequency = Literal["daily", "weekdays", "weekly"]
-Scope = Literal["participant_local", "challenge_tz"]
+from domain.values import Frequency, Scope
 
-_SCOPES: frozenset[str] = frozenset(get_args(Scope))
-_FREQUENCIES: frozenset[str] = frozenset(get_args(Frequency))
+_SCOPES: frozenset[str] = frozenset(Scope)
+_FREQUENCIES: frozenset[str] = frozenset(Frequency)
 # Keys the tz database accepts on some machines that do not name a place: their meaning
 # depends on the host, so a slot computed with them would not replay identically elsewhere.
 _HOST_DEPENDENT_KEYS: frozenset[str] = frozenset({"localtime", "posixrules"})
@@ -72,7 +70,7 @@ def governing_timezone(window: TimeWindow, participant_timezone: str) -> ZoneInf
     ``participant_local``: the participant's own zone (given at join), so "08:00" means their
     morning; ``challenge_tz``: the challenge's zone, so everyone shares one deadline.
     """
-    if window.scope == "participant_local":
+    if window.scope == Scope.PARTICIPANT_LOCAL:
         return validate_timezone(participant_timezone)
     return validate_timezone(window.timezone)
 
@@ -199,12 +197,12 @@ def expected_slots(
 
 def _counts(day: date, frequency: Frequency) -> bool:
     """Whether a window opening on ``day`` can be used at all under this frequency."""
-    return frequency != "weekdays" or day.weekday() <= _FRIDAY
+    return frequency != Frequency.WEEKDAYS or day.weekday() <= _FRIDAY
 
 
 def _slot_for_opening(day: date, frequency: Frequency) -> date:
     """The slot of a window that opened on ``day``: that date, or its week's Monday."""
-    if frequency == "weekly":
+    if frequency == Frequency.WEEKLY:
         return day - timedelta(days=day.weekday())
     return day
 

@@ -7,6 +7,7 @@ rejected that ``needed`` can no longer be reached.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,8 +21,9 @@ from domain.errors import (
     VoteRefused,
 )
 from domain.photos import EARLIER_REASONS, PhotoEvidence
+from domain.values import ProofType, SubmissionFlag, SubmissionStatus, Vote
 
-PENDING, ACCEPTED, REJECTED, EXPIRED = "pending", "accepted", "rejected", "expired"
+PENDING, ACCEPTED, REJECTED, EXPIRED = tuple(SubmissionStatus)
 
 
 def votes_needed(quorum_pct: int, eligible: int) -> int:
@@ -57,10 +59,10 @@ class Verification(LedgerAggregate):
         mime_type: str
         size: int
         sha256: str
-        flags: tuple[str, ...]
+        flags: tuple[SubmissionFlag, ...]
         eligible: int
         needed: int
-        status: str
+        status: SubmissionStatus
         flag_reasons: tuple[str, ...]
         phash: str
         stored_sha256: str
@@ -82,11 +84,11 @@ class Verification(LedgerAggregate):
 
     class Decided(LedgerEvent):
         TOPIC = "peerpush:Verification.Decided"
-        status: str
+        status: SubmissionStatus
         penalty: int
 
         def apply(self, verification: Verification) -> None:
-            verification.status = self.status
+            verification.status = SubmissionStatus(self.status)
             verification.penalty = self.penalty
 
     class Closed(LedgerEvent):
@@ -96,14 +98,14 @@ class Verification(LedgerAggregate):
 
         TOPIC = "peerpush:Verification.Closed"
         class_version = 2
-        status: str
+        status: SubmissionStatus
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state.update(status=EXPIRED)
 
         def apply(self, verification: Verification) -> None:
-            verification.status = self.status
+            verification.status = SubmissionStatus(self.status)
 
     def __init__(
         self,
@@ -124,22 +126,23 @@ class Verification(LedgerAggregate):
         stored_sha256: str,
         stored_size: int,
     ) -> None:
+        # The event's strings, given their types (a stored event reads back plain strings).
         self.challenge_id = challenge_id
         self.user_id = user_id
         self.slot = slot
-        self.proof_type = proof_type
+        self.proof_type = ProofType(proof_type)
         self.proof_key = proof_key
         self.mime_type = mime_type
         self.size = size
         self.sha256 = sha256
-        self.flags = tuple(flags)
+        self.flags = tuple(SubmissionFlag(f) for f in flags)
         self.flag_reasons = tuple(flag_reasons)
         self.phash = phash
         self.stored_sha256 = stored_sha256
         self.stored_size = stored_size
         self.eligible = eligible
         self.needed = needed
-        self.status = status
+        self.status = SubmissionStatus(status)
         self.approvals: list[str] = []
         self.rejections: list[str] = []
         self.penalty = 0
@@ -152,10 +155,10 @@ class Verification(LedgerAggregate):
         user_id: UUID,
         slot: str,
         proof: ProofFacts,
-        flags: tuple[str, ...],
+        flags: tuple[SubmissionFlag, ...],
         eligible: int,
         quorum_pct: int,
-        status: str,
+        status: SubmissionStatus,
         cause: Cause,
         at: datetime,
         *,
@@ -188,7 +191,7 @@ class Verification(LedgerAggregate):
 
     def vote(
         self, voter_id: UUID, approve: bool, is_participant: bool, cause: Cause, at: datetime
-    ) -> str | None:
+    ) -> SubmissionStatus | None:
         """Record a vote; returns the verdict when this vote decides the submission."""
         refusal = self._vote_refusal(voter_id, is_participant)
         if refusal is not None:
@@ -206,12 +209,12 @@ class Verification(LedgerAggregate):
         user's review queue lists; :meth:`vote` refuses exactly the others."""
         return self._vote_refusal(voter_id, is_participant) is None
 
-    def vote_of(self, user_id: UUID) -> str | None:
+    def vote_of(self, user_id: UUID) -> Vote | None:
         """The user's vote on this submission: ``approve``, ``reject`` or ``None``."""
         if str(user_id) in self.approvals:
-            return "approve"
+            return Vote.APPROVE
         if str(user_id) in self.rejections:
-            return "reject"
+            return Vote.REJECT
         return None
 
     def _vote_refusal(self, voter_id: UUID, is_participant: bool) -> DomainError | None:
@@ -225,7 +228,7 @@ class Verification(LedgerAggregate):
             return DuplicateVote("you have already voted on this submission")
         return None
 
-    def decide(self, status: str, penalty: int, cause: Cause, at: datetime) -> None:
+    def decide(self, status: SubmissionStatus, penalty: int, cause: Cause, at: datetime) -> None:
         self._record(self.Decided, cause, at, status=status, penalty=penalty)
 
     def close(self, cause: Cause, at: datetime, *, accepted: bool = False) -> None:
@@ -241,7 +244,69 @@ class Verification(LedgerAggregate):
     def stored_with_metadata(self) -> bool:
         """Whether the stored object is a photo as uploaded, metadata and all: recorded
         before photos were re-encoded (its ``stored_sha256`` is unknown)."""
-        return self.proof_type == "photo" and not self.stored_sha256
+        return self.proof_type == ProofType.PHOTO and not self.stored_sha256
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where a submission's review stands: its status and the votes counted so far."""
+
+    status: SubmissionStatus
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
+
+
+@dataclass(frozen=True)
+class SubmissionView:
+    """A submission as one participant sees it: the proof's facts, the tally, their vote."""
+
+    id: UUID
+    challenge_id: UUID
+    user_id: UUID
+    slot: str
+    proof_type: ProofType
+    mime_type: str
+    size: int
+    sha256: str
+    flags: tuple[SubmissionFlag, ...]
+    flag_reasons: dict[str, str]
+    status: SubmissionStatus
+    approvals: int
+    rejections: int
+    needed: int
+    eligible: int
+    penalty: int
+    my_vote: Vote | None
+
+
+def tally_of(verification: Verification) -> Tally:
+    v = verification
+    return Tally(v.status, len(v.approvals), len(v.rejections), v.needed, v.eligible)
+
+
+def submission_view(verification: Verification, reader_id: UUID) -> SubmissionView:
+    v, tally = verification, tally_of(verification)
+    return SubmissionView(
+        id=v.id,
+        challenge_id=v.challenge_id,
+        user_id=v.user_id,
+        slot=v.slot,
+        proof_type=v.proof_type,
+        mime_type=v.mime_type,
+        size=v.size,
+        sha256=v.sha256,
+        flags=v.flags,
+        flag_reasons=v.reasons(),
+        status=v.status,
+        approvals=tally.approvals,
+        rejections=tally.rejections,
+        needed=v.needed,
+        eligible=v.eligible,
+        penalty=v.penalty,
+        my_vote=v.vote_of(reader_id),
+    )
 
 
 class ProofFacts:

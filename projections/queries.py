@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 from uuid import UUID
 
 import psycopg
@@ -22,6 +23,20 @@ from psycopg_pool import ConnectionPool
 from adapters.persistence import DatabaseSettings
 from projections.audit.export import event_record
 from projections.position_times import position_at
+from projections.position_watch import TooManyWaiters
+
+
+class ReadModelBehind(Exception):
+    """The read models have not caught up with what a query needs yet; ask again."""
+
+    def __init__(self, detail: str, position: int) -> None:
+        super().__init__(detail)
+        self.position = position
+
+
+class Waits(Protocol):
+    def wait_for(self, position: int, timeout: float = 2.0) -> bool: ...
+
 
 # rules §2: what a wallet may refund to cards and cash out now (see `ReadModels.payable`).
 PAYABLE = """
@@ -100,6 +115,21 @@ class ReadModels:
             "withdrawals": (int(r.get("w_wallets", 0)), int(r.get("w_tokens", 0))),
             "cashouts": (int(r.get("c_wallets", 0)), int(r.get("c_tokens", 0))),
         }
+
+    def wait_for(self, projector: Waits, position: int | None, timeout: float) -> None:
+        """Read your writes: wait (bounded) until the read models have applied ``position``.
+
+        Bounded twice: in time (``timeout``) and in how many requests may wait at once (the
+        projector's ``max_waiters``); a request beyond that bound is refused at once.
+        """
+        if not position:
+            return
+        try:
+            caught_up = projector.wait_for(position, timeout=timeout)
+        except TooManyWaiters:
+            caught_up = False
+        if not caught_up:
+            raise ReadModelBehind("the read models have not caught up yet", self.position())
 
     # -- wallets --------------------------------------------------------------------------
 
@@ -200,6 +230,13 @@ class ReadModels:
     def revenue(
         self, since: date | None, until: date | None, group_by: str
     ) -> list[dict[str, Any]]:
+        """Fees and forfeits by day or by challenge, as plain JSON (ids and dates as text)."""
+        rows: list[dict[str, Any]] = plain(self._revenue(since, until, group_by))
+        return rows
+
+    def _revenue(
+        self, since: date | None, until: date | None, group_by: str
+    ) -> list[dict[str, Any]]:
         clauses, params = ["true"], list[date]()
         if since:
             clauses.append("day >= %s::date")
@@ -221,6 +258,12 @@ class ReadModels:
         return self.all(f"SELECT * FROM revenue_daily WHERE {where} ORDER BY day", *params)
 
     def journal(self, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        """The journal's entries after ``cursor``, each with its postings, as plain JSON."""
+        entries, next_cursor = self._journal(cursor, limit)
+        shown: list[dict[str, Any]] = plain(entries)
+        return shown, next_cursor
+
+    def _journal(self, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
         after = decode_cursor(cursor) if cursor else 0
         entries = self.all(
             "SELECT * FROM journal_entries WHERE position > %s ORDER BY position LIMIT %s",
@@ -264,4 +307,19 @@ def decode_cursor(cursor: str) -> int:
         raise ValueError("invalid cursor") from e
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise ValueError("invalid cursor")
+    return value
+
+
+def plain(value: Any) -> Any:
+    """Plain JSON for API output: UUIDs and times as strings, Decimals as ints."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value)
     return value

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 
@@ -168,6 +168,12 @@ class Projector:
     def status(self) -> list[Status]:
         head = self.ledger.head()
         return [Status(name, pos, head) for name, pos in self.positions().items()]
+
+    def write_status(self, out: TextIO) -> None:
+        """Each projection's position and lag behind the stream, as a table."""
+        out.write(f"{'projection':<12}{'position':>10}{'head':>10}{'lag':>8}\n")
+        for s in self.status():
+            out.write(f"{s.name:<12}{s.position:>10}{s.head:>10}{s.lag:>8}\n")
 
     def wallet_rows(self, user_ids: Sequence[Any]) -> dict[Any, dict[str, Any]]:
         """``wallet_balances`` rows by user id (for the command line's summary)."""

@@ -12,21 +12,19 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
 
-from api.client_address import request_client_address
 from api.deps import (
     UNAUTHORIZED,
     CurrentUser,
     DuplicateUser,
     InvalidToken,
     ServicesDep,
-    TokenPair,
-    UserRecord,
+    client_address,
     normalise_email,
 )
 from api.errors import ApiError
-from api.schemas import Body
+from api.schemas import Body, View
 from application.erasure import erase_user
 from domain.aggregate import Cause
 
@@ -93,7 +91,9 @@ class EraseMeIn(Body):
     ]
 
 
-class UserOut(BaseModel):
+class UserOut(View):
+    """An account as its owner sees it (an erased account has none)."""
+
     id: UUID
     email: str
     username: str
@@ -101,7 +101,7 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
-class TokensOut(BaseModel):
+class TokensOut(View):
     access_token: str
     refresh_token: str
     token_type: Literal["bearer"] = "bearer"
@@ -120,7 +120,7 @@ def register(body: RegisterIn, request: Request, services: ServicesDep) -> UserO
         user = services.users.register(body.email, body.username, body.password)
     except DuplicateUser as e:
         raise ApiError(409, "user_exists", str(e), field=e.field) from None
-    return user_out(user)
+    return UserOut.model_validate(user)
 
 
 @router.post("/login", response_model=TokensOut, responses={401: {}, 429: {}})
@@ -128,7 +128,7 @@ def login(body: LoginIn, request: Request, services: ServicesDep) -> TokensOut:
     user = services.logins.authenticate(body.email, body.password, client_address(request))
     if user is None:
         raise ApiError(401, "invalid_credentials", "wrong email or password", headers=UNAUTHORIZED)
-    return tokens_out(services.tokens.issue(user.id, user.role))
+    return TokensOut.model_validate(services.tokens.issue(user.id, user.role))
 
 
 @router.post("/refresh", response_model=TokensOut, responses={401: {}, 429: {}})
@@ -136,7 +136,7 @@ def refresh(body: RefreshIn, request: Request, services: ServicesDep) -> TokensO
     """A new token pair; the refresh token is used up. Reusing one ends its whole session."""
     services.limits.check("refresh", client_address(request))
     try:
-        return tokens_out(services.tokens.refresh(body.refresh_token))
+        return TokensOut.model_validate(services.tokens.refresh(body.refresh_token))
     except InvalidToken as e:
         raise ApiError(401, "invalid_token", str(e), headers=UNAUTHORIZED) from None
 
@@ -156,7 +156,7 @@ def me(user: CurrentUser, services: ServicesDep) -> UserOut:
     record = services.users.get(user.id)
     if record is None or record.erased:
         raise ApiError(401, "invalid_token", "the account no longer exists", headers=UNAUTHORIZED)
-    return user_out(record)
+    return UserOut.model_validate(record)
 
 
 @router.delete(
@@ -186,27 +186,3 @@ def erase_me(body: EraseMeIn, user: CurrentUser, services: ServicesDep) -> Respo
         raise ApiError(403, "wrong_password", "the password is not this account's")
     erase_user(services.ledger, services.users, user.id, services.checkouts, Cause.user(user.id))
     return Response(status_code=204)
-
-
-def client_address(request: Request) -> str:
-    """The caller's address: the peer, or behind ``TRUSTED_PROXIES`` the forwarded client."""
-    return request_client_address(request)
-
-
-def user_out(user: UserRecord) -> UserOut:
-    assert user.email is not None and user.username is not None
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        username=user.username,
-        role=user.role,
-        created_at=user.created_at,
-    )
-
-
-def tokens_out(pair: TokenPair) -> TokensOut:
-    return TokensOut(
-        access_token=pair.access_token,
-        refresh_token=pair.refresh_token,
-        expires_in=pair.expires_in,
-    )

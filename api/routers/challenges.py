@@ -33,14 +33,21 @@ from api.challenge_schemas import (
     JoinOut,
     ParticipantOut,
     PublishIn,
-    challenge_view,
     terms_of,
 )
-from api.deps import CurrentUser, ServicesDep, cause_of, wait_for_position
+from api.deps import CurrentUser, ServicesDep, cause_of, request_id, wait_for_position
 from api.errors import ApiError
 from api.idempotency import Idempotent, Respond
-from application.access import Caller, participant_challenge, visible_challenge
+from application.access import (
+    Caller,
+    acting_on,
+    participant_challenge,
+    seen_by,
+    visible_challenge,
+)
+from application.receipts import Joined
 from domain.challenge import Challenge
+from domain.challenge_view import challenge_view
 from projections import challenge_queries as queries
 
 router = APIRouter(prefix="/challenges", tags=["challenges"])
@@ -52,7 +59,14 @@ def view(
     challenge: Challenge, user: Caller, services: Services, position: int | None = None
 ) -> ChallengeOut:
     delay = services.ledger.settings.settlement_delay
-    return challenge_view(challenge, user.id, user.is_admin, delay, position)
+    seen = challenge_view(challenge, user.id, user.is_admin, delay, position)
+    return ChallengeOut.model_validate(seen)
+
+
+def seen(
+    challenge_id: UUID, user: Caller, services: Services, position: int | None = None
+) -> ChallengeOut:
+    return ChallengeOut.model_validate(seen_by(services.ledger, challenge_id, user, position))
 
 
 def saved_challenge(saved: Sequence[object], challenge_id: UUID) -> Challenge | None:
@@ -129,12 +143,9 @@ def edit_challenge(
     """Change a draft's fields or rules (owner only)."""
     changes = terms_of(body.model_dump(exclude_unset=True))
     with idempotent.operation(body, viewed_after(challenge_id, user, services)) as edit:
-        visible_challenge(services.ledger, challenge_id, user)
-        cause = cause_of(user, request)
+        cause = acting_on(services.ledger, challenge_id, user, request_id(request))
         done = services.ledger.edit_challenge(challenge_id, user.id, cause, **changes)
-        return edit.answer(
-            view(services.ledger.challenge(challenge_id), user, services, done.position)
-        )
+        return edit.answer(seen(challenge_id, user, services, done.position))
 
 
 @router.post(
@@ -153,12 +164,9 @@ def publish(
     """Open the challenge; the owner joins and stakes in the same step."""
     given = body or PublishIn(timezone=None)
     with idempotent.operation(given, viewed_after(challenge_id, user, services)) as publishing:
-        visible_challenge(services.ledger, challenge_id, user)
-        cause = cause_of(user, request)
+        cause = acting_on(services.ledger, challenge_id, user, request_id(request))
         done = services.ledger.publish(challenge_id, user.id, cause, timezone=given.timezone)
-        return publishing.answer(
-            view(services.ledger.challenge(challenge_id), user, services, done.position)
-        )
+        return publishing.answer(seen(challenge_id, user, services, done.position))
 
 
 @router.post(
@@ -191,14 +199,16 @@ def join(
         # Only a join that took the user in changes the challenge (a re-join changes nothing,
         # or opens a wallet missing since an old join).
         found = [a for a in saved if isinstance(a, Challenge) and a.is_participant(user.id)]
-        return JoinOut.joined_in(found[0], user.id, position) if found else None
+        return (
+            JoinOut.model_validate(Joined.recorded(found[0], user.id, position, True))
+            if found
+            else None
+        )
 
     with idempotent.operation(body, joined) as joining:
         cause = cause_of(user, request)
         done = services.ledger.join(body.invite_code, user.id, body.timezone, cause)
-        return joining.answer(
-            JoinOut.of(done, done.participant), status=201 if done.joined else 200
-        )
+        return joining.answer(JoinOut.model_validate(done), status=201 if done.joined else 200)
 
 
 @router.post(
@@ -218,15 +228,11 @@ def cancel(
     cancel any unsettled challenge. Every stake and penalty goes back to its lots."""
     given = body or CancelIn()
     with idempotent.operation(given, viewed_after(challenge_id, user, services)) as cancelling:
-        challenge = visible_challenge(services.ledger, challenge_id, user)
-        as_admin = challenge.acts_as_admin(user.id, user.is_admin)
-        cause = cause_of(user, request, as_admin=as_admin)
+        cause = acting_on(services.ledger, challenge_id, user, request_id(request))
         done = services.ledger.cancel(
             challenge_id, user.id, cause, is_admin=user.is_admin, reason=given.reason
         )
-        return cancelling.answer(
-            view(services.ledger.challenge(challenge_id), user, services, done.position)
-        )
+        return cancelling.answer(seen(challenge_id, user, services, done.position))
 
 
 @router.post(
@@ -244,13 +250,9 @@ def settle(
     """Divide the pool once ``settles_at`` has passed (owner or admin; the settlement worker
     does it by itself). Settling a settled challenge changes nothing."""
     with idempotent.operation(None, viewed_after(challenge_id, user, services)) as settling:
-        challenge = visible_challenge(services.ledger, challenge_id, user)
-        as_admin = challenge.acts_as_admin(user.id, user.is_admin)
-        cause = cause_of(user, request, as_admin=as_admin)
+        cause = acting_on(services.ledger, challenge_id, user, request_id(request))
         done = services.ledger.settle(challenge_id, user.id, cause, is_admin=user.is_admin)
-        return settling.answer(
-            view(services.ledger.challenge(challenge_id), user, services, done.position)
-        )
+        return settling.answer(seen(challenge_id, user, services, done.position))
 
 
 # -- queries ----------------------------------------------------------------------------
@@ -282,8 +284,7 @@ def list_challenges(
 @router.get("/{challenge_id}", response_model=ChallengeOut, responses={404: {}})
 def get_challenge(challenge_id: UUID, user: CurrentUser, services: ServicesDep) -> ChallengeOut:
     """Status, rules, pool, participants and outcome."""
-    challenge = visible_challenge(services.ledger, challenge_id, user)
-    return view(challenge, user, services)
+    return seen(challenge_id, user, services)
 
 
 @router.get(

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import Annotated
 from uuid import UUID
 
@@ -24,11 +23,9 @@ from api.deps import SIMULATED_CHECKOUT_PATH as PAGE_PATH
 from api.deps import CurrentUser, ServicesDep, SimulatedStripe
 from api.errors import ApiError
 from api.idempotency import Idempotent
-from api.origins import same_origin
 from api.schemas import Body, Tokens
-from api.webhooks import WEBHOOK_DOCS, deliver
-from application.ports import CheckoutSession, PaymentRefused, PaymentUnavailable
-from application.stripe_events import DepositLimitExceeded
+from api.webhooks import WEBHOOK_DOCS, WebhookReceived, deliver
+from application.ports import CheckoutSession, PaymentRefused
 
 router = APIRouter()
 
@@ -59,18 +56,6 @@ class DepositOut(BaseModel):
     amount_cents: int = Field(description="what the payer is charged, in US cents")
 
 
-class WebhookReceived(BaseModel):
-    received: bool
-    event_id: str
-    outcome: str = Field(description="what the ledger did: credited, ignored, duplicate, …")
-
-
-def on_our_origin(body: DepositIn, field: str, services: Services) -> bool:
-    """Whether a return URL stays on the public base URL's origin (no open redirect)."""
-    url: str = getattr(body, field)
-    return same_origin(url, services.config.base_url)
-
-
 @router.post(
     "/wallet/deposits",
     tags=["wallet"],
@@ -87,14 +72,7 @@ def create_deposit(
 ) -> DepositOut:
     """Buy tokens: open a Stripe Checkout for ``tokens`` × the token price, to pay at
     ``checkout_url``. The tokens are credited when Stripe confirms the payment."""
-    foreign = [f for f in ("success_url", "cancel_url") if not on_our_origin(body, f, services)]
-    if foreign:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "return URLs must be on the service's public origin",
-            errors=[{"loc": ["body", f], "msg": "not on the public origin"} for f in foreign],
-        )
+    services.deposits.check_return_urls(body.success_url, body.cancel_url)
     services.limits.check("deposit_checkout", str(user.id))  # 10/hour: 429 + Retry-After
 
     # The id is the Idempotency-Key's: a retry finds the same checkout, never a second
@@ -104,19 +82,8 @@ def create_deposit(
             opened = services.deposits.open_checkout(
                 user.id, deposit.id, body.tokens, body.success_url, body.cancel_url
             )
-        except DepositLimitExceeded as e:
-            raise ApiError(
-                409, e.code, str(e), limit=e.limit, used=e.used, remaining=e.remaining
-            ) from None
         except PaymentRefused as e:
             raise ApiError(422, "checkout_refused", f"Stripe refused the checkout: {e}") from None
-        except PaymentUnavailable:
-            raise ApiError(
-                503,
-                "payment_provider_unavailable",
-                "Stripe could not be reached; try again",
-                headers={"Retry-After": "5"},
-            ) from None
         return deposit.answer(
             DepositOut(
                 session_id=opened.session_id,
@@ -146,10 +113,9 @@ async def stripe_webhook(
 
 def receive_webhook(services: Services, payload: bytes, signature: str) -> WebhookReceived:
     """Verify a webhook and apply it: the one path every Stripe event takes."""
-    event_id, outcome = deliver(
+    return deliver(
         services.payments.verify_webhook, services.stripe_events.handle, payload, signature
     )
-    return WebhookReceived(received=True, event_id=event_id, outcome=outcome)
 
 
 # -- simulated Stripe (embedded default only) -------------------------------------------------
@@ -173,20 +139,8 @@ def _simulated(services: Services, session_id: str) -> tuple[SimulatedStripe, Ch
 )
 def simulated_checkout_page(session_id: str, services: ServicesDep) -> HTMLResponse:
     """The simulated checkout page: pay or decline."""
-    _, session = _simulated(services, session_id)
-    sid = html.escape(session.session_id)
-    dollars = f"{session.cents / 100:,.2f}"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Simulated Stripe Checkout</title></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
-<h1>Simulated Stripe Checkout</h1>
-<p>{session.tokens} PeerPush tokens for <strong>${dollars}</strong>
-(session <code>{sid}</code>, {html.escape(session.status)}).</p>
-<p>No card is charged: this page stands in for Stripe outside production.</p>
-<form method="post" action="{PAGE_PATH}/{sid}/pay"><button>Pay ${dollars}</button></form>
-<form method="post" action="{PAGE_PATH}/{sid}/decline"><button>Decline</button></form>
-</body></html>"""
-    return HTMLResponse(page)
+    gateway, session = _simulated(services, session_id)
+    return HTMLResponse(gateway.checkout_page(session))
 
 
 @router.post(

@@ -9,9 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import ServicesDep
+from api.deps import PAYOUTS_PAUSED, PROJECTION_LAG, ServicesDep, exposed_registry
 from api.errors import problem
-from api.metrics import PAYOUTS_PAUSED, PROJECTION_LAG, exposed_registry, refresh_gauges
 
 router = APIRouter(tags=["ops"])
 
@@ -70,7 +69,7 @@ def metrics(services: ServicesDep) -> Response:
     if services.config.production:
         return problem(404, "not_found", "Not Found")
     with contextlib.suppress(Exception):  # metrics must be served even if the DB is down
-        refresh_gauges(services)
+        services.refresh_gauges()
     return Response(generate_latest(exposed_registry()), media_type=CONTENT_TYPE_LATEST)
 
 

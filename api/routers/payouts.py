@@ -12,7 +12,6 @@ webhook, and (off production) the simulated onboarding page.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from typing import Annotated
 from uuid import UUID
@@ -20,39 +19,23 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel
 
 from api.bootstrap import Services
 from api.deps import (
     SIMULATED_CONNECT_PATH as CONNECT_PAGE_PATH,
 )
-from api.deps import (
-    CurrentUser,
-    ServicesDep,
-    SimulatedStripe,
-    wait_for_position,
-)
+from api.deps import CurrentUser, ServicesDep, SimulatedStripe, request_id, wait_for_position
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import CashoutIn, CashoutOut, PayoutAccountOut
-from api.webhooks import WEBHOOK_DOCS, deliver
-from application.ports import PaymentRefused, PaymentUnavailable
+from api.webhooks import WEBHOOK_DOCS, WebhookReceived, deliver
+from application.ports import PaymentRefused
 from domain.aggregate import Cause
 from domain.cashouts import CashoutHold
 from domain.errors import NotFound
 from domain.wallet import Wallet
 
 router = APIRouter()
-
-
-class ConnectWebhookReceived(BaseModel):
-    received: bool
-    event_id: str
-    outcome: str  # what was done: payouts_enabled, reversed, ignored_livemode, …
-
-
-def request_id(request: Request) -> str:
-    return str(getattr(request.state, "request_id", "") or "")
 
 
 # -- the payout account ---------------------------------------------------------------------
@@ -67,30 +50,11 @@ def request_id(request: Request) -> str:
 def link_payout_account(user: CurrentUser, services: ServicesDep) -> PayoutAccountOut:
     """Link a Stripe Connect Express account (created once per user) and answer a fresh
     onboarding link; payouts are enabled when Stripe says so (``account.updated``)."""
-    base = services.config.base_url.rstrip("/")
+    back = f"{services.config.base_url.rstrip('/')}/v1/payout-account"
     try:
-        account = services.payout_accounts.payout_account(str(user.id))
-        if account is None:
-            account_id = services.payouts.create_account(
-                user_id=str(user.id), idempotency_key=f"connect-account:{user.id}"
-            )
-            services.payout_accounts.link_payout_account(str(user.id), account_id)
-            account = services.payout_accounts.payout_account(str(user.id))
-            assert account is not None
-        url = services.payouts.onboarding_link(
-            account_id=account.account_id,
-            refresh_url=f"{base}/v1/payout-account",
-            return_url=f"{base}/v1/payout-account",
-        )
+        account, url = services.cashout_requests.link_account(user.id, back)
     except PaymentRefused as e:
         raise ApiError(422, "payout_account_refused", f"Stripe refused: {e}") from None
-    except PaymentUnavailable:
-        raise ApiError(
-            503,
-            "payment_provider_unavailable",
-            "Stripe could not be reached; try again",
-            headers={"Retry-After": "5"},
-        ) from None
     return PayoutAccountOut(
         linked=True,
         account_id=account.account_id,
@@ -188,14 +152,14 @@ def get_cashout(
 @router.post(
     "/stripe/connect-webhook",
     tags=["stripe"],
-    response_model=ConnectWebhookReceived,
+    response_model=WebhookReceived,
     **WEBHOOK_DOCS,
 )
 async def connect_webhook(
     request: Request,
     services: ServicesDep,
     stripe_signature: Annotated[str | None, Header()] = None,
-) -> ConnectWebhookReceived:
+) -> WebhookReceived:
     """Stripe Connect's events (``account.updated``, ``transfer.reversed``), verified with
     ``STRIPE_CONNECT_WEBHOOK_SECRET``; an event of the other mode (live/test) is ignored."""
     payload = await request.body()
@@ -204,13 +168,10 @@ async def connect_webhook(
     )
 
 
-def receive_connect_webhook(
-    services: Services, payload: bytes, signature: str
-) -> ConnectWebhookReceived:
-    event_id, outcome = deliver(
+def receive_connect_webhook(services: Services, payload: bytes, signature: str) -> WebhookReceived:
+    return deliver(
         services.payouts.verify_connect_webhook, services.connect_events.handle, payload, signature
     )
-    return ConnectWebhookReceived(received=True, event_id=event_id, outcome=outcome)
 
 
 # -- simulated Stripe Connect onboarding (embedded default only) -------------------------------
@@ -233,18 +194,7 @@ def _simulated(services: Services, account_id: str) -> SimulatedStripe:
 )
 def simulated_onboarding_page(account_id: str, services: ServicesDep) -> HTMLResponse:
     """The simulated Connect onboarding page: finish it to enable payouts."""
-    _simulated(services, account_id)
-    aid = html.escape(account_id)
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Simulated Stripe Connect</title></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto">
-<h1>Simulated Stripe Connect onboarding</h1>
-<p>Account <code>{aid}</code>. No identity is checked: this page stands in for Stripe
-outside production.</p>
-<form method="post" action="{CONNECT_PAGE_PATH}/{aid}/complete">
-<button>Finish onboarding</button></form>
-</body></html>"""
-    return HTMLResponse(page)
+    return HTMLResponse(_simulated(services, account_id).onboarding_page(account_id))
 
 
 @router.post(

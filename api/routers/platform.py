@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -53,7 +52,7 @@ def revenue(
 ) -> dict[str, Any]:
     wait_for_position(services, min_position)
     rows = services.reads.revenue(from_, to, group_by)
-    return {"group_by": group_by, "items": _jsonable(rows)}
+    return {"group_by": group_by, "items": rows}
 
 
 @router.get("/platform/journal")
@@ -67,7 +66,7 @@ def journal(
         entries, next_cursor = services.reads.journal(cursor, limit)
     except ValueError:
         raise ApiError(422, "invalid_cursor", "the cursor is not one we issued") from None
-    return {"items": _jsonable(entries), "next_cursor": next_cursor}
+    return {"items": entries, "next_cursor": next_cursor}
 
 
 class AdjustmentOut(BaseModel):
@@ -155,18 +154,3 @@ def audit_events(
     items = services.reads.audit_events(services.ledger, after, limit)
     next_after = items[-1]["position"] if len(items) == limit else None
     return {"items": items, "next_after": next_after}
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON for API output: UUIDs and times as strings, Decimals as ints."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return int(value)
-    return value

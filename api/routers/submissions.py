@@ -8,7 +8,7 @@ and maps the answer. The form is read by :mod:`api.proof_form`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
@@ -27,6 +27,8 @@ from api.submission_schemas import (
     VoteIn,
     VoteOut,
 )
+from application.receipts import SubmissionMade, VoteCounted
+from domain.values import SubmissionStatus
 from domain.verification import Verification
 
 router = APIRouter(tags=["submissions"])
@@ -62,13 +64,17 @@ async def submit(
 
     def submitted(_: UUID, position: int, saved: Sequence[object]) -> SubmissionMadeOut | None:
         found = [a for a in saved if isinstance(a, Verification)]
-        return SubmissionMadeOut.recorded(found[0], position) if found else None
+        return (
+            SubmissionMadeOut.model_validate(SubmissionMade.recorded(found[0], position))
+            if found
+            else None
+        )
 
     def record() -> SubmissionMadeOut:
         # A key covers the proof's type and digest, not the multipart framing.
         with idempotent.operation(ProofSent.of(proof), submitted) as submission:
             made = services.submissions.submit(challenge_id, user, proof, cause)
-            return submission.answer(SubmissionMadeOut.of(challenge_id, proof.proof_type, made))
+            return submission.answer(SubmissionMadeOut.model_validate(made))
 
     return await run_in_threadpool(record)
 
@@ -82,10 +88,11 @@ def list_submissions(
     challenge_id: UUID,
     user: CurrentUser,
     submissions: SubmissionsDep,
-    status: Literal["pending", "accepted", "rejected", "expired"] | None = None,
+    status: SubmissionStatus | None = None,
 ) -> list[SubmissionItemOut]:
     """Every submission of the challenge (participants only), by slot."""
-    return [SubmissionItemOut.of(s) for s in submissions.submissions(challenge_id, user, status)]
+    found = submissions.submissions(challenge_id, user, status)
+    return [SubmissionItemOut.model_validate(s) for s in found]
 
 
 @router.get(
@@ -96,7 +103,7 @@ def list_submissions(
 def get_submission(
     submission_id: UUID, user: CurrentUser, submissions: SubmissionsDep
 ) -> SubmissionOut:
-    return SubmissionOut.of(submissions.submission(submission_id, user), user.id)
+    return SubmissionOut.model_validate(submissions.submission(submission_id, user))
 
 
 @router.get(
@@ -148,12 +155,12 @@ def vote(
 
     def counted(_: UUID, position: int, saved: Sequence[object]) -> VoteOut | None:
         found = [a for a in saved if isinstance(a, Verification) and a.id == submission_id]
-        return VoteOut.recorded(found[0], position) if found else None
+        return VoteOut.model_validate(VoteCounted.recorded(found[0], position)) if found else None
 
     with idempotent.operation(body, counted) as voting:
         cause = cause_of(user, request)
         done = services.submissions.vote(submission_id, user, body.approve, cause)
-        return voting.answer(VoteOut.of(done))
+        return voting.answer(VoteOut.model_validate(done))
 
 
 @router.get("/reviews", response_model=list[ReviewOut])
@@ -164,4 +171,4 @@ def reviews(
 ) -> list[ReviewOut]:
     """Others' pending submissions you can still vote on, soonest closing first."""
     wait_for_position(services, min_position)
-    return [ReviewOut.of(r) for r in services.submissions.reviews(user.id)]
+    return [ReviewOut.model_validate(r) for r in services.submissions.reviews(user.id)]

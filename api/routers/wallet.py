@@ -1,16 +1,19 @@
-"""The caller's wallet: balances (now or as of a moment), lots, history, withdrawals."""
+"""The caller's wallet: balances (now or as of a moment), lots, history, withdrawals.
+
+As of a moment the wallet is replayed from the stream (``projections.wallet_view``); now, it is
+read from the read models (``min_position`` waits for a command's position).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 
-from api.bootstrap import Services
-from api.deps import AuthUser, CurrentUser, LedgerDep, ServicesDep, request_id, wait_for_position
+from api.deps import CurrentUser, LedgerDep, ServicesDep, request_id, wait_for_position
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import (
@@ -22,11 +25,9 @@ from api.schemas import (
     WithdrawalOut,
 )
 from domain.aggregate import Cause
-from domain.balances import SHOWN
 from domain.errors import NotFound, NotRefundable
+from domain.values import WithdrawalStatus
 from domain.wallet import Wallet
-from projections.point_in_time import WalletAsOf, wallet_as_of
-from projections.position_times import IndexBehind
 
 router = APIRouter(prefix="/wallet", tags=["wallet"])
 
@@ -48,68 +49,9 @@ def get_wallet(
     min_position: MinPosition = None,
 ) -> Balances:
     if as_of:
-        position, then = _wallet_as_of(services, user, as_of)
-        balances = then.balances if then else dict.fromkeys(_ZERO, 0)
-        return Balances(user_id=user.id, **balances, position=position)
+        return Balances(user_id=user.id, **services.wallets.balances_as_of(user.id, as_of))
     wait_for_position(services, min_position)
-    settings = services.ledger.settings
-    row, refundable, cashoutable, position = services.reads.wallet_now(
-        user.id,
-        services.ledger.clock.now(),
-        settings.cashout_hold_days,
-        settings.max_cashout_tokens_day,
-    )
-    return Balances(
-        **{k: row[k] if row else 0 for k in _ZERO},
-        user_id=user.id,
-        refundable=refundable,
-        cashoutable=cashoutable,
-        position=position,
-    )
-
-
-_ZERO = SHOWN
-
-
-def _wallet_as_of(services: Services, user: AuthUser, as_of: str) -> tuple[int, WalletAsOf | None]:
-    """The caller's wallet over the stream up to the position ``as_of`` names (None: it did
-    not exist then), and that position."""
-    try:
-        if as_of.isdigit():
-            position = int(as_of)
-        else:
-            at = datetime.fromisoformat(as_of)
-            position = _position_at(services, at if at.tzinfo else at.replace(tzinfo=UTC))
-    except ValueError:
-        raise ApiError(422, "invalid_as_of", "as_of is an ISO 8601 time or a position") from None
-    try:
-        return position, wallet_as_of(services.ledger, user.id, position=position)
-    except NotFound:
-        return position, None
-
-
-def _position_at(services: Services, at: datetime) -> int:
-    """The last position whose event time is at most ``at``, through the position index.
-
-    An index behind the stream's head cannot answer (an event it has not seen may be earlier
-    than ``at``): wait for it like ``min_position`` does, then 503 ``read_model_behind``.
-    """
-    try:
-        return services.reads.position_at(at)
-    except IndexBehind as behind:
-        head = behind.head
-    if services.projector.wait_for(head, timeout=services.config.read_wait_seconds):
-        try:
-            return services.reads.position_at(at, covering=head)
-        except IndexBehind:
-            pass
-    raise ApiError(
-        503,
-        "read_model_behind",
-        "the position index has not caught up with the stream yet",
-        headers={"Retry-After": "1"},
-        position=services.reads.position(),
-    )
+    return Balances(user_id=user.id, **services.wallets.balances(user.id))
 
 
 @router.get("/lots", response_model=list[LotOut])
@@ -117,28 +59,9 @@ def get_lots(
     user: CurrentUser, services: ServicesDep, as_of: AsOf = None, min_position: MinPosition = None
 ) -> list[LotOut]:
     if as_of:
-        _, then = _wallet_as_of(services, user, as_of)
-        return [_lot_out(lot) for lot in then.lots] if then else []
+        return [LotOut(**row) for row in services.wallets.lots_as_of(user.id, as_of)]
     wait_for_position(services, min_position)
     return [LotOut(**row) for row in services.reads.lots(user.id)]
-
-
-def _lot_out(lot: Any) -> LotOut:
-    """A replayed lot as the ``wallet_lots`` read model shows it (prices on deposits only)."""
-    deposit = lot.source == "deposit"
-    return LotOut(
-        lot_id=lot.lot_id,
-        seq=lot.seq,
-        source=lot.source,
-        amount=lot.amount,
-        remaining=lot.remaining,
-        created_at=lot.created_at,
-        refundable_until=lot.refundable_until,
-        payment_intent_id=lot.payment_intent_id,
-        token_price=lot.token_price if deposit else None,
-        frozen=lot.frozen,
-        written_off=lot.written_off,
-    )
 
 
 @router.get("/transactions", response_model=TransactionPage)
@@ -201,9 +124,9 @@ def withdrawal_out(
     """A withdrawal just requested: pending, on the lots it holds."""
     return WithdrawalOut(
         withdrawal_id=withdrawal_id,
-        status="pending",
+        status=WithdrawalStatus.PENDING,
         tokens=tokens,
-        lots=[WithdrawalLot(lot_id=UUID(str(lot)), tokens=n, status="pending") for lot, n in lots],
+        lots=[WithdrawalLot(lot_id=UUID(str(lot)), tokens=n) for lot, n in lots],
         position=position,
     )
 
@@ -217,24 +140,7 @@ def get_withdrawal(
     withdrawal_id: UUID, user: CurrentUser, services: ServicesDep, min_position: MinPosition = None
 ) -> WithdrawalOut:
     wait_for_position(services, min_position)
-    rows = services.reads.withdrawal(user.id, withdrawal_id)
-    if not rows:
+    found = services.wallets.withdrawal(user.id, withdrawal_id)
+    if found is None:
         raise ApiError(404, "not_found", "no such withdrawal")
-    held = services.ledger.wallet_of(user.id).withdrawals.get(str(withdrawal_id))
-    if held is None:
-        raise ApiError(404, "not_found", "no such withdrawal")
-    # The status comes from the wallet just loaded, which may be ahead of the read models:
-    # the head read after loading covers every event it reflects, so ``min_position`` with
-    # this position reads balances that include this status.
-    reflected = max(rows[-1]["position"], services.ledger.head())
-    lots = [
-        {"lot_id": lot, "tokens": n, "status": held.outcomes.get(lot, "pending")}
-        for lot, n in held.lots.items()
-    ]
-    return WithdrawalOut(
-        withdrawal_id=withdrawal_id,
-        status="settled" if held.settled else "pending",
-        tokens=sum(held.lots.values()),
-        lots=lots,
-        position=reflected,
-    )
+    return WithdrawalOut(**found)

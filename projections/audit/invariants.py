@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from domain.challenge import CANCELLED, SETTLED, Challenge
+from domain.values import CashoutStatus
 from domain.wallet import Wallet
 from domain.wallet_state import held
 
@@ -94,10 +95,12 @@ def wallet_problems(w: Wallet) -> list[str]:
     )
     if w.withdrawal_pending != pending:
         out.append(f"{name}: withdrawal_pending {w.withdrawal_pending} != Σ pending lots {pending}")
-    cashing = sum(h.tokens for h in w.cashouts.values() if h.status == "pending")
+    cashing = sum(h.tokens for h in w.cashouts.values() if h.status == CashoutStatus.PENDING)
     if w.cashout_pending != cashing:
         out.append(f"{name}: cashout_pending {w.cashout_pending} != Σ pending cash-outs {cashing}")
-    paid = sum(h.tokens - h.reversed for h in w.cashouts.values() if h.status == "settled")
+    paid = sum(
+        h.tokens - h.reversed for h in w.cashouts.values() if h.status == CashoutStatus.SETTLED
+    )
     if w.cashed_out != paid:
         out.append(f"{name}: cashed_out {w.cashed_out} != Σ settled − reversed {paid}")
     return out

@@ -14,8 +14,7 @@ from fastapi.testclient import TestClient
 
 from adapters.payments import PgLocks
 from adapters.simulated_stripe import SimulatedStripe
-from api.bootstrap import Services
-from api.workers import worker_tasks
+from api.bootstrap import Services, worker_tasks
 from application.cashouts import CashoutWorker
 from tests.api.conftest import Account, bearer
 

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.client_address import client_address
 from adapters.persistence import DatabaseSettings
+from adapters.settings import parse_trusted_proxies
 from api import cli
 from api.app import create_app
 from api.bootstrap import Services, build_services
-from api.client_address import client_address, parse_trusted_proxies
 from tests.api.conftest import Account, api_config
 
 PROXY = "10.1.2.3"  # inside TRUSTED_PROXIES below

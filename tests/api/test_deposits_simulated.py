@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from adapters.payments import build_payment_gateway
 from adapters.settings import ServiceSettings
-from api.bootstrap import Services
-from api.workers import worker_tasks
+from api.bootstrap import Services, worker_tasks
 from tests.api.conftest import Account
 
 Register = Callable[..., Account]

@@ -18,8 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import generate_latest
 
+from adapters.metrics import REGISTRY
 from api.bootstrap import Services
-from api.metrics import REGISTRY
 from tests.api.conftest import Account
 
 KiB = 1024
@@ -122,7 +122,7 @@ def test_development_still_serves_metrics_and_the_stream_head(api_client: TestCl
 def test_the_internal_metrics_listener_serves_what_the_public_one_no_longer_does(
     api_client: TestClient, production: None
 ) -> None:
-    from api.metrics import serve_internal
+    from adapters.metrics import serve_internal
 
     api_client.get("/v1/health")
     server = serve_internal("127.0.0.1:0")
@@ -238,7 +238,7 @@ def test_the_docs_pages_load_everything_from_this_server(api_client: TestClient)
 
 
 RECORD_ONE_REQUEST = """
-from api.metrics import REQUEST_LATENCY
+from adapters.metrics import REQUEST_LATENCY
 REQUEST_LATENCY.labels("GET", "/health", "200").observe(0.01)
 """
 
@@ -246,7 +246,7 @@ REQUEST_LATENCY.labels("GET", "/health", "200").observe(0.01)
 def test_several_server_processes_are_scraped_as_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from api.metrics import exposed_registry, prepare_multiprocess
+    from adapters.metrics import exposed_registry, prepare_multiprocess
 
     (tmp_path / "histogram_999999.db").write_bytes(b"stale")  # an earlier run's samples
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))

@@ -18,17 +18,12 @@ from fastapi.testclient import TestClient
 from pydantic import RootModel
 from starlette.requests import Request
 
-from adapters.users import IdempotencyStore, Outcome, UserStore
+from adapters.users import IdempotencyStore, UserStore
 from api.bootstrap import Services
-from api.errors import ApiError
-from api.idempotency import (
-    REPLAYED_HEADER,
-    IdempotentRequest,
-    Replayed,
-    request_hash,
-    route_key,
-)
-from domain.errors import InsufficientFunds
+from api.errors import problem_of
+from api.idempotency import REPLAYED_HEADER, replayed_response, route_key
+from application.idempotency import IdempotentCommand, Outcome, Replayed, request_hash
+from domain.errors import DomainError, InsufficientFunds
 from tests.api.conftest import Account, bearer
 
 ROUTE = "POST /test/things"
@@ -59,18 +54,24 @@ def run(
     route: str = ROUTE,
 ) -> JSONResponse:
     """``action`` run as a route runs its command: in an operation of the request's key."""
-    request = IdempotentRequest(services.idempotency, user or USER, route, 200, key)
+    request = IdempotentCommand(services.idempotency, user or USER, route, 200, key)
     try:
         with request.operation(Payload(body or {"tokens": 5})) as operation:
             status, answer = action()
             answered = operation.answer(Payload(answer), status=status)
             return JSONResponse(answered.model_dump(mode="json"), status_code=status)
     except Replayed as replay:
-        return replay.response()
+        return replayed_response(replay)
 
 
 def payload(response: Any) -> Any:
     return json.loads(response.body)
+
+
+def answered(refusal: DomainError) -> tuple[int, str]:
+    """The status and code the API answers a refusal with."""
+    problem = problem_of(refusal)
+    return problem.status_code, payload(problem)["code"]
 
 
 def backdate(services: Services, key: str, column: str, seconds: int) -> None:
@@ -101,9 +102,9 @@ def test_the_body_hash_ignores_key_order() -> None:
 def test_the_same_key_with_another_body_is_refused(api_services: Services) -> None:
     action, key = Counting(), str(uuid.uuid4())
     run(api_services, action, key=key, body={"tokens": 5})
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         run(api_services, action, key=key, body={"tokens": 6})
-    assert (refused.value.status, refused.value.code) == (422, "idempotency_key_reused")
+    assert answered(refused.value) == (422, "idempotency_key_reused")
     assert action.runs == 1
 
 
@@ -120,10 +121,10 @@ def test_the_same_key_while_the_first_still_runs_is_a_conflict(api_services: Ser
     first.start()
     try:
         assert started.wait(10)
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(DomainError) as refused:
             run(api_services, Counting(), key=key)
-        assert (refused.value.status, refused.value.code) == (409, "idempotency_key_in_use")
-        assert refused.value.headers["Retry-After"] == "1"
+        assert answered(refused.value) == (409, "idempotency_key_in_use")
+        assert problem_of(refused.value).headers["Retry-After"] == "1"
     finally:
         finish.set()
         first.join(10)
@@ -162,7 +163,7 @@ def test_an_abandoned_claim_is_taken_over(api_services: Services) -> None:
     key = str(uuid.uuid4())
     crashed = api_services.idempotency.begin(USER, ROUTE, key, request_hash({"tokens": 5}))
     assert crashed.outcome is Outcome.STARTED  # ...and its process died before completing
-    with pytest.raises(ApiError):
+    with pytest.raises(DomainError):
         run(api_services, Counting(), key=key)  # too recent to tell from a slow request
     backdate(api_services, key, "claimed_at", 61)
     action = Counting()
@@ -196,9 +197,9 @@ def test_expired_keys_are_purged(api_services: Services) -> None:
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "clé", "tab\there"])
 def test_a_malformed_key_is_refused(api_services: Services, key: str) -> None:
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         run(api_services, Counting(), key=key)
-    assert (refused.value.status, refused.value.code) == (422, "invalid_idempotency_key")
+    assert answered(refused.value) == (422, "invalid_idempotency_key")
 
 
 def test_concurrent_first_requests_run_the_command_once(api_services: Services) -> None:

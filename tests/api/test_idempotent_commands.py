@@ -16,10 +16,9 @@ from uuid import UUID
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.atomic_responses import PendingResponse, responding
-from adapters.users import Outcome
 from api.bootstrap import Services
-from api.idempotency import REPLAYED_HEADER, request_hash
+from api.idempotency import REPLAYED_HEADER
+from application.idempotency import Outcome, PendingResponse, request_hash, responding
 from domain.aggregate import Cause
 from domain.errors import NotFound
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight, text

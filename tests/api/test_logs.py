@@ -18,12 +18,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.logs import configure_logging
+from adapters.metrics import PROMETHEUS
 from adapters.settings import ConfigError, ProcessSettings
 from api.bootstrap import Services
-from api.workers import run_every
 from application.ledger import Ledger
 from application.receipts import Swept
 from application.settings import LedgerSettings
+from application.workers import run_every
 from domain.aggregate import Cause
 from domain.errors import ConcurrencyConflict
 from tests.api.conftest import Account
@@ -183,7 +184,7 @@ def test_a_worker_pass_logs_what_it_did(json_logs: tuple[Lines, io.StringIO]) ->
         stop.set()
         return Swept(42, settled, (), (), due=3)
 
-    run_every("settlement", one_pass, 0.0, stop)
+    run_every("settlement", one_pass, 0.0, stop, PROMETHEUS)
 
     [line] = of(lines(), message="worker pass", worker="settlement")
     assert line["settled"] == 2 and line["cancelled"] == 0 and line["due"] == 3
@@ -200,7 +201,7 @@ def test_a_failed_worker_pass_is_one_event_naming_the_worker(
         stop.set()
         raise RuntimeError("stripe is down")
 
-    run_every("cashouts", failing, 0.0, stop)
+    run_every("cashouts", failing, 0.0, stop, PROMETHEUS)
 
     [event] = [line for line in lines() if line.get("worker") == "cashouts"]
     assert event["level"] == "ERROR" and "stripe is down" in event["exc_info"]

@@ -19,13 +19,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from adapters.metrics import PROMETHEUS, REGISTRY
 from adapters.persistence import DatabaseSettings
 from adapters.proof_store import s3_client
 from api.app import create_app
 from api.bootstrap import Services, build_services, build_watch
-from api.metrics import REGISTRY
-from api.workers import Workers, audit_pass, interval, reconcile_pass, run_every
 from application.ports import AdjustableClock
+from application.workers import audit_pass, reconcile_pass, run_every
 from domain.aggregate import Cause
 from projections.audit.verify import verify
 from tests.api.conftest import api_config
@@ -99,7 +99,7 @@ def test_a_clean_audit_exports_its_metrics_and_publishes_the_head_it_computed(
     pay(services, 500)
     clean_before = sample("peerpush_audit_runs_total", result="clean")
 
-    run = audit_pass(build_watch(services))
+    run = audit_pass(build_watch(services), PROMETHEUS)
 
     assert run is not None and run.findings == 0 and run.published
     report = verify(services.db, services.ledger.mapper.to_domain_event)
@@ -119,14 +119,14 @@ def test_a_rewritten_database_is_caught_by_the_published_head_which_it_cannot_re
     services = watched(chain_head_export=published.as_uri())
     pay(services, 500)
     watch = build_watch(services)
-    first = audit_pass(watch)
+    first = audit_pass(watch, PROMETHEUS)
     assert first is not None and first.findings == 0
     pay(services, 300)
     forge_first_deposit(pg_settings, services)
     # The stored chain was rewritten to fit: on its own, the audit sees nothing wrong.
     assert verify(services.db, services.ledger.mapper.to_domain_event).clean
 
-    run = audit_pass(watch)
+    run = audit_pass(watch, PROMETHEUS)
 
     assert run is not None and run.expected == first.head
     assert run.findings >= 1 and not run.published
@@ -155,10 +155,10 @@ def test_the_head_goes_to_an_s3_object_and_the_next_audit_checks_against_it(
         pay(services, 500)
         watch = build_watch(services)
 
-        first = audit_pass(watch)
+        first = audit_pass(watch, PROMETHEUS)
         stored = json.loads(client.get_object(Bucket=bucket, Key="ledger/head.json")["Body"].read())
         pay(services, 200)
-        second = audit_pass(watch)
+        second = audit_pass(watch, PROMETHEUS)
     finally:
         server.stop()
 
@@ -176,9 +176,9 @@ def test_reconcile_counts_a_deposit_stripe_never_saw_as_a_mismatch(watched: Watc
     watch.clock = AdjustableClock(services.clock.now() + timedelta(hours=1))
     ok_before = sample("peerpush_reconcile_runs_total", result="ok")
 
-    clean = reconcile_pass(watch)
+    clean = reconcile_pass(watch, PROMETHEUS)
     services.ledger.credit_deposit(user, "pi_nobody_paid", 1_000, Cause.stripe("evt_forged"))
-    found = reconcile_pass(watch)
+    found = reconcile_pass(watch, PROMETHEUS)
 
     assert clean is not None and clean.mismatches == 0
     assert sample("peerpush_reconcile_runs_total", result="ok") == ok_before + 1
@@ -202,9 +202,9 @@ def test_a_failing_run_is_logged_and_counted_and_the_worker_goes_on(
         calls.append("audit")
         if len(calls) == 2:
             stop.set()
-        return audit_pass(watch)
+        return audit_pass(watch, PROMETHEUS)
 
-    run_every("audit", task, 0.0, stop)
+    run_every("audit", task, 0.0, stop, PROMETHEUS)
 
     assert len(calls) == 2  # the first failure did not end the loop
     assert sample("peerpush_audit_runs_total", result="error") == errors_before + 2
@@ -214,13 +214,13 @@ def test_a_failing_run_is_logged_and_counted_and_the_worker_goes_on(
 def test_the_worker_runs_audit_and_reconcile_on_their_own_schedules(watched: Watched) -> None:
     services = watched(audit_every=timedelta(minutes=30), reconcile_every=timedelta(hours=2))
     config = services.config
-    assert interval("audit", config) == 1800 and interval("reconcile", config) == 7200
-    assert interval("settlement", config) == config.worker_interval_seconds
+    assert config.worker_interval("audit") == 1800 and config.worker_interval("reconcile") == 7200
+    assert config.worker_interval("settlement") == config.worker_interval_seconds
 
     off = dataclasses.replace(
         services, config=config.model_copy(update={"audit_every": timedelta(0)})
     )
-    workers = Workers(off, ("audit", "reconcile"), projections=False)
+    workers = off.workers(("audit", "reconcile"), projections=False)
     workers.stop.set()  # the loops end at once: only which threads exist is looked at
     workers.start()
     workers.shutdown()

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from adapters.atomic_responses import PendingResponse, responding
 from api.bootstrap import Services
-from api.idempotency import REPLAYED_HEADER, request_hash
+from api.idempotency import REPLAYED_HEADER
+from application.idempotency import PendingResponse, request_hash, responding
 from domain.aggregate import Cause
 from domain.errors import NotFound
 from tests.api.conftest import Account, bearer

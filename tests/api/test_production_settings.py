@@ -192,10 +192,10 @@ def test_the_projection_worker_in_production_refuses_to_start_without_database_u
 def test_serve_with_several_processes_shares_one_metrics_directory_on_the_internal_listener(
     served: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import api.metrics
+    import adapters.metrics
 
     listened: list[str] = []
-    monkeypatch.setattr(api.metrics, "serve_internal", listened.append)
+    monkeypatch.setattr(adapters.metrics, "serve_internal", listened.append)
     monkeypatch.setenv("ENV", "development")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
     monkeypatch.setenv("METRICS_LISTEN", "127.0.0.1:9464")

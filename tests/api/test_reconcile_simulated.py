@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 
 from adapters.simulated_stripe import SimulatedStripe
 from api import cli
-from api.bootstrap import Services
-from api.workers import worker_tasks
+from api.bootstrap import Services, worker_tasks
 from tests.api.conftest import Account
 from tests.api.test_cashouts import credited, onboarded
 from tests.api.test_deposits_simulated import checkout, local_path

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.origins import same_origin
+from domain.origins import same_origin
 from tests.api.conftest import Account
 
 ORIGIN = "http://127.0.0.1:8000"  # the default public base URL the API tests run with

@@ -20,8 +20,9 @@ from fastapi.testclient import TestClient
 
 from adapters.proof_store import LocalProofStore
 from api.bootstrap import Services
-from application.submissions import ORPHAN_AFTER, Proof, store_proof
+from application.submissions import ORPHAN_AFTER, store_proof
 from domain.errors import Conflict
+from domain.proofs import Proof
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight, photo, png
 from tests.photos import decoded, photo_bytes
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from api.bootstrap import Services
-from application.photos import sniff
+from domain.values import image_type as sniff
 from tests.api.test_challenges import Player, Stack, challenge_body, next_midnight
 from tests.api.test_submissions import running_challenge, stored_files
 from tests.photos import decoded, decompression_bomb, exif_bytes, photo_bytes, picture, variant

@@ -17,12 +17,12 @@ from eventsourcing.persistence import StoredEvent
 from adapters.photos import PillowPhotoInspector
 from adapters.proof_store import LocalProofStore
 from application.ledger import Ledger
-from application.photos import photo_type
 from application.ports import AdjustableClock
 from application.settings import LedgerSettings
-from application.submissions import Proof, Submissions
+from application.submissions import Submissions
 from domain.aggregate import Cause
 from domain.challenge import Challenge
+from domain.proofs import Proof, photo_type
 from domain.verification import ACCEPTED, EXPIRED, PENDING, Verification
 from tests.photos import decoded, photo_bytes, variant
 

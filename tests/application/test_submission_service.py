@@ -16,7 +16,7 @@ from adapters.photos import PillowPhotoInspector
 from adapters.proof_store import LocalProofStore
 from application.ledger import Ledger
 from application.ports import AdjustableClock
-from application.submissions import Proof, Submissions
+from application.submissions import Submissions
 from domain.aggregate import Cause
 from domain.errors import (
     DuplicateSubmission,
@@ -25,6 +25,7 @@ from domain.errors import (
     ProofTypeNotAllowed,
     SubmissionRefused,
 )
+from domain.proofs import Proof
 from tests.photos import decoded, photo_bytes
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -199,7 +200,7 @@ def test_the_review_queue_lists_others_pending_submissions_until_one_has_voted(
         world.challenge_id, User(B), Proof("text", b"x", "text/plain"), me(B)
     )
 
-    assert [r.verification.id for r in world.service.reviews(A)] == [made.submission_id]
+    assert [r.submission_id for r in world.service.reviews(A)] == [made.submission_id]
     assert world.service.reviews(B) == []  # not one's own
 
     world.service.vote(made.submission_id, User(A), True, me(A))

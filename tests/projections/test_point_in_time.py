@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from api.demo import play
+from application.demo import play
 from domain import ids
 from domain.aggregate import Cause
 from domain.errors import NotFound

@@ -7,7 +7,7 @@ import contextlib
 import io
 import threading
 
-from api.demo import play
+from application.demo import play
 from tests.projections.support import (
     Projected,
     assert_read_models_match_domain,

@@ -3,7 +3,8 @@
 A router translates HTTP to one application call: what it needs of the adapters comes
 through the composition root (``api/bootstrap.py``) and ``api/deps.py``, never by importing
 an adapter, and it shares nothing with a sibling router. The domain is pure: the standard
-library, ``eventsourcing.domain`` and itself.
+library, ``eventsourcing.domain`` and itself. The application declares the ports the adapters
+implement, so it imports no adapter, and neither it nor an adapter imports the API.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ROUTERS = sorted(p for p in (ROOT / "api" / "routers").glob("*.py") if p.name != "__init__.py")
 DOMAIN = sorted((ROOT / "domain").glob("*.py"))
+APPLICATION = sorted((ROOT / "application").rglob("*.py"))
+ADAPTERS = sorted((ROOT / "adapters").rglob("*.py"))
 
 KNOWN_EXCEPTIONS: dict[str, set[str]] = {}
 
@@ -49,6 +52,8 @@ def is_within(module: str, package: str) -> bool:
 def test_there_are_routers_and_domain_modules_to_check() -> None:
     assert len(ROUTERS) >= 8
     assert ROOT / "domain" / "wallet.py" in DOMAIN
+    assert ROOT / "application" / "ledger.py" in APPLICATION
+    assert ROOT / "adapters" / "users.py" in ADAPTERS
 
 
 @pytest.mark.parametrize("path", ROUTERS, ids=lambda p: p.name)
@@ -75,6 +80,18 @@ def test_the_domain_imports_only_the_standard_library_and_eventsourcing_domain(
 
     outside = {m for m in imported_modules(path) if not allowed(m)}
     assert not outside, sorted(outside)
+
+
+@pytest.mark.parametrize("path", APPLICATION, ids=lambda p: p.name)
+def test_the_application_imports_no_adapter_and_no_api(path: Path) -> None:
+    inward = {m for m in imported_modules(path) if is_within(m, "adapters") or is_within(m, "api")}
+    assert not inward, sorted(inward)
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: p.name)
+def test_an_adapter_imports_no_api(path: Path) -> None:
+    outward = {m for m in imported_modules(path) if is_within(m, "api")}
+    assert not outward, sorted(outward)
 
 
 def test_the_check_catches_an_adapter_or_sibling_import_however_written(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -10,8 +11,9 @@ import pytest
 from adapters.settings import ServiceSettings
 from api.bootstrap import Services
 from api.deps import wait_for_position
-from api.errors import ApiError
+from api.errors import read_model_behind
 from projections.position_watch import TooManyWaiters
+from projections.queries import ReadModelBehind, ReadModels
 
 
 @dataclass
@@ -25,7 +27,12 @@ class FullProjector:
         raise TooManyWaiters("64 requests are already waiting")
 
 
-class Reads:
+class Reads(ReadModels):
+    """The read models' wait, over a projection position of 41 (no database)."""
+
+    def __init__(self) -> None:
+        pass
+
     def position(self) -> int:
         return 41
 
@@ -35,12 +42,12 @@ def test_a_wait_beyond_the_bound_is_503_read_model_behind_with_retry_after() -> 
     services: Any = type("S", (), {})()
     services.projector, services.reads = projector, Reads()
     services.config = ServiceSettings.model_construct()
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(ReadModelBehind) as refused:
         wait_for_position(cast(Services, services), 42)
-    error = refused.value
-    assert (error.status, error.code) == (503, "read_model_behind")
-    assert error.headers["Retry-After"] == "1"
-    assert error.extra["position"] == 41
+    answer = read_model_behind(str(refused.value), refused.value.position)
+    assert (answer.status_code, json.loads(answer.body)["code"]) == (503, "read_model_behind")
+    assert answer.headers["Retry-After"] == "1"
+    assert json.loads(answer.body)["position"] == 41
     assert projector.calls == [42]
 
 

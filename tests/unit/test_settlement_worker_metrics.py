@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, cast
 from uuid import UUID
 
-from api.metrics import REGISTRY
-from api.workers import settlement_pass
+from adapters.metrics import PROMETHEUS, REGISTRY
 from application.receipts import Swept
+from application.workers import settlement_pass
 
 
 class _Worker:
@@ -25,7 +25,7 @@ def _failures() -> float:
 def test_each_failed_settlement_of_a_pass_is_counted() -> None:
     before = _failures()
 
-    settlement_pass(cast(Any, _Worker((UUID(int=2), UUID(int=3)))))
-    settlement_pass(cast(Any, _Worker(())))
+    settlement_pass(cast(Any, _Worker((UUID(int=2), UUID(int=3)))), PROMETHEUS)
+    settlement_pass(cast(Any, _Worker(())), PROMETHEUS)
 
     assert _failures() == before + 2

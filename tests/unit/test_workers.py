@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import pytest
 
+from adapters.metrics import PROMETHEUS, REGISTRY
 from adapters.settings import ConfigError, ServiceSettings
-from api.metrics import REGISTRY
-from api.workers import run_every, runs_workers_in_process
 from application.receipts import Swept
 from application.settlement_worker import SettlementWorker
+from application.workers import run_every
 
 
 @pytest.mark.parametrize("run_workers", [True, False])
@@ -23,17 +23,17 @@ def test_serve_in_production_never_runs_the_workers_in_process(
 ) -> None:
     config = ServiceSettings.model_construct(env="production", run_workers=run_workers)
 
-    assert runs_workers_in_process(config, requested) is False
+    assert config.serve_runs_workers(requested) is False
 
 
 def test_serve_in_development_runs_the_workers_unless_told_not_to() -> None:
     def development(run_workers: bool = True) -> ServiceSettings:
         return ServiceSettings.model_construct(env="development", run_workers=run_workers)
 
-    assert runs_workers_in_process(development()) is True
-    assert runs_workers_in_process(development(run_workers=False)) is False
-    assert runs_workers_in_process(development(run_workers=False), requested=True) is True
-    assert runs_workers_in_process(development(run_workers=True), requested=False) is False
+    assert development().serve_runs_workers() is True
+    assert development(run_workers=False).serve_runs_workers() is False
+    assert development(run_workers=False).serve_runs_workers(requested=True) is True
+    assert development(run_workers=True).serve_runs_workers(requested=False) is False
 
 
 def test_the_worker_interval_is_a_setting_of_positive_seconds(
@@ -66,7 +66,7 @@ def test_a_failed_pass_is_counted_and_the_loop_goes_on_until_stopped() -> None:
         stop.set()
 
     before = _pass_failures("flaky")
-    run_every("flaky", task, 0.0, stop)
+    run_every("flaky", task, 0.0, stop, PROMETHEUS)
 
     assert len(calls) == 2
     assert _pass_failures("flaky") == before + 1

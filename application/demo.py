@@ -1,13 +1,16 @@
-"""The scripted scenario of ``make run``: a four-player challenge on a test clock."""
+"""The scripted scenario of ``make demo``: a four-player challenge on a test clock."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any, TextIO
 from uuid import UUID, uuid4
 
 from application.ledger import Ledger
 from application.ports import AdjustableClock
 from domain.aggregate import Cause
+from domain.values import SubmissionStatus
 from domain.verification import ProofFacts
 
 
@@ -50,9 +53,24 @@ def play(ledger: Ledger, clock: AdjustableClock) -> dict[str, UUID]:
                 outcome = ledger.vote(
                     made.submission_id, users[voter], approve, Cause.user(users[voter])
                 )
-                if outcome.status != "pending":
+                if outcome.status != SubmissionStatus.PENDING:
                     break
     clock.set(start + timedelta(days=4, hours=1))
     swept = ledger.settle_due()
     print(f"settled {len(swept.settled)} challenge(s) at position {swept.position}\n")
     return users
+
+
+def write_balances(
+    users: Mapping[str, UUID], rows: Mapping[UUID, Mapping[str, Any]], out: TextIO
+) -> None:
+    """Each player's balances after the scenario, as a table (from the wallets read model)."""
+    out.write(
+        f"{'user':<6}{'available':>10}{'staked':>8}{'won':>6}{'forfeited':>10}{'penalised':>10}\n"
+    )
+    for name, user in users.items():
+        r = rows[user]
+        out.write(
+            f"{name:<6}{r['available']:>10}{r['staked']:>8}{r['won']:>6}"
+            f"{r['forfeited']:>10}{r['penalised']:>10}\n"
+        )

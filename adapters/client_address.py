@@ -12,9 +12,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from fastapi import Request
-
-from adapters.settings import Network, parse_trusted_proxies
+from adapters.settings import Network
 
 UNKNOWN = "unknown"
 
@@ -36,13 +34,6 @@ def client_address(peer: str | None, forwarded_for: str, trusted: tuple[Network,
             return hop
         last = hop
     return last
-
-
-def request_client_address(request: Request) -> str:
-    """This request's client address under the app's ``TRUSTED_PROXIES``."""
-    trusted = parse_trusted_proxies(",".join(request.app.state.services.config.trusted_proxies))
-    forwarded_for = ",".join(request.headers.getlist("x-forwarded-for"))
-    return client_address(request.client.host if request.client else None, forwarded_for, trusted)
 
 
 def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:

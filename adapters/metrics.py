@@ -1,5 +1,9 @@
 """Prometheus metrics of this process (a registry of its own, no global state leaks).
 
+The registry and the samples are this adapter's; the HTTP app records requests in it and
+exposes it on ``/metrics``, and the workers report through `PROMETHEUS` (the
+``WorkerMetrics`` port).
+
 Label values come from fixed sets only (route templates, `METHODS`), so requests a client makes
 up cannot grow the metrics without bound. With ``PROMETHEUS_MULTIPROC_DIR`` set (before any
 server process starts) every process writes its samples there and the internal listener
@@ -12,8 +16,9 @@ import contextlib
 import os
 import tempfile
 import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -21,9 +26,6 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from adapters.settings import ConfigError, parse_listen
 from application.ledger import CommandOutcome
-
-if TYPE_CHECKING:
-    from api.bootstrap import Services
 
 REGISTRY = CollectorRegistry()
 REQUEST_LATENCY = Histogram(
@@ -84,6 +86,22 @@ def prepare_multiprocess() -> Path:
         stale.unlink()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     return path
+
+
+def serve_for_processes(listen: str, processes: int) -> Path | None:
+    """Serve ``/metrics`` on ``listen`` for ``processes`` server processes about to start.
+
+    Several processes share a metrics directory (``PROMETHEUS_MULTIPROC_DIR``, or a new
+    temporary one); that temporary directory is returned for the caller to remove once they
+    have stopped (None when there is nothing to remove).
+    """
+    temporary = None
+    if processes > 1:
+        chosen = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        directory = prepare_multiprocess()
+        temporary = None if chosen else directory
+    serve_internal(listen)
+    return temporary
 
 
 def serve_internal(listen: str) -> WSGIServer:
@@ -209,14 +227,14 @@ for _result in ("ok", "mismatches", "error"):
 SAMPLE_SECONDS = 5.0
 
 
-def refresh_gauges(services: Services) -> None:
-    """Sample what a scrape shows now: this process's pool connections, the projection lag,
-    the money in flight. A database that does not answer leaves the last values."""
-    pools: dict[str, Any] = {
-        "events": getattr(getattr(services.ledger.recorder, "datastore", None), "pool", None),
-        "reads": services.reads.pool,
-        "users": services.users.pool,
-    }
+def refresh_gauges(
+    pools: Mapping[str, Any],
+    lag: Callable[[], int],
+    in_flight: Callable[[], Mapping[str, tuple[int, int]]],
+) -> None:
+    """Sample what a scrape shows now: this process's pool connections (``pools`` by name;
+    None for a store without one), the projection lag, the money in flight (wallets and tokens
+    by kind). A database that does not answer leaves the last values."""
     for name, pool in pools.items():
         if pool is None:  # the ledger on an in-memory store (tests)
             continue
@@ -226,21 +244,58 @@ def refresh_gauges(services: Services) -> None:
         POOL_CONNECTIONS.labels(name, "idle").set(idle)
         POOL_CONNECTIONS.labels(name, "waiting").set(stats.get("requests_waiting", 0))
     with contextlib.suppress(Exception):
-        PROJECTION_LAG.set(max(0, services.ledger.head() - services.reads.position()))
-        for kind, (wallets, tokens) in services.reads.in_flight().items():
+        PROJECTION_LAG.set(max(0, lag()))
+        for kind, (wallets, tokens) in in_flight().items():
             IN_FLIGHT_WALLETS.labels(kind).set(wallets)
             IN_FLIGHT_TOKENS.labels(kind).set(tokens)
 
 
-def sample_gauges(services: Services, stop: threading.Event) -> threading.Thread:
-    """Refresh the gauges every few seconds until ``stop`` (processes with METRICS_LISTEN)."""
+def sample_gauges(refresh: Callable[[], None], stop: threading.Event) -> threading.Thread:
+    """Call ``refresh`` (`refresh_gauges` on the process's stores) every few seconds until
+    ``stop`` (processes with METRICS_LISTEN)."""
 
     def loop() -> None:
         while not stop.is_set():
             with contextlib.suppress(Exception):
-                refresh_gauges(services)
+                refresh()
             stop.wait(SAMPLE_SECONDS)
 
     thread = threading.Thread(target=loop, name="peerpush-gauges", daemon=True)
     thread.start()
     return thread
+
+
+class PrometheusWorkerMetrics:
+    """The workers' ``WorkerMetrics``, as Prometheus samples."""
+
+    def pass_failed(self, worker: str) -> None:
+        WORKER_PASS_FAILURES.labels(worker).inc()
+
+    def settlements_failed(self, count: int) -> None:
+        SETTLEMENT_FAILURES.inc(count)
+
+    def payouts_paused(self, paused: bool) -> None:
+        PAYOUTS_PAUSED.set(1 if paused else 0)
+
+    def settlement_backlog(self, count: int) -> None:
+        SETTLEMENT_BACKLOG.set(count)
+
+    def audit_failed(self) -> None:
+        AUDIT_RUNS.labels("error").inc()
+
+    def audited(self, findings: int, seconds: float, position: int) -> None:
+        AUDIT_RUNS.labels("findings" if findings else "clean").inc()
+        AUDIT_FINDINGS.set(findings)
+        AUDIT_SECONDS.set(seconds)
+        CHAIN_HEAD_POSITION.set(position)
+
+    def reconcile_failed(self) -> None:
+        RECONCILE_RUNS.labels("error").inc()
+
+    def reconciled(self, mismatches: int, seconds: float) -> None:
+        RECONCILE_RUNS.labels("mismatches" if mismatches else "ok").inc()
+        RECONCILE_MISMATCHES.set(mismatches)
+        RECONCILE_SECONDS.set(seconds)
+
+
+PROMETHEUS = PrometheusWorkerMetrics()
