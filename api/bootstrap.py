@@ -86,6 +86,7 @@ def build_ledger(
         clock=clock,
         settings=settings or LedgerSettings.from_env(),
         group_commit=process.group_commit,
+        trusted_cache=process.trusted_cache,
     )
     ledger.observers.append(count_command)
     return ledger

@@ -7,10 +7,19 @@ the command is then re-run on fresh state a bounded number of times and finally 
 :class:`~domain.errors.ConcurrencyConflict`. No I/O happens between loading and saving, so
 concurrent commands' saves share one transaction (group commit, `application.group_commit`;
 ``GROUP_COMMIT=off`` saves each alone), each keeping its own outcome.
+
+A command first decides on the aggregates as this process last saw them (the aggregate cache,
+no read of the store; ``TRUSTED_CACHE``), because its save proves them current: the events
+table accepts each aggregate's next version once, so a save decided on an aggregate another
+process has since changed fails as a version conflict and is re-run on fresh state. What a
+save cannot prove is checked before the answer is given: an aggregate the command read but
+did not change is compared with the store, and a refusal decided on cached state is decided
+again on fresh state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import random
@@ -19,7 +28,8 @@ import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
@@ -138,8 +148,71 @@ class SerialisedRepository(Repository[UUID]):
                 return cached
             found = super().get(aggregate_id, **{**kwargs, "deepcopy_from_cache": False})
             if kwargs.get("deepcopy_from_cache", True) and self.deepcopy_from_cache:
-                return pickle.loads(pickle.dumps(found, pickle.HIGHEST_PROTOCOL))
+                return _copy(found)
             return found
+
+    def cached(self, aggregate_id: UUID) -> Any | None:
+        """A copy of the aggregate as the cache holds it, not fast-forwarded; None when it is
+        not cached."""
+        if self.cache is None:
+            return None
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            try:
+                found = self.cache.get(aggregate_id)
+            except KeyError:
+                return None
+            if isinstance(found, self._immutable) or not self.deepcopy_from_cache:
+                return found
+            return _copy(found)
+
+    def remember(self, aggregate: Any) -> None:
+        """Cache a copy of an aggregate as just committed, unless a later version is cached."""
+        if self.cache is None:
+            return
+        with self._stripes[hash(aggregate.id) % self.STRIPES]:
+            try:
+                found = self.cache.get(aggregate.id)
+            except KeyError:
+                found = None
+            if found is None or found.version < aggregate.version:
+                self.cache.put(aggregate.id, _copy(aggregate))
+
+    def forget(self, aggregate_id: UUID) -> None:
+        """Drop a cached aggregate another process has changed (the next get reads it)."""
+        if self.cache is None:
+            return
+        with self._stripes[hash(aggregate_id) % self.STRIPES], contextlib.suppress(KeyError):
+            self.cache.get(aggregate_id, evict=True)
+
+
+def _copy(aggregate: T) -> T:
+    copied: T = pickle.loads(pickle.dumps(aggregate, pickle.HIGHEST_PROTOCOL))
+    return copied
+
+
+@dataclass
+class _Reads:
+    """What one attempt of a command read from the aggregate cache without checking it.
+
+    ``versions``: aggregate id -> the cached version decided on, not yet proven current;
+    ``trusting``: whether reads may still come from the cache (not on a re-run, nor after
+    the attempt's save); ``trusted``: whether any did; ``saved``: whether the attempt's save
+    committed (then it is never re-run).
+    """
+
+    trusting: bool
+    versions: dict[UUID, int] = field(default_factory=dict)
+    trusted: bool = False
+    saved: bool = False
+
+    def again(self) -> None:
+        """The next attempt reads fresh state."""
+        self.trusting, self.trusted, self.saved = False, False, False
+        self.versions.clear()
+
+
+# The reads of the command attempt running in this context (None outside a command).
+_reads: ContextVar[_Reads | None] = ContextVar("ledger_reads", default=None)
 
 
 class Ledger(Application[UUID]):
@@ -163,8 +236,11 @@ class Ledger(Application[UUID]):
         clock: Clock | None = None,
         settings: LedgerSettings | None = None,
         group_commit: bool = True,
+        trusted_cache: bool = True,
     ) -> None:
         super().__init__(env)
+        # Decide first on cached aggregates, proven current by the save (TRUSTED_CACHE).
+        self.trusted_cache = trusted_cache
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.defaults()
         # Concurrent commands' saves share a transaction (GROUP_COMMIT, docs/settings.md).
@@ -701,6 +777,22 @@ class Ledger(Application[UUID]):
         # (adapters/atomic_responses.py). Only the changed ones, so a response can tell what
         # the command did (a re-join that only opens a wallet did not join).
         changed = tuple(a for a in aggregates if a.pending_events)
+        reads = _reads.get()
+        if reads is not None:
+            # What the save will not prove current (read here, not changed) is checked now.
+            written = {a.id for a in changed}
+            self._verify({k: v for k, v in reads.versions.items() if k not in written})
+            reads.versions.clear()
+        receipt = self._write(aggregates, changed)
+        if reads is not None:
+            reads.saved, reads.trusting = True, False
+        for aggregate in changed:
+            self._cache.remember(aggregate)
+        return receipt
+
+    def _write(
+        self, aggregates: Sequence[LedgerAggregate], changed: tuple[LedgerAggregate, ...]
+    ) -> Receipt:
         if self.group_commit is None:
             recordings = self.save(*aggregates, saved_aggregates=changed)
             if not recordings:
@@ -742,11 +834,25 @@ class Ledger(Application[UUID]):
             raise NotFound(f"no {cls.__name__.lower()} {aggregate_id}")
         return found
 
+    @property
+    def _cache(self) -> SerialisedRepository:
+        repository = self.repository
+        assert isinstance(repository, SerialisedRepository)
+        return repository
+
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        try:
-            aggregate: object = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
+        reads = _reads.get()
+        aggregate: object = None
+        if reads is not None and reads.trusting:
+            aggregate = self._cache.cached(aggregate_id)
+            if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, InviteCode):
+                reads.trusted = True
+                reads.versions.setdefault(aggregate_id, aggregate.version)
+        if aggregate is None:
+            try:
+                aggregate = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
         if not isinstance(aggregate, cls):
             return None
         return aggregate
@@ -784,14 +890,25 @@ class Ledger(Application[UUID]):
         retries = self.settings.command_retries
         started = time.perf_counter()
         n = 0
+        reads = _Reads(trusting=self.trusted_cache)
+        token = _reads.set(reads)
         try:
             for n in range(retries + 1):
                 try:
                     result = attempt()
+                    if reads.versions:  # decided on cached state and saved nothing
+                        self._verify(reads.versions)
                 except IntegrityError:
                     if n == retries:
                         break
-                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
+                    if not reads.trusted:
+                        time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
+                    # Else the cache was behind: re-run at once, on fresh state.
+                    reads.again()
+                except DomainError:
+                    if not reads.trusted or reads.saved or n == retries:
+                        raise
+                    reads.again()  # a refusal stands only when decided on fresh state
                 else:
                     self._ended(name, "done", None, n, _position(result), started)
                     return result
@@ -805,6 +922,16 @@ class Ledger(Application[UUID]):
         except Exception as e:
             self._ended(name, "failed", type(e).__name__, n, None, started)
             raise
+        finally:
+            _reads.reset(token)
+
+    def _verify(self, versions: Mapping[UUID, int]) -> None:
+        """Raise a version conflict if any of these aggregates has changed past the version
+        a command decided on (one read of the store each; usually none or one)."""
+        for aggregate_id, version in versions.items():
+            if self.recorder.select_events(aggregate_id, gt=version, limit=1):
+                self._cache.forget(aggregate_id)
+                raise IntegrityError(f"{aggregate_id} changed since this command read it")
 
     def _ended(
         self,
