@@ -189,12 +189,14 @@ class SerialisedRepository(Repository[UUID]):
             if found is None or found.version < aggregate.version:
                 self.cache.put(aggregate.id, aggregate)
 
-    def forget(self, aggregate_id: UUID) -> None:
-        """Drop a cached aggregate another process has changed (the next get reads it)."""
+    def forget(self, aggregate_id: UUID, older_than: int | None = None) -> None:
+        """Drop a cached aggregate another process has changed (the next get reads it); with
+        ``older_than``, only if the cached version is older."""
         if self.cache is None:
             return
         with self._stripes[hash(aggregate_id) % self.STRIPES], contextlib.suppress(KeyError):
-            self.cache.get(aggregate_id, evict=True)
+            if older_than is None or self.cache.get(aggregate_id).version < older_than:
+                self.cache.get(aggregate_id, evict=True)
 
 
 def _copy(aggregate: T) -> T:
@@ -764,6 +766,11 @@ class Ledger(Application[UUID]):
 
     def head(self) -> int:
         return self._head()
+
+    def heard_of(self, aggregate_id: UUID, version: int) -> None:
+        """Another process (or this one) committed ``version`` of an aggregate: a cached
+        copy older than that is dropped, so the next command reads it afresh."""
+        self._cache.forget(aggregate_id, older_than=version)
 
     # -- plumbing -------------------------------------------------------------------------
 

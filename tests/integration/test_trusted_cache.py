@@ -9,6 +9,7 @@ checked before the answer, and a refusal is decided again on fresh state.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from adapters.persistence import DatabaseSettings
-from application.ledger import Ledger
+from api.bootstrap import build_cache_follower
+from application.ledger import CommandOutcome, Ledger
 from application.ports import AdjustableClock
 from domain import ids
 from domain.aggregate import Cause
@@ -164,3 +166,45 @@ def test_with_the_trusted_cache_off_every_command_reads_its_aggregates_first(
         assert ids.wallet_id(user) in reads
     finally:
         app.close()
+
+
+def test_a_process_hears_of_another_process_s_writes_and_decides_without_a_conflict(
+    two: tuple[Ledger, Ledger], pg_settings: DatabaseSettings
+) -> None:
+    """Without the follower, a's command on the wallet b changed would first fail on its
+    version and run again; with it, a has dropped its stale copy and runs once."""
+    a, b = two
+    user = uuid4()
+    fund(a, user, 100)
+    ended: list[CommandOutcome] = []
+    a.observers.append(ended.append)
+    follower = build_cache_follower(pg_settings, a)
+    try:
+        written = b.adjust(user, "credit", 50, "goodwill", uuid4(), Cause.worker("test"))
+        deadline = time.monotonic() + 30  # a bound for a busy machine, not a timing assumption
+        while follower.position < written.position and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert follower.position >= written.position, "the follower never heard of b's write"
+
+        a.adjust(user, "debit", 120, "fee", uuid4(), Cause.worker("test"))
+    finally:
+        follower.close()
+
+    assert [(e.command, e.outcome, e.retries) for e in ended] == [("adjust", "done", 0)]
+    assert b.wallet_of(user).available == 100 + 50 - 120
+
+
+def test_without_hearing_of_it_the_stale_decision_is_retried_once(
+    two: tuple[Ledger, Ledger],
+) -> None:
+    a, b = two
+    user = uuid4()
+    fund(a, user, 100)
+    ended: list[CommandOutcome] = []
+    a.observers.append(ended.append)
+    b.adjust(user, "credit", 50, "goodwill", uuid4(), Cause.worker("test"))
+
+    a.adjust(user, "debit", 120, "fee", uuid4(), Cause.worker("test"))
+
+    assert [(e.command, e.outcome, e.retries) for e in ended] == [("adjust", "done", 1)]
+    assert b.wallet_of(user).available == 100 + 50 - 120
