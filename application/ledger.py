@@ -64,6 +64,7 @@ from application.receipts import (
 )
 from application.settings import LedgerSettings
 from application.transcodings import snapshot_transcodings
+from application.turns import Turns
 from domain import ids
 from domain.aggregate import Cause, LedgerAggregate
 from domain.challenge import Cancellation, Challenge
@@ -218,6 +219,8 @@ class _Reads:
     versions: dict[UUID, int] = field(default_factory=dict)
     trusted: bool = False
     saved: bool = False
+    # The aggregates' turns this attempt holds (`application.turns`).
+    turns: list[threading.RLock] = field(default_factory=list)
 
     def again(self) -> None:
         """The next attempt reads fresh state."""
@@ -255,6 +258,8 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         # Decide first on cached aggregates, proven current by the save (TRUSTED_CACHE).
         self.trusted_cache = trusted_cache
+        # Commands of this process take turns on an aggregate rather than race for it.
+        self.turns = Turns()
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.defaults()
         # Concurrent commands' saves share a transaction (GROUP_COMMIT, docs/settings.md).
@@ -862,6 +867,8 @@ class Ledger(Application[UUID]):
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
         reads = _reads.get()
         aggregate: object = None
+        if reads is not None and cls is not InviteCode:
+            self.turns.take(aggregate_id, reads.turns)
         if reads is not None and reads.trusting:
             aggregate = self._cache.cached(aggregate_id)
             if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, InviteCode):
@@ -914,9 +921,12 @@ class Ledger(Application[UUID]):
         try:
             for n in range(retries + 1):
                 try:
-                    result = attempt()
-                    if reads.versions:  # decided on cached state and saved nothing
-                        self._verify(reads.versions)
+                    try:
+                        result = attempt()
+                        if reads.versions:  # decided on cached state and saved nothing
+                            self._verify(reads.versions)
+                    finally:
+                        self.turns.give_back(reads.turns)
                 except IntegrityError:
                     if n == retries:
                         break

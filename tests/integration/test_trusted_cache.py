@@ -9,6 +9,7 @@ checked before the answer, and a refusal is decided again on fresh state.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from adapters.persistence import DatabaseSettings
 from api.bootstrap import build_cache_follower
 from application.ledger import CommandOutcome, Ledger
 from application.ports import AdjustableClock
+from application.turns import Turns
 from domain import ids
 from domain.aggregate import Cause
 from domain.challenge import CANCELLED
@@ -208,3 +210,54 @@ def test_without_hearing_of_it_the_stale_decision_is_retried_once(
 
     assert [(e.command, e.outcome, e.retries) for e in ended] == [("adjust", "done", 1)]
     assert b.wallet_of(user).available == 100 + 50 - 120
+
+
+def test_joins_racing_for_one_challenge_in_one_process_take_turns_and_none_runs_twice(
+    pg_settings: DatabaseSettings, clock: AdjustableClock
+) -> None:
+    """Without turns, each of the racers that lost a round on the challenge's version ran
+    again (most of the work thrown away); with them, each decides once, on what the previous
+    one saved. (The turns' wait is made long here so a slow machine cannot time one out.)"""
+    app = Ledger(pg_settings.eventsourcing_env(create_table=True), clock=clock)
+    app.turns = Turns(wait_seconds=120)
+    try:
+        created = published(app, uuid4())
+        joiners = [uuid4() for _ in range(8)]
+        for user in joiners:
+            fund(app, user, STAKE)
+        ended: list[CommandOutcome] = []
+        app.observers.append(ended.append)
+        barrier = threading.Barrier(len(joiners))
+
+        def join(user: UUID) -> None:
+            barrier.wait()
+            app.join(created.invite_code, user, "UTC", Cause.user(user))
+
+        threads = [threading.Thread(target=join, args=(u,)) for u in joiners]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+
+        assert [(e.outcome, e.retries) for e in ended] == [("done", 0)] * len(joiners)
+        challenge = app.challenge(created.challenge_id)
+        assert {str(u) for u in joiners} <= set(challenge.participants)
+        assert challenge.pool == STAKE * (len(joiners) + 1)
+    finally:
+        app.close()
+
+
+def test_a_turn_not_given_back_in_time_is_not_waited_for() -> None:
+    turns = Turns(stripes=1, wait_seconds=0.05)
+    mine: list[threading.RLock] = []
+    turns.take("challenge", mine)
+    theirs: list[threading.RLock] = []
+    other = threading.Thread(target=turns.take, args=("challenge", theirs))
+    other.start()
+    other.join(timeout=60)
+
+    assert not other.is_alive() and theirs == []  # went on without the turn
+    turns.give_back(mine)
+    turns.take("challenge", theirs)
+    assert len(theirs) == 1
+    turns.give_back(theirs)
