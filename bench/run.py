@@ -3,8 +3,10 @@
 
 Each figure stands next to a baseline measured in the same run on the same machine (which
 other work may share: the ratios are what to compare across runs). ``BENCH_QUICK=1`` shrinks
-every benchmark so the whole run takes about two minutes; ``BENCH_WORKERS`` sets the server
-processes of the HTTP bench (default 2).
+every benchmark so the whole run takes about three minutes on a quiet machine;
+``BENCH_WORKERS`` sets the server processes of the HTTP bench (default 2), ``BENCH_TOPOLOGY``
+which topologies it serves the API in (``development``, ``production`` or ``both``, the
+default), ``BENCH_ONLY`` which sections run (``http,inprocess,catchup,audit,history``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ from bench import http_bench, inprocess  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES: dict[str, dict[str, int]] = {
-    # quick: about two minutes; full: the issue's sizes (1,000,000 events for the audit)
+    # quick: about three minutes on a quiet machine; full: the issue's sizes (1,000,000 events)
     "rounds": {"quick": 1, "full": 3},
     "seconds": {"quick": 5, "full": 10},
     "challenges": {"quick": 50, "full": 400},
     "catchup_events": {"quick": 30_000, "full": 200_000},
-    "audit_events": {"quick": 50_000, "full": 1_000_000},
+    "audit_events": {"quick": 30_000, "full": 1_000_000},
     "history": {"quick": 10_000, "full": 100_000},
     "samples": {"quick": 100, "full": 300},
 }
