@@ -44,7 +44,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,6 +208,7 @@ class Topology:
     owner_stake: int = 0
     offset: int = 0  # the next (user, challenge) pair to join
     pairs: int = 0
+    restarted: int = 0  # uvicorn's restarts of its server processes, once measured
 
     def launch(self, workers: int) -> None:
         """The API, then (production) the projection worker and the workers, each a process
@@ -349,14 +349,10 @@ def measure(
             )
             db = DatabaseSettings.from_url(base.url, schema=schema)
             running.append(Topology(name, url, db, env, where))
-        for topology in running:
-            topology.launch(workers)
         bare_port = free_port()
         bare = f"http://127.0.0.1:{bare_port}"
         bare_process = start_bare(base.url, bare_schema, bare_port, workers, pool_size, logs)
         wait_until_up(f"{bare}/noop", bare_process)
-        with ThreadPoolExecutor(len(running)) as pool:  # the set-ups at once: half the wait
-            list(pool.map(lambda t: t.set_up(USERS, challenges), running))
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
         (logs / "none.lua").write_text(lua_list("tokens", []) + lua_list("codes", []))
         no_data = {"BENCH_DATA": str(logs / "none.lua")}
@@ -364,19 +360,19 @@ def measure(
         def keep(who: str, what: str, run: dict[str, Any]) -> None:
             runs.setdefault(who, {}).setdefault(what, []).append(run)
 
-        # development, bare, production: each bare figure between the two it is the floor of
-        order: list[Topology | None] = [*running[:1], None, *running[1:]]
-        for _ in range(rounds):
-            for what, path, script, floor, bare_path, bare_script in (
-                ("health", "/v1/health", "get.lua", "noop", "/noop", "get.lua"),
-                ("wallet", "/v1/wallet", "get.lua", "select", "/select", "get.lua"),
-                ("joins", "/v1/challenges/join", "join.lua", "insert", "/insert", "post.lua"),
-            ):
-                for one in order:
-                    if one is None:
-                        run = wrk(f"{bare}{bare_path}", bare_script, seconds, no_data)
-                        keep("bare", floor, run)
-                    elif what == "joins":
+        # One topology at a time (two at once took more of a shared server's connections
+        # than it had), each wrk run of it followed by its bare floor's: the bare figures,
+        # pooled over both, are the one set of baselines both are compared with.
+        for one in running:
+            one.launch(workers)
+            one.set_up(USERS, challenges)
+            for _ in range(rounds):
+                for what, path, script, floor, bare_path, bare_script in (
+                    ("health", "/v1/health", "get.lua", "noop", "/noop", "get.lua"),
+                    ("wallet", "/v1/wallet", "get.lua", "select", "/select", "get.lua"),
+                    ("joins", "/v1/challenges/join", "join.lua", "insert", "/insert", "post.lua"),
+                ):
+                    if what == "joins":
                         keep(one.name, what, joins(one, seconds))
                     else:
                         data = {"BENCH_DATA": str(one.data)}
@@ -384,13 +380,17 @@ def measure(
                         keep(one.name, what, wrk(f"{one.url}{path}", script, seconds, data))
                         if spy:
                             spy.wait(60)
+                    keep("bare", floor, wrk(f"{bare}{bare_path}", bare_script, seconds, no_data))
+            one.restarted = one.restarts()
+            for process in reversed(one.processes):
+                stop(process)
         found = {
             who: {what: summarise(what, r) for what, r in by_what.items()}
             for who, by_what in runs.items()
         }
         for topology in running:
             for figures in found[topology.name].values():
-                figures.extra["worker_restarts"] = topology.restarts()
+                figures.extra["worker_restarts"] = topology.restarted
             found[topology.name]["joins"].extra["pairs_left"] = topology.pairs - topology.offset
         if profiles := os.environ.get("BENCH_PROFILE"):
             for topology in running:
