@@ -19,11 +19,12 @@ dropped at the end:
 `bench.generator.HttpSetup` makes, in each topology, 32 users with deposits and ``challenges``
 published challenges with a 1-token stake through the API (production has no simulated
 checkout: its deposits are an admin's credits, from an account ``peerpush create-admin``
-promoted). Then, ``rounds`` times, each for ``seconds`` with 8 connections and interleaved
-(development, bare, production): ``GET /v1/health`` and the bare ``/noop``; ``GET
-/v1/wallet`` and the bare ``SELECT``; ``POST /v1/challenges/join`` (a distinct (user,
-challenge) pair per request) and the bare autocommit ``INSERT``. Both topologies are up for
-the whole run, so each is measured next to the same bare figures.
+promoted). One topology after the other (both at once took more connections than a shared
+server had), ``rounds`` times, each for ``seconds`` with 8 connections, each wrk run followed
+by its bare floor's: ``GET /v1/health`` and the bare ``/noop``; ``GET /v1/wallet`` and the
+bare ``SELECT``; ``POST /v1/challenges/join`` (a distinct (user, challenge) pair per request)
+and the bare autocommit ``INSERT``. The bare figures, pooled over both topologies, are the
+one set of baselines each is compared with.
 
 Joins are counted from the read models, not from wrk: only first joins (a new participant)
 count, the joiners' staked tokens must equal them, and a round's time runs until the read
