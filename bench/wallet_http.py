@@ -82,6 +82,8 @@ def main() -> None:
         "RATE_LIMITS": "off",
         "RUN_WORKERS": "off",
         "READ_POOL_SIZE": str(pool_size),
+        # one signing key for every API served: a token one issued is valid on the others
+        "JWT_SECRET": f"wallet-bench-{uuid.uuid4().hex}",
     }
     python = sys.executable
     processes: list[subprocess.Popen[bytes]] = []
