@@ -25,13 +25,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.database import database_settings  # noqa: E402
 from adapters.persistence import drop_schema, ensure_schema  # noqa: E402
 from bench import bare_app  # noqa: E402
-from bench.generator import HttpSetup  # noqa: E402
+from bench.generator import HttpSetup, bearer  # noqa: E402
 from bench.http_bench import (  # noqa: E402
     caught_up,
     free_port,
@@ -135,6 +137,14 @@ def main() -> None:
         data.write_text(lua_list("tokens", made.tokens) + lua_list("codes", made.codes))
         caught_up(apis[0][1])
         lua = {"BENCH_DATA": str(data)}
+        answers = {
+            name: httpx.get(f"{url}/v1/wallet", headers=bearer(made.tokens[0]), timeout=10)
+            for name, url, _ in apis
+        }
+        for name, answer in answers.items():  # the checkouts served must answer alike
+            drop = ("x-request-id", "date")
+            print(name, answer.status_code, answer.text)
+            print(" ", sorted((k, v) for k, v in answer.headers.items() if k not in drop))
         wrk(f"{bare}/select", "get.lua", 2, lua)  # warm both up
         for _, url, _ in apis:
             wrk(f"{url}/v1/wallet", "get.lua", 2, lua)
