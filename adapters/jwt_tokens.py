@@ -291,7 +291,10 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
                 # expiry is checked below against `wall`, the clock the token memory uses
-                options={"require": ["exp", "iat", "iss", "sub", "jti", "typ"], "verify_exp": False},
+                options={
+                    "require": ["exp", "iat", "iss", "sub", "jti", "typ"],
+                    "verify_exp": False,
+                },
             )
         except jwt.InvalidTokenError:
             raise InvalidToken("the token is not valid") from None

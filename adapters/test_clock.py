@@ -26,7 +26,6 @@ import psycopg
 
 from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
 
-
 NOW_SQL = "(statement_timestamp() + (SELECT offset_us FROM test_clock) * interval '1 microsecond')"
 
 

@@ -150,7 +150,9 @@ def main() -> None:
             wrk(f"{url}/v1/wallet", "get.lua", 2, lua)
         runs: dict[str, list[dict[str, Any]]] = {}
         for _ in range(rounds):
-            runs.setdefault("bare select", []).append(wrk(f"{bare}/select", "get.lua", seconds, lua))
+            runs.setdefault("bare select", []).append(
+                wrk(f"{bare}/select", "get.lua", seconds, lua)
+            )
             for name, url, pid in apis:
                 spy = profiled(f"{name.replace('#', '_')}_{len(runs.get(name, []))}", pid, seconds)
                 runs.setdefault(name, []).append(wrk(f"{url}/v1/wallet", "get.lua", seconds, lua))
@@ -160,7 +162,9 @@ def main() -> None:
         bare_rate = sum(r["requests"] for r in runs["bare select"]) / sum(
             r["seconds"] for r in runs["bare select"]
         )
-        print(f"{rounds} rounds of {seconds}s, {workers} processes, pool {pool_size}, load {load:.1f}")
+        print(
+            f"{rounds} rounds of {seconds}s, {workers} processes, pool {pool_size}, load {load:.1f}"
+        )
         for name, found in runs.items():
             print(percentile_line(name, found, 0 if name == "bare select" else bare_rate))
     finally:

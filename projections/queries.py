@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from functools import cache
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
@@ -24,7 +24,6 @@ from adapters.persistence import DatabaseSettings
 from projections.audit.export import event_record
 from projections.position_times import position_at
 from projections.position_watch import TooManyWaiters
-
 
 T = TypeVar("T")
 
