@@ -10,6 +10,10 @@ Expiry is checked against the wall clock, never the application's business clock
 Checking a session costs a query on every request, so a process keeps each session it found
 live for ``AUTH_CACHE_SECONDS`` (2 s): a logout, a reuse, an erasure or a role change is
 seen at once by the process that made it and at most that long after by the others.
+Verifying an access token's signature and claims gives the same answer every time until it
+expires, so a process also keeps each access token it verified until its ``exp``: a request
+with a token seen before pays neither the HMAC nor the decoding (a sixth of a wallet read's
+CPU), and expiry still applies to the second.
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ BROWSER_SESSION_TTL = timedelta(hours=8)
 # Used and revoked refresh tokens are kept this long past their expiry, then purged.
 REFRESH_RETENTION = timedelta(days=1)
 PURGE_EVERY_SECONDS = 600.0
-# The most sessions a process remembers as checked; past it the memory starts afresh.
+# The most sessions a process remembers as checked, and access tokens as verified; past it the
+# memory starts afresh.
 MAX_CACHED_SESSIONS = 100_000
+MAX_CACHED_TOKENS = 100_000
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class TokenService:
         users: UserStore,
         *,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         if not config.jwt_secret:
             raise ValueError("no JWT signing key: set JWT_SECRET (ServiceSettings.jwt_secret)")
@@ -88,6 +95,9 @@ class TokenService:
         self._next_purge = 0.0
         self.cache_seconds = config.auth_cache_seconds
         self._monotonic = monotonic
+        self._wall = wall  # expiry: the wall clock, in seconds since the epoch (JWT's `exp`)
+        # access token -> (user, session, exp): tokens whose signature and claims checked out
+        self._verified: dict[str, tuple[UUID, UUID, int]] = {}
         # (user, session) -> (trusted until, role): sessions this process found live
         self._checked: dict[tuple[UUID, UUID], tuple[float, str]] = {}
         self._lock = threading.Lock()
@@ -240,11 +250,25 @@ class TokenService:
 
     def _access(self, token: str) -> tuple[UUID, UUID, AuthUser | None]:
         """(user, session, the caller if the session is trusted without a check)."""
-        user_id, session = _session_of(self._decode(token, ACCESS))
+        user_id, session = self._verified_access(token)
         checked = self._checked.get((user_id, session))
         if checked is not None and self._monotonic() < checked[0]:
             return user_id, session, AuthUser(id=user_id, role=checked[1])
         return user_id, session, None
+
+    def _verified_access(self, token: str) -> tuple[UUID, UUID]:
+        """(user, session) of a genuine, current access token: decoded and verified once, then
+        remembered until it expires (a token's signature and claims never change; whether its
+        session is still live is the `_checked` memory's question, asked on every request)."""
+        known = self._verified.get(token)
+        if known is not None and self._wall() < known[2]:
+            return known[0], known[1]
+        claims = self._decode(token, ACCESS)
+        user_id, session = _session_of(claims)
+        if len(self._verified) >= MAX_CACHED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (user_id, session, int(claims["exp"]))
+        return user_id, session
 
     def forget_session(self, user_id: UUID, session: UUID) -> None:
         """Check this session in the database again on its next request (it was revoked)."""
@@ -266,15 +290,20 @@ class TokenService:
                 self.secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
+                # expiry is checked below against `wall`, the clock the token memory uses
                 options={
                     "require": ["exp", "iat", "iss", "sub", "jti", "typ"],
-                    "verify_exp": verify_exp,
+                    "verify_exp": False,
                 },
             )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken("the token has expired") from None
         except jwt.InvalidTokenError:
             raise InvalidToken("the token is not valid") from None
+        try:
+            expires = int(claims["exp"])
+        except (TypeError, ValueError):
+            raise InvalidToken("the token is not valid") from None
+        if verify_exp and expires <= self._wall():
+            raise InvalidToken("the token has expired")
         if claims["typ"] != typ:
             raise InvalidToken(f"expected an {typ} token")
         try:

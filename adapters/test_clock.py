@@ -9,7 +9,11 @@ the API shows. Production never builds this clock (its clock is the wall clock).
 The offset is read on every ``now()``: one primary-key read on a connection the clock keeps
 open (about 0.6 ms measured on the shared test machine), so an advance is seen by the very
 next reading in any process, with no cache to go stale. ``now()`` is called a few times per
-command, and only in development.
+command, and only in development. A read model query that needs the time takes it from
+``now_sql()`` instead: PostgreSQL's clock plus the offset, evaluated inside that query, so the
+reading costs no round trip of its own (``GET /v1/wallet``). In development the database runs
+on the same host as the API (the embedded server, or the compose file's), so both readings
+come from one wall clock.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Any
 import psycopg
 
 from adapters.persistence import CONNECT_TIMEOUT_SECONDS, DatabaseSettings
+
+NOW_SQL = "(statement_timestamp() + (SELECT offset_us FROM test_clock) * interval '1 microsecond')"
 
 
 class PgTestClock:
@@ -34,6 +40,11 @@ class PgTestClock:
     def now(self) -> datetime:
         row = self._execute("SELECT offset_us FROM test_clock")
         return datetime.now(UTC) + _offset(row)
+
+    def now_sql(self) -> str:
+        """``now()`` as an SQL expression over the same schema (``projections.queries.SqlClock``):
+        the statement's start plus the offset that statement's snapshot sees."""
+        return NOW_SQL
 
     def advance(self, by: timedelta) -> datetime:
         """Move business time forward by ``by`` for every process; returns the new time."""

@@ -11,8 +11,8 @@ cancelling, withdrawing, admin adjustments and card disputes:
 - `CommandMix`: in process, one command at a time through the `Ledger`'s command methods (what
   the API calls), from any number of threads: the in-process throughput bench.
 - `HttpSetup`: over HTTP against a running ``peerpush serve``: users registered and logged in,
-  deposits paid through the (simulated) checkout, challenges drafted and published; the HTTP
-  bench then joins them with wrk.
+  deposits paid through the (simulated) checkout or, in production, credited by an admin,
+  challenges drafted and published; the HTTP bench then joins them with wrk.
 
 The same seed gives the same stream (ids included); nothing reads the wall clock.
 """
@@ -22,15 +22,17 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from application.ledger import INVITE_ALPHABET, Ledger
 from domain.aggregate import Cause, LedgerAggregate
-from domain.challenge import Challenge
+from domain.challenge import Challenge, Outcome
 from domain.errors import DomainError
 from domain.invite import InviteCode
 from domain.rules import make_terms
@@ -187,7 +189,7 @@ class World:
             at = self.at(week, rng.uniform(0, 11))
             cause = Cause.user(owner, f"req_{rng.getrandbits(32):08x}")
             stake = rng.choice((0, 100, 200, 500, 500, 1_000, 1_000, 2_000))
-            terms = dict(
+            terms: dict[str, Any] = dict(
                 name=f"Challenge {rng.getrandbits(24):06x}",
                 starts_at=week + timedelta(days=1),
                 ends_at=week + timedelta(days=4),
@@ -306,7 +308,8 @@ class World:
     ) -> None:
         cause = Cause.worker("settlement", f"sweep:{at.isoformat()}")
         outcome = challenge.settle(FEE_BPS, self.ledger.settings.settlement_delay, cause, at)
-        assert outcome is not None
+        # Only challenges with participants are settled here: never a cancellation.
+        assert isinstance(outcome, Outcome)
         for result in outcome.results:
             wallet = self.wallets[result.user_id]
             wallet.settle_stake(challenge.id, result.share, cause, at)
@@ -439,14 +442,21 @@ class HttpSetup:
     """Users, deposits and published challenges made through the API itself (rate limits off).
 
     ``tokens`` are the joiners' access tokens; ``codes`` the invite codes of challenges owned
-    by one more user, each with a 1-token stake and room for every joiner, so every
-    (joiner, challenge) pair is one first join.
+    by other users (one owner per thread), each with a 1-token stake and room for every
+    joiner, so every (joiner, challenge) pair is one first join.
+
+    Deposits go through the path the server has: development's simulated checkout, or, given
+    ``promote`` (production: no simulated Stripe), an admin's credit (``POST
+    /v1/admin/adjustments``) from an account ``promote(email)`` made an admin (``peerpush
+    create-admin``). ``threads`` clients work at once (each with a connection of its own):
+    set-up is most of a quick bench's time, and the server has more than one process.
     """
 
     base_url: str
     seed: int = SEED
     tokens: list[str] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
+    admin: str = ""  # the admin's access token, when deposits are admin credits
 
     def run(
         self,
@@ -454,47 +464,107 @@ class HttpSetup:
         challenges: int,
         tokens_each: int = 1_000,
         client: httpx.Client | None = None,
+        *,
+        promote: Callable[[str], None] | None = None,
+        threads: int = 1,
     ) -> HttpSetup:
-        """Through ``client`` (e.g. a ``TestClient``), or a client of ``base_url``'s own."""
-        if client is None:
-            with httpx.Client(base_url=self.base_url, timeout=60) as own:
-                return self.run(users, challenges, tokens_each, own)
+        """Through ``client`` (e.g. a ``TestClient``, one thread), or clients of
+        ``base_url``'s own."""
+        local = threading.local()
+        own: list[httpx.Client] = []
+
+        def http() -> httpx.Client:
+            if client is not None:
+                return client
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=self.base_url, timeout=60)
+                own.append(local.client)
+            return cast(httpx.Client, local.client)
+
+        workers = 1 if client is not None else max(1, threads)
+        pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+        def each(make: Callable[[int], str], count: int) -> list[str]:
+            return list(pool.map(make, range(count)) if pool else map(make, range(count)))
+
         tag = f"{random.Random(self.seed).getrandbits(32):08x}{uuid.uuid4().hex[:6]}"
-        owner = self.user(client, f"o{tag}", tokens_each)
-        self.tokens = [self.user(client, f"u{n}{tag}", tokens_each) for n in range(users)]
-        start = datetime.now(UTC) + timedelta(days=2)
-        for n in range(challenges):
-            made = ok(
-                client.post(
-                    "/v1/challenges",
-                    headers=bearer(owner),
-                    json={
-                        "name": f"Bench challenge {n}",
-                        "starts_at": start.isoformat(),
-                        "ends_at": (start + timedelta(days=3)).isoformat(),
-                        "entry_stake": 1,
-                        "max_participants": max(users + 1, 2),
-                    },
-                )
+        try:
+            if promote is not None:
+                email = f"a{tag}@bench.example"
+                self.register(http(), email, f"a{tag}")
+                promote(email)
+                self.admin = self.login(http(), email)
+            owners = each(lambda n: self.user(http(), f"o{n}{tag}", tokens_each), workers)
+            self.tokens = each(lambda n: self.user(http(), f"u{n}{tag}", tokens_each), users)
+            start = datetime.now(UTC) + timedelta(days=2)
+            room = max(users + 1, 2)
+            self.codes = each(
+                lambda n: self.challenge(http(), owners[n % workers], n, start, room), challenges
             )
-            ok(client.post(f"/v1/challenges/{made['id']}/publish", headers=bearer(owner)))
-            self.codes.append(made["invite_code"])
+        finally:
+            if pool:
+                pool.shutdown()
+            for c in own:
+                c.close()
         return self
 
-    def user(self, client: httpx.Client, name: str, tokens: int) -> str:
-        """Register, log in and pay a deposit; the access token."""
-        email = f"{name}@bench.example"
-        ok(
+    def challenge(
+        self, client: httpx.Client, owner: str, n: int, start: datetime, room: int
+    ) -> str:
+        """Draft and publish challenge ``n`` (a 1-token stake); its invite code."""
+        made = ok(
+            client.post(
+                "/v1/challenges",
+                headers=bearer(owner),
+                json={
+                    "name": f"Bench challenge {n}",
+                    "starts_at": start.isoformat(),
+                    "ends_at": (start + timedelta(days=3)).isoformat(),
+                    "entry_stake": 1,
+                    "max_participants": room,
+                },
+            )
+        )
+        ok(client.post(f"/v1/challenges/{made['id']}/publish", headers=bearer(owner)))
+        return str(made["invite_code"])
+
+    def register(self, client: httpx.Client, email: str, name: str) -> str:
+        """A new account; its id."""
+        made = ok(
             client.post(
                 "/v1/auth/register",
                 json={"email": email, "username": name[:20], "password": PASSWORD},
             )
         )
-        token = str(
+        return str(made["id"])
+
+    def login(self, client: httpx.Client, email: str) -> str:
+        """An access token."""
+        return str(
             ok(client.post("/v1/auth/login", json={"email": email, "password": PASSWORD}))[
                 "access_token"
             ]
         )
+
+    def user(self, client: httpx.Client, name: str, tokens: int) -> str:
+        """Register, log in and deposit ``tokens``; the access token."""
+        email = f"{name}@bench.example"
+        user_id = self.register(client, email, name)
+        token = self.login(client, email)
+        if self.admin:
+            ok(
+                client.post(
+                    "/v1/admin/adjustments",
+                    headers=bearer(self.admin),
+                    json={
+                        "user_id": user_id,
+                        "direction": "credit",
+                        "tokens": tokens,
+                        "reason": "bench deposit",
+                    },
+                )
+            )
+            return token
         checkout = ok(
             client.post(
                 "/v1/wallet/deposits",

@@ -1,17 +1,30 @@
-"""The HTTP API under wrk, next to bare FastAPI endpoints served the same way, in one run.
+"""The HTTP API under wrk, in both topologies it runs in, next to bare FastAPI endpoints served
+the same way, all in one run.
 
-Starts, on PostgreSQL (``DATABASE_URL`` or the embedded server) in a fresh schema dropped at
-the end:
+Starts, on PostgreSQL (``DATABASE_URL`` or the embedded server), each in a fresh schema
+dropped at the end:
 
-- ``peerpush serve --workers W`` (rate limits off; the workers off) and ``peerpush projections
-  run`` as production runs them: a separate projection process;
+- **development**, what ``make run`` runs: ``ENV=development peerpush serve --workers W``, the
+  workers and the projection worker as threads of the server's processes (rate limits off);
+  its clock is the shared test clock, read from PostgreSQL on every ``now()``;
+- **production** (SPEC §9, docs/operations.md): ``ENV=production peerpush serve --workers W``,
+  ``peerpush projections run`` and ``peerpush worker all`` as processes of their own, every
+  setting production requires set to a throwaway local value (a random ``JWT_SECRET``; Stripe
+  keys and ``STRIPE_API_BASE`` pointing at the repository's local Stripe server,
+  ``tests/fakes/stripe_server.py``, which the worker's reconciliation calls; proofs in a
+  temporary directory), JSON logs and an internal metrics listener as deployed. No proxy: wrk
+  talks to the API directly in both;
 - ``bench/bare_app.py`` with the same server, ``W`` processes and the same pool size.
 
-`bench.generator.HttpSetup` makes 32 users with deposits and 400 published challenges with a
-1-token stake through the API. Then, ``BENCH_ROUNDS`` times, interleaved, each for
-``BENCH_SECONDS`` with 8 connections: ``GET /v1/health`` and the bare ``/noop``;
-``GET /v1/wallet`` and the bare ``SELECT``; ``POST /v1/challenges/join`` (a distinct (user,
-challenge) pair per request) and the bare autocommit ``INSERT``.
+`bench.generator.HttpSetup` makes, in each topology, 32 users with deposits and ``challenges``
+published challenges with a 1-token stake through the API (production has no simulated
+checkout: its deposits are an admin's credits, from an account ``peerpush create-admin``
+promoted). One topology after the other (both at once took more connections than a shared
+server had), ``rounds`` times, each for ``seconds`` with 8 connections, each wrk run followed
+by its bare floor's: ``GET /v1/health`` and the bare ``/noop``; ``GET /v1/wallet`` and the
+bare ``SELECT``; ``POST /v1/challenges/join`` (a distinct (user, challenge) pair per request)
+and the bare autocommit ``INSERT``. The bare figures, pooled over both topologies, are the
+one set of baselines each is compared with.
 
 Joins are counted from the read models, not from wrk: only first joins (a new participant)
 count, the joiners' staked tokens must equal them, and a round's time runs until the read
@@ -20,8 +33,10 @@ models have caught up with the stream's head.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -30,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +65,8 @@ LUA = ROOT / "bench" / "wrk"
 APP_ROOT = Path(os.environ.get("BENCH_APP_ROOT", str(ROOT))).resolve()
 CONNECTIONS = 8
 USERS, CHALLENGES = 32, 400
+SETUP_THREADS = 4
+TOPOLOGIES = ("development", "production")
 
 
 @dataclass
@@ -123,9 +140,10 @@ def wrk(url: str, script: str, seconds: int, env: dict[str, str]) -> dict[str, A
     return figures
 
 
-def profiled(name: str, pid: int, seconds: int) -> subprocess.Popen[bytes] | None:
+def profiled(name: str, topology: Topology, seconds: int) -> subprocess.Popen[bytes] | None:
     """With ``BENCH_PROFILE=DIR``: py-spy samples the API's processes while wrk runs, into
     ``DIR/NAME.txt`` (collapsed stacks; ``bench/profile_summary.py`` reads them)."""
+    pid = topology.processes[0].pid
     where = os.environ.get("BENCH_PROFILE")
     if not where:
         return None
@@ -160,15 +178,135 @@ def joins_so_far(db: DatabaseSettings, owner_stake: int) -> tuple[int, int]:
     return participants - challenges, staked - owner_stake
 
 
-def caught_up(api: str, seconds: float = 120) -> None:
-    """Wait until the read models have applied the stream's head."""
+def caught_up(db: DatabaseSettings, seconds: float = 120) -> None:
+    """Wait until the read models have applied the stream's head (read from the database, as
+    ``/v1/ready`` does: production's ``/ready`` does not show the head)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        ready = httpx.get(f"{api}/v1/ready", timeout=10).json()
-        if ready.get("lag") == 0:
-            return
-        time.sleep(0.05)
-    raise SystemExit("the read models did not catch up")
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{db.schema}"')
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT (SELECT coalesce(max(notification_id), 0) FROM ledger_events) "
+                "- (SELECT coalesce(min(position), 0) FROM projection_positions)"
+            ).fetchone()
+            if row is not None and int(row[0]) <= 0:
+                return
+            time.sleep(0.05)
+    raise SystemExit(f"{db.schema}: the read models did not catch up")
+
+
+@dataclass
+class Topology:
+    """One way of running the API, on a schema of its own, and what its set-up made."""
+
+    name: str  # development | production
+    url: str
+    db: DatabaseSettings
+    env: dict[str, str]
+    logs: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    data: Path | None = None  # the lua file of tokens and invite codes
+    owner_stake: int = 0
+    offset: int = 0  # the next (user, challenge) pair to join
+    pairs: int = 0
+    restarted: int = 0  # uvicorn's restarts of its server processes, once measured
+
+    def launch(self, workers: int) -> None:
+        """The API, then (production) the projection worker and the workers, each a process
+        of its own as docs/operations.md runs them."""
+        python, port = sys.executable, self.url.rsplit(":", 1)[1]
+        serve = [python, "-m", "api.cli", "serve", "--port", port, "--workers", str(workers)]
+        self.processes.append(start(serve, self.env, self.logs / "api.log"))
+        wait_until_up(f"{self.url}/v1/health", self.processes[0])
+        if self.name == "production":
+            for args, log in (
+                (["projections", "run"], "projections.log"),
+                (["worker", "all"], "worker.log"),
+            ):
+                worker_env = {**self.env, "METRICS_LISTEN": f"127.0.0.1:{free_port()}"}
+                self.processes.append(
+                    start([python, "-m", "api.cli", *args], worker_env, self.logs / log)
+                )
+
+    def promote(self, email: str) -> None:
+        """``peerpush create-admin EMAIL``, as an operator makes an admin."""
+        subprocess.run(
+            [sys.executable, "-m", "api.cli", "create-admin", email],
+            cwd=APP_ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+
+    def set_up(self, users: int, challenges: int) -> None:
+        t0 = time.perf_counter()
+        promote = self.promote if self.name == "production" else None
+        made = HttpSetup(self.url).run(users, challenges, promote=promote, threads=SETUP_THREADS)
+        self.data = self.logs / "data.lua"
+        self.data.write_text(lua_list("tokens", made.tokens) + lua_list("codes", made.codes))
+        self.owner_stake = challenges  # each challenge's owner staked 1 token on it
+        self.pairs = users * challenges
+        caught_up(self.db)
+        print(
+            f"{self.name}: set up {users} users, {challenges} challenges "
+            f"in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
+
+    def restarts(self) -> int:
+        """uvicorn's supervisor kills a server process that does not answer its health ping in
+        time and starts another: under load that shows here, and in profiles as imports."""
+        return (self.logs / "api.log").read_text(errors="replace").count("died")
+
+
+def local_stripe() -> tuple[Any, str]:
+    """The tests' local Stripe server (``tests/fakes/stripe_server.py``), started, and the API
+    key it accepts: production runs the real Stripe client, and the worker's reconciliation
+    lists charges at once. Imported by name: it is test code, outside the packages
+    type-checked with the bench."""
+    fake = importlib.import_module("tests.fakes.stripe_server")
+    return fake.FakeStripe().start(), str(fake.API_KEY)
+
+
+def topology_env(
+    name: str,
+    base_url: str,
+    schema: str,
+    url: str,
+    pool_size: int,
+    logs: Path,
+    stripe: tuple[str, str],
+) -> dict[str, str]:
+    """The environment of one topology's processes; ``stripe``: the local Stripe's (URL, key)."""
+    env = {
+        **os.environ,
+        "ENV": name,
+        "DATABASE_URL": base_url,
+        "DB_SCHEMA": schema,
+        "RATE_LIMITS": "off",
+        "READ_POOL_SIZE": str(pool_size),
+        "PUBLIC_BASE_URL": url,
+        "PYTHONPATH": str(APP_ROOT),
+        "DATA_DIR": str(logs / "data"),
+        "STORAGE_DIR": str(logs / "proofs"),
+    }
+    for inherited in ("RUN_WORKERS", "JWT_SECRET", "LOG_FORMAT", "METRICS_LISTEN", "STORAGE"):
+        env.pop(inherited, None)  # each topology says its own
+    if name == "production":
+        env.update(
+            {
+                # throwaway values for what production refuses to start without
+                "JWT_SECRET": secrets.token_urlsafe(48),
+                "STRIPE_API_KEY": stripe[1],
+                "STRIPE_WEBHOOK_SECRET": "whsec_bench_" + secrets.token_hex(8),
+                "STRIPE_CONNECT_WEBHOOK_SECRET": "whsec_bench_" + secrets.token_hex(8),
+                "STRIPE_API_BASE": stripe[0],
+                # proofs: a local directory instead of S3 (the bench uploads none)
+                "STORAGE": "local",
+                "METRICS_LISTEN": f"127.0.0.1:{free_port()}",
+            }
+        )
+    return env
 
 
 def measure(
@@ -177,133 +315,141 @@ def measure(
     seconds: int = 5,
     pool_size: int = 8,
     challenges: int = CHALLENGES,
-) -> dict[str, Figures]:
+    topologies: tuple[str, ...] = TOPOLOGIES,
+) -> dict[str, dict[str, Figures]]:
+    """Each topology's figures (``health``, ``wallet``, ``joins``) and the bare app's
+    (``noop``, ``select``, ``insert``, under ``"bare"``)."""
+    unknown = set(topologies) - set(TOPOLOGIES)
+    if unknown or not topologies:
+        raise SystemExit(f"BENCH_TOPOLOGY: development, production or both, not {topologies}")
     base = database_settings()
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    ensure_schema(base.url, schema)
-    db = DatabaseSettings.from_url(base.url, schema=schema)
-    bare_app.setup(base.url, schema)
-    api_port, bare_port = free_port(), free_port()
-    api, bare = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{bare_port}"
     logs = Path(tempfile.mkdtemp(prefix="peerpush-bench-"))
-    env = {
-        **os.environ,
-        "ENV": "development",
-        "DATABASE_URL": base.url,
-        "DB_SCHEMA": schema,
-        "RATE_LIMITS": "off",
-        "RUN_WORKERS": "off",
-        "READ_POOL_SIZE": str(pool_size),
-        "PUBLIC_BASE_URL": api,
-        "PYTHONPATH": str(APP_ROOT),
-    }
-    python = sys.executable
-    processes = [
-        start(
-            [
-                *(python, "-m", "api.cli", "serve", "--port", str(api_port)),
-                *("--workers", str(workers)),
-            ],
-            env,
-            logs / "api.log",
-        )
-    ]
+    bare_schema = f"bench_{uuid.uuid4().hex[:8]}"
+    bare_app.setup(base.url, bare_schema)
+    schemas = [bare_schema]
+    stripe, stripe_key = local_stripe() if "production" in topologies else (None, "")
+    running: list[Topology] = []
+    bare_process: subprocess.Popen[bytes] | None = None
+    kept = False
     try:
-        wait_until_up(f"{api}/v1/health", processes[0])
-        processes.append(
-            start([python, "-m", "api.cli", "projections", "run"], env, logs / "proj.log")
-        )
-        bare_env = {
-            **env,
-            "PYTHONPATH": str(ROOT),
-            "BARE_DATABASE_URL": base.url,
-            "BARE_SCHEMA": schema,
-            "BARE_POOL_SIZE": str(pool_size),
+        for name in topologies:
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            ensure_schema(base.url, schema)
+            schemas.append(schema)
+            where = logs / name
+            where.mkdir()
+            url = f"http://127.0.0.1:{free_port()}"
+            env = topology_env(
+                name,
+                base.url,
+                schema,
+                url,
+                pool_size,
+                where,
+                (stripe.url if stripe else "", stripe_key),
+            )
+            db = DatabaseSettings.from_url(base.url, schema=schema)
+            running.append(Topology(name, url, db, env, where))
+        bare_port = free_port()
+        bare = f"http://127.0.0.1:{bare_port}"
+        bare_process = start_bare(base.url, bare_schema, bare_port, workers, pool_size, logs)
+        wait_until_up(f"{bare}/noop", bare_process)
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        (logs / "none.lua").write_text(lua_list("tokens", []) + lua_list("codes", []))
+        no_data = {"BENCH_DATA": str(logs / "none.lua")}
+
+        def keep(who: str, what: str, run: dict[str, Any]) -> None:
+            runs.setdefault(who, {}).setdefault(what, []).append(run)
+
+        # One topology at a time (two at once took more of a shared server's connections
+        # than it had), each wrk run of it followed by its bare floor's: the bare figures,
+        # pooled over both, are the one set of baselines both are compared with.
+        for one in running:
+            one.launch(workers)
+            one.set_up(USERS, challenges)
+            for _ in range(rounds):
+                for what, path, script, floor, bare_path, bare_script in (
+                    ("health", "/v1/health", "get.lua", "noop", "/noop", "get.lua"),
+                    ("wallet", "/v1/wallet", "get.lua", "select", "/select", "get.lua"),
+                    ("joins", "/v1/challenges/join", "join.lua", "insert", "/insert", "post.lua"),
+                ):
+                    if what == "joins":
+                        keep(one.name, what, joins(one, seconds))
+                    else:
+                        data = {"BENCH_DATA": str(one.data)}
+                        spy = profiled(f"{one.name} {what}", one, seconds)
+                        keep(one.name, what, wrk(f"{one.url}{path}", script, seconds, data))
+                        if spy:
+                            spy.wait(60)
+                    keep("bare", floor, wrk(f"{bare}{bare_path}", bare_script, seconds, no_data))
+            one.restarted = one.restarts()
+            for process in reversed(one.processes):
+                stop(process)
+        found = {
+            who: {what: summarise(what, r) for what, r in by_what.items()}
+            for who, by_what in runs.items()
         }
-        processes.append(
-            start(
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "bench.bare_app:app",
-                    "--port",
-                    str(bare_port),
-                    "--workers",
-                    str(workers),
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--log-level",
-                    "warning",
-                ],
-                bare_env,
-                logs / "bare.log",
-            )
-        )
-        wait_until_up(f"{bare}/noop", processes[-1])
-        t0 = time.perf_counter()
-        made = HttpSetup(api).run(USERS, challenges)
-        print(f"set up {USERS} users, {challenges} challenges in {time.perf_counter() - t0:.0f}s")
-        data = logs / "data.lua"
-        data.write_text(lua_list("tokens", made.tokens) + lua_list("codes", made.codes))
-        caught_up(api)
-        owner_stake = challenges  # the owner staked 1 token on each challenge it published
-        runs: dict[str, list[dict[str, Any]]] = {}
-        offset = 0
-        for _ in range(rounds):
-            for name, url, script in (
-                ("health", f"{api}/v1/health", "get.lua"),
-                ("bare noop", f"{bare}/noop", "get.lua"),
-                ("wallet", f"{api}/v1/wallet", "get.lua"),
-                ("bare select", f"{bare}/select", "get.lua"),
-            ):
-                spy = profiled(name, processes[0].pid, seconds) if "bare" not in name else None
-                runs.setdefault(name, []).append(
-                    wrk(url, script, seconds, {"BENCH_DATA": str(data)})
-                )
-                if spy:
-                    spy.wait(60)
-            before, _ = joins_so_far(db, owner_stake)
-            started = time.perf_counter()
-            spy = profiled("joins", processes[0].pid, seconds)
-            run = wrk(
-                f"{api}/v1/challenges/join",
-                "join.lua",
-                seconds,
-                {"BENCH_DATA": str(data), "BENCH_OFFSET": str(offset)},
-            )
-            if spy:
-                spy.wait(60)
-            caught_up(api)
-            run["seconds"] = time.perf_counter() - started
-            after, staked = joins_so_far(db, owner_stake)
-            run["counted"] = after - before
-            run["staked_equals_joins"] = staked == after
-            offset += run["requests"]
-            runs.setdefault("joins", []).append(run)
-            runs.setdefault("bare insert", []).append(
-                wrk(f"{bare}/insert", "post.lua", seconds, {})
-            )
-        found = {name: summarise(name, r) for name, r in runs.items()}
-        # uvicorn's supervisor kills a worker that does not answer its health ping in 5 s
-        # and starts another: under load that shows here, and in the profiles as imports.
-        restarts = (logs / "api.log").read_text(errors="replace").count("died")
-        for name in ("joins", "wallet", "health"):
-            found[name].extra["worker_restarts"] = restarts
-        if where := os.environ.get("BENCH_PROFILE"):
-            shutil.copy(logs / "api.log", Path(where) / "api.log")
+        for topology in running:
+            for figures in found[topology.name].values():
+                figures.extra["worker_restarts"] = topology.restarted
+            found[topology.name]["joins"].extra["pairs_left"] = topology.pairs - topology.offset
+        if profiles := os.environ.get("BENCH_PROFILE"):
+            for topology in running:
+                shutil.copy(topology.logs / "api.log", Path(profiles) / f"{topology.name}-api.log")
         return found
     except BaseException:
+        kept = True
         print(f"the servers' logs are kept in {logs}", file=sys.stderr)
         raise
-    else:
-        shutil.rmtree(logs, ignore_errors=True)
     finally:
-        for process in reversed(processes):
+        for process in [*([bare_process] if bare_process else [])] + [
+            p for t in reversed(running) for p in reversed(t.processes)
+        ]:
             stop(process)
-        drop_schema(base.url, schema)
+        if stripe is not None:
+            stripe.stop()
+        for schema in schemas:
+            drop_schema(base.url, schema)
+        if not kept:
+            shutil.rmtree(logs, ignore_errors=True)
+
+
+def joins(topology: Topology, seconds: int) -> dict[str, Any]:
+    """One wrk run of first joins, counted from the read models once they have caught up."""
+    before, _ = joins_so_far(topology.db, topology.owner_stake)
+    started = time.perf_counter()
+    spy = profiled(f"{topology.name} joins", topology, seconds)
+    run = wrk(
+        f"{topology.url}/v1/challenges/join",
+        "join.lua",
+        seconds,
+        {"BENCH_DATA": str(topology.data), "BENCH_OFFSET": str(topology.offset)},
+    )
+    if spy:
+        spy.wait(60)
+    caught_up(topology.db)
+    run["seconds"] = time.perf_counter() - started
+    after, staked = joins_so_far(topology.db, topology.owner_stake)
+    run["counted"] = after - before
+    run["staked_equals_joins"] = staked == after
+    topology.offset += run["requests"]
+    return run
+
+
+def start_bare(
+    url: str, schema: str, port: int, workers: int, pool_size: int, logs: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "BARE_DATABASE_URL": url,
+        "BARE_SCHEMA": schema,
+        "BARE_POOL_SIZE": str(pool_size),
+    }
+    args = [sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port)]
+    args += ["--workers", str(workers), "--loop", "uvloop", "--http", "httptools"]
+    args += ["--log-level", "warning"]
+    return start(args, env, logs / "bare.log")
 
 
 def summarise(name: str, runs: list[dict[str, Any]]) -> Figures:
@@ -323,14 +469,22 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> Figures:
     return Figures(rate, middle("p50_ms"), middle("p99_ms"), middle("p999_ms"), extra)
 
 
+def topologies_from_env() -> tuple[str, ...]:
+    """``BENCH_TOPOLOGY``: ``development``, ``production`` or ``both`` (the default)."""
+    chosen = os.environ.get("BENCH_TOPOLOGY", "both").strip() or "both"
+    return TOPOLOGIES if chosen == "both" else (chosen,)
+
+
 if __name__ == "__main__":
     found = measure(
         workers=int(os.environ.get("BENCH_WORKERS", "2")),
         rounds=int(os.environ.get("BENCH_ROUNDS", "1")),
         seconds=int(os.environ.get("BENCH_SECONDS", "5")),
+        topologies=topologies_from_env(),
     )
-    for name, f in found.items():
-        print(
-            f"{name:<12} {f.rate:>8.0f}/s  p50 {f.p50:6.1f}  p99 {f.p99:6.1f}  "
-            f"p99.9 {f.p999:6.1f} ms  {f.extra}"
-        )
+    for who, figures in found.items():
+        for what, f in figures.items():
+            print(
+                f"{who:<12} {what:<8} {f.rate:>8.0f}/s  p50 {f.p50:6.1f}  p99 {f.p99:6.1f}  "
+                f"p99.9 {f.p999:6.1f} ms  {f.extra}"
+            )

@@ -1,15 +1,18 @@
 """Commands in process on PostgreSQL, 16 concurrent callers, next to two baselines measured in
-the same run:
+the same run (issue 10: group commit):
 
 (a) the ledger: `bench.generator.CommandMix` (joins, deposits, drafts with their publish,
     adjustments, withdrawal requests) through the `Ledger`'s command methods, as the API
-    calls them;
-(b) a plain ``eventsourcing`` application with default settings: each command saves one new
+    calls them, with group commit (the default) and how many commands shared each commit;
+(b) the same with ``GROUP_COMMIT=off`` (each command saved alone, as before group commit);
+(c) a plain ``eventsourcing`` application with default settings: each command saves one new
     aggregate (one event, one transaction, the events table's lock included);
-(c) ``pgbench`` with the same number of clients, each transaction one single-row INSERT, in
-    a scratch database created and dropped here.
+(d) ``pgbench`` with the same number of clients, each transaction one single-row INSERT, in
+    a scratch database created and dropped here: the ceiling of a commit per row.
 
-Each for ``BENCH_SECONDS``; printed as commands per second and the ratios.
+Each for ``BENCH_SECONDS``; printed as commands per second and the ratios. Then the round
+trips of each kind of command (one at a time, the cache warm; `counting_round_trips` says
+what counts), and what each costs when batched as it was in (a).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,8 @@ from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  #
 from application.ledger import Ledger  # noqa: E402
 from bench.generator import CommandMix  # noqa: E402
 from bench.report import record  # noqa: E402
+from domain.aggregate import Cause  # noqa: E402
+from domain.errors import DomainError  # noqa: E402
 
 CALLERS = 16
 
@@ -53,7 +61,7 @@ class Note(Aggregate):
         self.text = text
 
 
-class Notes(Application):
+class Notes(Application[uuid.UUID]):
     pass
 
 
@@ -82,15 +90,94 @@ def hammer(callers: int, seconds: float, step: Callable[[random.Random], int]) -
     return sum(done) / (time.perf_counter() - started)
 
 
-def ledger_rate(db: DatabaseSettings, seconds: float) -> float:
+@dataclass
+class LedgerRun:
+    """The ledger's rate, how many commands shared a commit, and each command's round trips."""
+
+    rate: float
+    per_commit: float
+    round_trips: dict[str, float]
+
+
+def ledger_rate(db: DatabaseSettings, seconds: float, *, group_commit: bool = True) -> LedgerRun:
     upgrade(db)
-    ledger = Ledger(ledger_env(db))
+    ledger = Ledger(ledger_env(db), group_commit=group_commit)
     try:
         mix = CommandMix(ledger)
         mix.prepare()
-        return hammer(CALLERS, seconds, mix.step)
+        batcher = ledger.group_commit
+        if batcher is not None:
+            batcher.batches = batcher.commands = 0
+        rate = hammer(CALLERS, seconds, mix.step)
+        per_commit = batcher.commands / max(batcher.batches, 1) if batcher else 1.0
+        return LedgerRun(rate, per_commit, round_trips(mix) if group_commit else {})
     finally:
         ledger.close()
+
+
+@contextmanager
+def counting_round_trips(app: Ledger) -> Iterator[Counter[str]]:
+    """Round trips to the server, counted where the ledger talks to it: a read of an
+    aggregate's events or snapshot, of the stream's head or notifications, a snapshot written
+    (one each), and a transaction of events (two: its pipelined statements, then COMMIT)."""
+    counts: Counter[str] = Counter()
+    patched: list[tuple[object, str]] = []
+
+    def count(target: object, name: str, trips: int) -> None:
+        real = getattr(target, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            counts["trips"] += trips
+            return real(*args, **kwargs)
+
+        patched.append((target, name))
+        setattr(target, name, counted)
+
+    for name in ("select_events", "max_notification_id", "select_notifications"):
+        count(app.recorder, name, 1)
+    count(app.recorder, "insert_events", 2)
+    if app.snapshots is not None:
+        count(app.snapshots.recorder, "select_events", 1)
+        count(app.snapshots.recorder, "insert_events", 1)
+    try:
+        yield counts
+    finally:
+        for target, name in patched:
+            delattr(target, name)
+
+
+def round_trips(mix: CommandMix, samples: int = 20) -> dict[str, float]:
+    """Round trips of each kind of command in the mix, one at a time, once the cache is warm
+    (a command repeated ``samples`` times first, as a running process has)."""
+    ledger, rng = mix.ledger, random.Random(7)
+
+    def user() -> uuid.UUID:
+        return rng.choice(mix.user_ids)
+
+    kinds: dict[str, Callable[[], object]] = {
+        "join": lambda: ledger.join(rng.choice(mix.challenges), user(), "UTC", Cause.user(user())),
+        "deposit": lambda: ledger.credit_deposit(
+            user(), f"pi_{rng.getrandbits(64):016x}", 1_000, Cause.user(user())
+        ),
+        "draft or publish": lambda: mix.draft_and_publish(user()),  # two commands
+        "adjustment": lambda: ledger.adjust(user(), "credit", 5, "bench", uuid.uuid4(), mix.admin),
+        "withdrawal": lambda: ledger.request_withdrawal(
+            user(), uuid.uuid4(), 1, Cause.user(user())
+        ),
+    }
+    found: dict[str, float] = {}
+
+    def repeat(command: Callable[[], object]) -> None:
+        for _ in range(samples):
+            with suppress(DomainError):  # a refusal read and decided too
+                command()
+
+    for kind, command in kinds.items():
+        repeat(command)  # warm: what a running process has
+        with counting_round_trips(ledger) as counts:
+            repeat(command)
+        found[kind] = counts["trips"] / samples / (2 if kind == "draft or publish" else 1)
+    return found
 
 
 def plain_rate(db: DatabaseSettings, seconds: float) -> float:
@@ -140,26 +227,44 @@ def pgbench_rate(url: str, seconds: int) -> float:
 
 def measure(seconds: int = 10) -> dict[str, Any]:
     base = database_settings()
-    schemas = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    schemas = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for schema in schemas:
         ensure_schema(base.url, schema)
     try:
-        ours = ledger_rate(DatabaseSettings.from_url(base.url, schema=schemas[0]), seconds)
-        plain = plain_rate(DatabaseSettings.from_url(base.url, schema=schemas[1]), seconds)
+        dbs = [DatabaseSettings.from_url(base.url, schema=schema) for schema in schemas]
+        ours = ledger_rate(dbs[0], seconds)
+        alone = ledger_rate(dbs[1], seconds, group_commit=False)
+        plain = plain_rate(dbs[2], seconds)
     finally:
         for schema in schemas:
             drop_schema(base.url, schema)
     raw = pgbench_rate(base.url, seconds)
-    return {"ledger": ours, "plain": plain, "pgbench": raw}
+    # One at a time a command's transaction is its own (2 round trips); batched, it shares
+    # them with the other commands of its commit.
+    batched = {k: v - 2 + 2 / ours.per_commit for k, v in ours.round_trips.items()}
+    return {
+        "ledger": ours.rate,
+        "per_commit": ours.per_commit,
+        "group_commit_off": alone.rate,
+        "plain": plain,
+        "pgbench": raw,
+        "round_trips": ours.round_trips,
+        "round_trips_batched": batched,
+    }
 
 
 if __name__ == "__main__":
     found = measure(int(os.environ.get("BENCH_SECONDS", "10")))
     record("inprocess", **found)
     print(
-        f"ledger mix, {CALLERS} callers   : {found['ledger']:>8,.0f} commands/s\n"
+        f"ledger mix, {CALLERS} callers   : {found['ledger']:>8,.0f} commands/s, "
+        f"{found['per_commit']:.1f} per commit\n"
+        f"the same, GROUP_COMMIT=off: {found['group_commit_off']:>8,.0f} commands/s\n"
         f"plain eventsourcing app  : {found['plain']:>8,.0f} commands/s  "
         f"(ledger {found['ledger'] / found['plain']:.2f}×; target ≥ 3×)\n"
         f"pgbench single-row INSERT: {found['pgbench']:>8,.0f} tps  "
-        f"(ledger {found['ledger'] / found['pgbench']:.0%}; target ≥ 30 %)"
+        f"(ledger {found['ledger'] / found['pgbench']:.0%}; target ≥ 30 %)\n"
+        "round trips per command, one at a time (batched as above):"
     )
+    for kind, trips in found["round_trips"].items():
+        print(f"  {kind:<16} {trips:5.2f}  ({found['round_trips_batched'][kind]:.2f})")

@@ -3,8 +3,10 @@
 
 Each figure stands next to a baseline measured in the same run on the same machine (which
 other work may share: the ratios are what to compare across runs). ``BENCH_QUICK=1`` shrinks
-every benchmark so the whole run takes about two minutes; ``BENCH_WORKERS`` sets the server
-processes of the HTTP bench (default 2).
+every benchmark so the whole run takes about three minutes on a quiet machine;
+``BENCH_WORKERS`` sets the server processes of the HTTP bench (default 2), ``BENCH_TOPOLOGY``
+which topologies it serves the API in (``development``, ``production`` or ``both``, the
+default), ``BENCH_ONLY`` which sections run (``http,inprocess,catchup,audit,history``).
 """
 
 from __future__ import annotations
@@ -32,15 +34,20 @@ from bench import http_bench, inprocess  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 SIZES: dict[str, dict[str, int]] = {
-    # quick: about two minutes; full: the issue's sizes (1,000,000 events for the audit)
+    # quick: about three minutes on a quiet machine; full: the issue's sizes (1,000,000 events)
     "rounds": {"quick": 1, "full": 3},
     "seconds": {"quick": 5, "full": 10},
-    "challenges": {"quick": 100, "full": 400},
+    "challenges": {"quick": 50, "full": 400},
     "catchup_events": {"quick": 30_000, "full": 200_000},
-    "audit_events": {"quick": 50_000, "full": 1_000_000},
+    "audit_events": {"quick": 30_000, "full": 1_000_000},
     "history": {"quick": 10_000, "full": 100_000},
     "samples": {"quick": 100, "full": 300},
 }
+
+
+MET = {True: "yes", False: "NO", None: ""}
+# How the HTTP rows name the topology they ran on.
+LABELS = {"development": "make run (development)", "production": "production"}
 
 
 def size(name: str) -> int:
@@ -65,8 +72,15 @@ def script(path: str, env: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def row(
-    figure: str, ours: float, unit: str, base: float | None, base_name: str, target: str, met: bool
+    figure: str,
+    ours: float,
+    unit: str,
+    base: float | None,
+    base_name: str,
+    target: str,
+    met: bool | None,
 ) -> dict[str, Any]:
+    """One line of the table; ``met`` None: a reference figure with no target of its own."""
     ratio = ours / base if base else None
     return {
         "figure": figure,
@@ -86,38 +100,50 @@ def http_rows(workers: int) -> list[dict[str, Any]]:
         rounds=size("rounds"),
         seconds=size("seconds"),
         challenges=size("challenges"),
+        topologies=http_bench.topologies_from_env(),
     )
+    bare = found["bare"]
     rows = []
-    for ours, base, name, ratio, p99 in (
-        ("joins", "bare insert", "POST /v1/challenges/join (first joins)", 0.5, 50.0),
-        ("wallet", "bare select", "GET /v1/wallet", 0.8, 20.0),
-        ("health", "bare noop", "GET /v1/health", 0.8, None),
-    ):
-        a, b = found[ours], found[base]
-        target = f"≥ {ratio}× {base}" + (f", p99 ≤ {p99:.0f} ms" if p99 else "")
-        met = a.rate >= ratio * b.rate and (p99 is None or a.p99 <= p99)
-        if ours == "joins":
-            met = met and bool(a.extra["staked_equals_joins"])
-        r = row(name, a.rate, "req/s", b.rate, base, target, met)
-        r.update(
-            p50_ms=a.p50,
-            p99_ms=a.p99,
-            p999_ms=a.p999,
-            baseline_p50_ms=b.p50,
-            baseline_p99_ms=b.p99,
-            baseline_p999_ms=b.p999,
-            **a.extra,
-        )
-        rows.append(r)
+    for topology in http_bench.TOPOLOGIES:
+        if topology not in found:
+            continue
+        label = LABELS[topology]
+        for ours, base, name, ratio, p99 in (
+            ("joins", "insert", "POST /v1/challenges/join (first joins)", 0.5, 50.0),
+            ("wallet", "select", "GET /v1/wallet", 0.8, 20.0),
+            ("health", "noop", "GET /v1/health", 0.8, None),
+        ):
+            a, b = found[topology][ours], bare[base]
+            target = f"≥ {ratio}× bare {base}" + (f", p99 ≤ {p99:.0f} ms" if p99 else "")
+            met = a.rate >= ratio * b.rate and (p99 is None or a.p99 <= p99)
+            if ours == "joins":
+                met = met and bool(a.extra["staked_equals_joins"])
+            r = row(f"{name}, {label}", a.rate, "req/s", b.rate, f"bare {base}", target, met)
+            r.update(
+                topology=topology,
+                p50_ms=a.p50,
+                p99_ms=a.p99,
+                p999_ms=a.p999,
+                baseline_p50_ms=b.p50,
+                baseline_p99_ms=b.p99,
+                baseline_p999_ms=b.p999,
+                **a.extra,
+            )
+            rows.append(r)
     return rows
 
 
 def inprocess_rows() -> list[dict[str, Any]]:
-    rows = []
     mix = inprocess.measure(size("seconds"))
-    rows.append(
+    name = f"in-process commands, 16 callers ({mix['per_commit']:.1f} per commit)"
+    extra = {
+        "per_commit": round(mix["per_commit"], 2),
+        "round_trips": {k: round(v, 2) for k, v in mix["round_trips"].items()},
+        "round_trips_batched": {k: round(v, 2) for k, v in mix["round_trips_batched"].items()},
+    }
+    rows = [
         row(
-            "in-process commands, 16 callers",
+            name,
             mix["ledger"],
             "cmd/s",
             mix["plain"],
@@ -125,18 +151,26 @@ def inprocess_rows() -> list[dict[str, Any]]:
             "≥ 3×",
             mix["ledger"] >= 3 * mix["plain"],
         )
-    )
-    rows.append(
+        | extra,
         row(
-            "in-process commands, 16 callers",
+            name,
             mix["ledger"],
             "cmd/s",
             mix["pgbench"],
             "pgbench INSERT, 16 clients",
             "≥ 0.3×",
             mix["ledger"] >= 0.3 * mix["pgbench"],
-        )
-    )
+        ),
+        row(
+            "the same, GROUP_COMMIT=off",
+            mix["group_commit_off"],
+            "cmd/s",
+            mix["plain"],
+            "plain eventsourcing app",
+            "(what group commit adds)",
+            None,
+        ),
+    ]
     return rows
 
 
@@ -245,17 +279,22 @@ def machine(workers: int) -> dict[str, Any]:
 def print_table(report: dict[str, Any]) -> None:
     for name, why in report["failed"].items():
         print(f"{name}: FAILED ({why})")
-    restarts = max((r.get("worker_restarts", 0) for r in report["rows"]), default=0)
-    if restarts:
-        print(f"the API's server processes were restarted {restarts} times during the run")
+    for topology, label in LABELS.items():
+        restarts = max(
+            (r.get("worker_restarts", 0) for r in report["rows"] if r.get("topology") == topology),
+            default=0,
+        )
+        if restarts:
+            print(f"{label}: the API's server processes were restarted {restarts} times")
     m = report["machine"]
     print(
         f"\n{'quick' if report['quick'] else 'full'} run, {report['seconds']} s; "
         f"{m['cpus']} CPUs, PostgreSQL {m['postgresql']}, {m['server_processes']} server "
         f"processes, load {m['load_average'][0]:.1f}"
     )
+    w = max([len("figure"), *(len(r["figure"]) for r in report["rows"])]) + 2
     header = (
-        f"{'figure':<42}{'value':>10} {'unit':<9}{'baseline':<28}{'value':>10}"
+        f"{'figure':<{w}}{'value':>10} {'unit':<9}{'baseline':<28}{'value':>10}"
         f"{'ratio':>7}  {'p50/p99/p99.9 ms':<20}{'target':<36}met"
     )
     print(header)
@@ -265,14 +304,22 @@ def print_table(report: dict[str, Any]) -> None:
         base = f"{r['baseline_value']:>10,.1f}" if r["baseline_value"] is not None else " " * 10
         ratio = f"{r['ratio']:>7.2f}" if r["ratio"] is not None else " " * 7
         print(
-            f"{r['figure']:<42}{r['value']:>10,.1f} {r['unit']:<9}{r['baseline']:<28}{base}"
-            f"{ratio}  {latency:<20}{r['target']:<36}{'yes' if r['met'] else 'NO'}"
+            f"{r['figure']:<{w}}{r['value']:>10,.1f} {r['unit']:<9}{r['baseline']:<28}{base}"
+            f"{ratio}  {latency:<20}{r['target']:<36}{MET[r['met']]}"
         )
+        if "round_trips" in r:
+            trips = ", ".join(
+                f"{kind} {trips:.1f} ({r['round_trips_batched'][kind]:.1f})"
+                for kind, trips in r["round_trips"].items()
+            )
+            print(f"{'':<{w}}round trips, one at a time (batched): {trips}")
         if r.get("staked_equals_joins") is False:
-            print(f"{'':<42}the joiners' staked tokens do NOT equal the counted joins")
+            print(f"{'':<{w}}the joiners' staked tokens do NOT equal the counted joins")
+        if r.get("pairs_left", 0) < 0:
+            print(f"{'':<{w}}every (user, challenge) pair was joined: re-joins were not counted")
         if "baseline_p50_ms" in r:
             print(
-                f"{'':<42}{'':>10} {'':<9}{'  its p50/p99/p99.9 ms':<28}{'':>10}{'':>7}  "
+                f"{'':<{w}}{'':>10} {'':<9}{'  its p50/p99/p99.9 ms':<28}{'':>10}{'':>7}  "
                 f"{r['baseline_p50_ms']:.1f}/{r['baseline_p99_ms']:.0f}/"
                 f"{r['baseline_p999_ms']:.0f}"
             )

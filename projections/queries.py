@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from functools import cache
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 import psycopg
@@ -24,6 +24,8 @@ from adapters.persistence import DatabaseSettings
 from projections.audit.export import event_record
 from projections.position_times import position_at
 from projections.position_watch import TooManyWaiters
+
+T = TypeVar("T")
 
 
 class ReadModelBehind(Exception):
@@ -56,6 +58,29 @@ WHERE user_id = %(user)s AND NOT frozen AND NOT written_off AND remaining > 0
 """
 
 
+NOW_PARAMETER = "%(now)s"
+
+
+@runtime_checkable
+class SqlClock(Protocol):
+    """A clock PostgreSQL can read itself, inside the statement that needs the time."""
+
+    def now_sql(self) -> str:
+        """An SQL expression of the time ``now()`` would answer."""
+        ...
+
+
+@cache
+def wallet_now_sql(now: str) -> str:
+    """`ReadModels.wallet_now`'s statement, with ``now`` (a parameter or an expression)."""
+    payable = PAYABLE.replace(NOW_PARAMETER, now)
+    return (
+        "SELECT to_jsonb(b) AS balances, pay.*, "
+        "(SELECT coalesce(min(position), 0) FROM projection_positions) AS read_position "
+        f"FROM ({payable}) AS pay LEFT JOIN wallet_balances b ON b.user_id = %(user)s"
+    )
+
+
 def _payable(row: dict[str, Any], per_day: int) -> tuple[int, int]:
     allowance = max(0, per_day - int(row["used"]))
     return int(row["refundable"]), min(int(row["eligible"]), allowance)
@@ -77,26 +102,35 @@ class ReadModels:
             },
             open=True,
             timeout=5,
-            check=ConnectionPool.check_connection,  # a database restart leaves none dead
         )
 
     def close(self) -> None:
         self.pool.close()
 
-    @contextmanager
-    def cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
-        with self.pool.connection() as conn, conn.cursor() as cur:
-            yield cur
+    def read(self, work: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
+        """``work`` on a pooled connection, again on another if that one turns out dead.
+
+        A database restart kills every pooled connection; the first statement on a dead one
+        fails at once, the pool drops it, and the read runs again (every query here only
+        reads, so running it twice changes nothing). Pinging each connection before handing it
+        out (psycopg's ``check_connection``) did the same at the price of a round trip on
+        every request (docs/performance.md, "GET /v1/wallet"). A database that is down fails
+        to connect, and the pool's timeout answers as before.
+        """
+        for attempt in range(self.pool.max_size + 1):
+            with self.pool.connection() as conn:
+                try:
+                    return work(conn)
+                except psycopg.OperationalError:
+                    if not conn.broken or attempt == self.pool.max_size:
+                        raise
+        raise AssertionError("unreachable")
 
     def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
-        with self.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchone()
+        return self.read(lambda conn: conn.execute(sql, params).fetchone())
 
     def all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        with self.cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
+        return self.read(lambda conn: conn.execute(sql, params).fetchall())
 
     def position(self) -> int:
         row = self.one("SELECT coalesce(min(position), 0) AS p FROM projection_positions")
@@ -143,30 +177,27 @@ class ReadModels:
         their refund window; usable payout and adjustment lots at least ``hold_days`` old,
         capped by what the rolling-24 h cash-out limit still allows (cash-outs that failed
         do not count)."""
-        with self.cursor() as cur:
-            cur.execute(
-                PAYABLE,
-                {"user": user_id, "now": now, "hold": hold_days},
-            )
-            row = cur.fetchone()
+        params = {"user": user_id, "now": now, "hold": hold_days}
+        row = self.read(lambda conn: conn.execute(PAYABLE, params).fetchone())
         if row is None:
             return 0, 0
         return _payable(row, per_day)
 
     def wallet_now(
-        self, user_id: UUID, now: datetime, hold_days: int, per_day: int
+        self, user_id: UUID, now: datetime | str, hold_days: int, per_day: int
     ) -> tuple[dict[str, Any] | None, int, int, int]:
         """What ``GET /wallet`` shows, in one round trip and one snapshot: the wallet's
         balances row (None before its first event is projected), ``refundable`` and
-        ``cashoutable`` as `payable` counts them, and the read models' position."""
-        with self.cursor() as cur:
-            cur.execute(
-                "SELECT to_jsonb(b) AS balances, pay.*, "
-                "(SELECT coalesce(min(position), 0) FROM projection_positions) AS read_position "
-                f"FROM ({PAYABLE}) AS pay LEFT JOIN wallet_balances b ON b.user_id = %(user)s",
-                {"user": user_id, "now": now, "hold": hold_days},
-            )
-            row = cur.fetchone()
+        ``cashoutable`` as `payable` counts them, and the read models' position.
+
+        ``now`` is a time, or an SQL expression PostgreSQL evaluates in this very statement
+        (`SqlClock`: the development test clock, whose offset is a table), so reading the
+        clock costs no round trip of its own."""
+        sql = wallet_now_sql(now if isinstance(now, str) else NOW_PARAMETER)
+        params = {"user": user_id, "now": now, "hold": hold_days}
+        if isinstance(now, str):
+            del params["now"]
+        row = self.read(lambda conn: conn.execute(sql, params).fetchone())
         assert row is not None  # an aggregate without GROUP BY always answers one row
         refundable, cashoutable = _payable(row, per_day)
         return row["balances"], refundable, cashoutable, int(row["read_position"])
@@ -222,8 +253,7 @@ class ReadModels:
     def position_at(self, at: datetime, *, covering: int | None = None) -> int:
         """The last stream position whose event time is at most ``at``, from the position
         index (`projections.position_times.position_at`; ``IndexBehind`` while it lags)."""
-        with self.pool.connection() as conn:
-            return position_at(conn, at, covering=covering)
+        return self.read(lambda conn: position_at(conn, at, covering=covering))
 
     # -- platform -------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from domain.tokens import Lot, LotSource
 from domain.values import WithdrawalStatus
 from projections.point_in_time import WalletAsOf, wallet_as_of
 from projections.position_times import IndexBehind
-from projections.queries import ReadModelBehind, ReadModels
+from projections.queries import ReadModelBehind, ReadModels, SqlClock
 
 ZERO: dict[str, int] = dict.fromkeys(SHOWN, 0)
 
@@ -43,11 +43,12 @@ class WalletView:
 
     def balances(self, user_id: UUID) -> dict[str, Any]:
         """The wallet's balances now, with what may be refunded and cashed out now, and the
-        read models' ``position``: one statement (``ReadModels.wallet_now``)."""
-        settings = self.ledger.settings
+        read models' ``position``: one statement (``ReadModels.wallet_now``), which reads the
+        development test clock itself (`SqlClock`) instead of a query of its own first."""
+        settings, clock = self.ledger.settings, self.ledger.clock
         row, refundable, cashoutable, position = self.reads.wallet_now(
             user_id,
-            self.ledger.clock.now(),
+            clock.now_sql() if isinstance(clock, SqlClock) else clock.now(),
             settings.cashout_hold_days,
             settings.max_cashout_tokens_day,
         )

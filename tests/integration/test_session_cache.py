@@ -4,6 +4,7 @@ every other process. Time is a fake monotonic clock here: nothing waits."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -125,3 +126,23 @@ def test_an_erasure_or_a_role_change_applies_at_once_to_remembered_sessions(
     users.erase(bo.id)
     with pytest.raises(InvalidToken):
         tokens.verify_access(bo_pair.access_token)
+
+
+def test_a_remembered_access_token_is_refused_once_it_expires(
+    stores: tuple[UserStore, UserStore],
+) -> None:
+    """A process remembers the tokens it verified (no HMAC per request), until their expiry."""
+    users, _ = stores
+    wall = Clock()
+    wall.now = time.time()
+    config = ServiceSettings(jwt_secret=SECRET, auth_cache_seconds=BOUND)
+    tokens = TokenService(config, users, monotonic=Clock(), wall=wall)
+    user = users.register("ann@example.com", "ann", PASSWORD)
+    pair = tokens.issue(user.id, user.role)
+    assert tokens.verify_access(pair.access_token).id == user.id  # verified, remembered
+    assert tokens.trusted_access(pair.access_token) is not None
+    wall.now += config.access_token_minutes * 60 + 1  # past its exp; the session still live
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.trusted_access(pair.access_token)
+    with pytest.raises(InvalidToken, match="expired"):
+        tokens.verify_access(pair.access_token)
