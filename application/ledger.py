@@ -134,11 +134,14 @@ class SerialisedRepository(Repository[UUID]):
     """
 
     STRIPES = 64
+    MAX_BEHIND = 10_000
 
     def __init__(self, *args: Any, immutable: tuple[type[Any], ...] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._stripes = tuple(threading.Lock() for _ in range(self.STRIPES))
         self._immutable = immutable
+        # Cached aggregates another process has changed since (`forget`).
+        self._behind: set[UUID] = set()
 
     def get(self, aggregate_id: UUID, **kwargs: Any) -> Any:
         if self.cache is None or kwargs.get("version") is not None:
@@ -154,6 +157,7 @@ class SerialisedRepository(Repository[UUID]):
             if isinstance(cached, self._immutable):
                 return cached
             found = cached
+            self._behind.discard(aggregate_id)
             if self.fastforward:
                 new = list(self.event_store.get(originator_id=aggregate_id, gt=cached.version))
                 if new:
@@ -169,6 +173,8 @@ class SerialisedRepository(Repository[UUID]):
         if self.cache is None:
             return None
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            if aggregate_id in self._behind:
+                return None
             try:
                 found = self.cache.get(aggregate_id)
             except KeyError:
@@ -191,13 +197,17 @@ class SerialisedRepository(Repository[UUID]):
                 self.cache.put(aggregate.id, aggregate)
 
     def forget(self, aggregate_id: UUID, older_than: int | None = None) -> None:
-        """Drop a cached aggregate another process has changed (the next get reads it); with
-        ``older_than``, only if the cached version is older."""
+        """Mark a cached aggregate another process has changed as behind: `cached` no longer
+        serves it, and the next `get` reads only its new events. With ``older_than``, only
+        if the cached version is older."""
         if self.cache is None:
             return
         with self._stripes[hash(aggregate_id) % self.STRIPES], contextlib.suppress(KeyError):
             if older_than is None or self.cache.get(aggregate_id).version < older_than:
-                self.cache.get(aggregate_id, evict=True)
+                if len(self._behind) < self.MAX_BEHIND:
+                    self._behind.add(aggregate_id)
+                else:  # then dropped instead: read whole next time
+                    self.cache.get(aggregate_id, evict=True)
 
 
 def _copy(aggregate: T) -> T:
