@@ -2,13 +2,14 @@
 
 Builds, on PostgreSQL (``DATABASE_URL`` or the embedded server), one wallet with 100,000 past
 events spread over ``BENCH_HISTORY_DAYS`` (ten years for 100,000: about 27 events a day, a
-very active user), and one with a single deposit, then times the same command (an adjustment debit of one
-token, a full load-decide-save) alternately on both. The history is a seeded mix of what a
-user's wallet sees: challenges joined (stakes) and settled (stakes back, payout lots,
-forfeits), penalties, deposits when tokens run low, admin adjustments (credits and debits)
-and refunds to the card. The ledger's clock moves forward as it is built, so most of the
-history is older than the dispute window and old lot records are dropped as the ledger does
-(rules §1) — what stays is the last ``DISPUTE_WINDOW_DAYS`` of activity, as for any wallet.
+very active user), and one with a single deposit, then times the same command (an adjustment
+debit of one token, a full load-decide-save) alternately on both. The history is a seeded mix
+of what a user's wallet sees: challenges joined (stakes) and settled (stakes back, payout
+lots, forfeits), penalties, deposits when tokens run low, admin adjustments (credits and
+debits) and refunds to the card. The ledger's clock moves forward as it is built, so most of
+the history is older than the dispute window and old lot records are dropped as the ledger
+does (rules §1): what stays is the last ``DISPUTE_WINDOW_DAYS`` of activity, as for any
+wallet.
 
 Printed as ratios against the new wallet measured in the same run: warm (aggregate cache) and
 cold (the same command on a fresh ``Ledger``: snapshot + tail, nothing cached).
