@@ -85,7 +85,8 @@ class Lot:
 
     def __post_init__(self) -> None:
         # A snapshot stores the source as its string; the record holds the enum.
-        self.source = LotSource(self.source)
+        if type(self.source) is not LotSource:
+            self.source = LotSource(self.source)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as one flat row: every command copies its wallet (a pickle round trip,
@@ -97,7 +98,7 @@ class Lot:
             (
                 self.lot_id.int,
                 self.seq,
-                self.source.value,
+                _SOURCE_NAMES[self.source],
                 self.amount,
                 self.remaining,
                 self.created_at,
@@ -125,6 +126,8 @@ class Lot:
 
 
 _SOURCES = {source.value: source for source in LotSource}
+_SOURCE_NAMES = {source: source.value for source in LotSource}
+_UNSAFE = SafeUUID.unknown
 
 
 def _restore_lot(lot_id: int, seq: int, source: str, *rest: Any) -> Lot:
@@ -132,7 +135,7 @@ def _restore_lot(lot_id: int, seq: int, source: str, *rest: Any) -> Lot:
     unpickling a UUID does (no parsing), its source looked up."""
     uuid = object.__new__(UUID)
     object.__setattr__(uuid, "int", lot_id)
-    object.__setattr__(uuid, "is_safe", SafeUUID.unknown)
+    object.__setattr__(uuid, "is_safe", _UNSAFE)
     return Lot(uuid, seq, _SOURCES[source], *rest)
 
 
