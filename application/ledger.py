@@ -20,6 +20,7 @@ again on fresh state.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import pickle
 import random
@@ -78,6 +79,7 @@ from domain.errors import (
 from domain.invite import InviteCode
 from domain.rules import make_terms
 from domain.tokens import positive_tokens
+from domain.used_ids import ADJUSTMENT, UsedId
 from domain.values import ProofType
 from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
@@ -90,6 +92,10 @@ UNKNOWN_INVITE_CODE = "no challenge has that invite code"
 A = TypeVar("A", bound=LedgerAggregate)
 
 INVITE_ALPHABET = string.ascii_uppercase + string.digits
+
+# Aggregates never changed after their first event: served from the cache as they are, never
+# checked against the store, and no turns taken on them.
+IMMUTABLE: tuple[type[LedgerAggregate], ...] = (InviteCode, UsedId)
 
 
 @dataclass(frozen=True)
@@ -289,7 +295,7 @@ class Ledger(Application[UUID]):
             fastforward=library.fastforward,
             fastforward_skipping=library.fastforward_skipping,
             deepcopy_from_cache=library.deepcopy_from_cache,
-            immutable=(InviteCode,),
+            immutable=IMMUTABLE,
         )
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
@@ -429,15 +435,22 @@ class Ledger(Application[UUID]):
         if direction not in ("credit", "debit"):
             raise InvalidField("direction must be credit or debit")
 
+        marker_id = ids.used_id(ids.wallet_id(user_id), ADJUSTMENT, str(adjustment_id))
+        tries = itertools.count()
+
         def attempt() -> Receipt:
+            # A repeat: its marker is known here, or (after a save collided with it) read.
+            if self._used(marker_id, read=next(tries) > 0):
+                return Receipt(self._head())
             wallet = self._wallet(user_id, cause)
             at = self._now()
             if direction == "credit":
-                wallet.credit_adjustment(adjustment_id, tokens, reason, cause, at)
-                wallet.drop_old_lot_records(self.settings.dispute_window, cause, at)
+                marker = wallet.credit_adjustment(adjustment_id, tokens, reason, cause, at)
+                if marker is not None:
+                    wallet.drop_old_lot_records(self.settings.dispute_window, cause, at)
             else:
-                wallet.debit_adjustment(adjustment_id, tokens, reason, cause, at)
-            return self._save(wallet)
+                marker = wallet.debit_adjustment(adjustment_id, tokens, reason, cause, at)
+            return self._save(wallet, *([marker] if marker else []))
 
         return self._retrying(attempt)
 
@@ -877,11 +890,11 @@ class Ledger(Application[UUID]):
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
         reads = _reads.get()
         aggregate: object = None
-        if reads is not None and cls is not InviteCode:
+        if reads is not None and not issubclass(cls, IMMUTABLE):
             self.turns.take(aggregate_id, reads.turns)
         if reads is not None and reads.trusting:
             aggregate = self._cache.cached(aggregate_id)
-            if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, InviteCode):
+            if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, IMMUTABLE):
                 reads.trusted = True
                 reads.versions.setdefault(aggregate_id, aggregate.version)
         if aggregate is None:
@@ -892,6 +905,21 @@ class Ledger(Application[UUID]):
         if not isinstance(aggregate, cls):
             return None
         return aggregate
+
+    def _used(self, marker_id: UUID, *, read: bool) -> bool:
+        """Whether a request id was already acted on (its ``UsedId`` marker exists).
+
+        A first attempt only asks the aggregate cache, so a new id (the usual case) costs no
+        round trip; a repeat the cache does not know collides with its marker on save, and
+        the retry (``read``) finds it in the store."""
+        if read:
+            return self._maybe(UsedId, marker_id) is not None
+        try:
+            return isinstance(
+                self.repository.cache.get(marker_id) if self.repository.cache else None, UsedId
+            )
+        except KeyError:
+            return False
 
     def _wallet(self, user_id: UUID, cause: Cause) -> Wallet:
         """The user's wallet, opened (in the same save) if this is its first movement."""

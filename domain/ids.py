@@ -40,3 +40,9 @@ def erasure_withdrawal_id(wallet_id: UUID, version: int) -> UUID:
     """The refund of a closed wallet's lots requested at this wallet version: two copies of
     the worker acting on the same state choose the same id (and only one save succeeds)."""
     return uuid5(NAMESPACE, f"erasure:{wallet_id}:{version}")
+
+
+def used_id(wallet_id: UUID, kind: str, key: str) -> UUID:
+    """The marker of a request id a wallet acted on (``domain.used_ids``): one per wallet,
+    kind and id, so a repeat finds it, or collides with it in the event store."""
+    return uuid5(NAMESPACE, f"used:{kind}:{wallet_id}:{key}")

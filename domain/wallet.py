@@ -26,6 +26,7 @@ from domain.errors import InvalidField
 from domain.lot_records import LotRecords
 from domain.stakes import Stakes
 from domain.tokens import Lot, LotSource, Taken, positive_tokens, take_fifo
+from domain.used_ids import ADJUSTMENT, UsedId
 from domain.wallet_state import (
     EarlyLoss,
     LotOutcome,
@@ -126,11 +127,20 @@ class Wallet(Cashouts, Closing, Withdrawals, Disputes, Stakes, LotRecords, Ledge
             wallet.deposited += self.tokens
 
     class AdjustmentCredited(LedgerEvent):
+        """``marked``: the adjustment id is remembered by its own ``UsedId`` (saved with
+        this event), not in the wallet's state; v1 events kept it in ``adjustments``."""
+
         TOPIC = "peerpush:Wallet.AdjustmentCredited"
+        class_version = 2
         adjustment_id: UUID
         lot_id: UUID
         tokens: int
         reason: str
+        marked: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(marked=False)
 
         def apply(self, wallet: WalletState) -> None:
             wallet._add_lot(
@@ -144,19 +154,29 @@ class Wallet(Cashouts, Closing, Withdrawals, Disputes, Stakes, LotRecords, Ledge
                 )
             )
             wallet.adjusted_in += self.tokens
-            wallet.adjustments[str(self.adjustment_id)] = self.tokens
+            if not self.marked:
+                wallet.adjustments[str(self.adjustment_id)] = self.tokens
 
     class AdjustmentDebited(LedgerEvent):
+        """``marked`` as for ``AdjustmentCredited``."""
+
         TOPIC = "peerpush:Wallet.AdjustmentDebited"
+        class_version = 2
         adjustment_id: UUID
         tokens: int
         taken: Taken
         reason: str
+        marked: bool
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(marked=False)
 
         def apply(self, wallet: WalletState) -> None:
             wallet._take(self.taken)
             wallet.adjusted_out += self.tokens
-            wallet.adjustments[str(self.adjustment_id)] = -self.tokens
+            if not self.marked:
+                wallet.adjustments[str(self.adjustment_id)] = -self.tokens
 
     def __init__(self, user_id: UUID) -> None:
         self._init_state(user_id)
@@ -233,13 +253,21 @@ class Wallet(Cashouts, Closing, Withdrawals, Disputes, Stakes, LotRecords, Ledge
             )
         return True
 
+    def adjusted_before(self, adjustment_id: UUID) -> bool:
+        """Whether an adjustment recorded before ids were kept apart (v1 events) had this id;
+        later ones are remembered by their ``UsedId``, which the application looks up."""
+        return str(adjustment_id) in self.adjustments
+
     def credit_adjustment(
         self, adjustment_id: UUID, tokens: int, reason: str, cause: Cause, at: datetime
-    ) -> None:
-        """An admin's credit: a new adjustment lot. A repeated adjustment id changes nothing."""
+    ) -> UsedId | None:
+        """An admin's credit: a new adjustment lot. A repeated adjustment id changes nothing.
+
+        Returns the id's marker, to be saved with the wallet (``None``: a repeat). The caller
+        has checked there is no marker of this id yet."""
         positive_tokens(tokens)
-        if str(adjustment_id) in self.adjustments:
-            return
+        if self.adjusted_before(adjustment_id):
+            return None
         self._record(
             self.AdjustmentCredited,
             cause,
@@ -248,15 +276,17 @@ class Wallet(Cashouts, Closing, Withdrawals, Disputes, Stakes, LotRecords, Ledge
             lot_id=ids.adjustment_lot_id(adjustment_id),
             tokens=tokens,
             reason=_reason(reason),
+            marked=True,
         )
+        return UsedId.record(self.id, ADJUSTMENT, str(adjustment_id), cause, at)
 
     def debit_adjustment(
         self, adjustment_id: UUID, tokens: int, reason: str, cause: Cause, at: datetime
-    ) -> None:
-        """An admin's debit, FIFO. A repeated adjustment id changes nothing."""
+    ) -> UsedId | None:
+        """An admin's debit, FIFO. A repeated adjustment id changes nothing (as a credit)."""
         positive_tokens(tokens)
-        if str(adjustment_id) in self.adjustments:
-            return
+        if self.adjusted_before(adjustment_id):
+            return None
         taken = take_fifo(self.lots.values(), tokens, available=self.available)
         self._record(
             self.AdjustmentDebited,
@@ -266,7 +296,9 @@ class Wallet(Cashouts, Closing, Withdrawals, Disputes, Stakes, LotRecords, Ledge
             tokens=tokens,
             taken=taken,
             reason=_reason(reason),
+            marked=True,
         )
+        return UsedId.record(self.id, ADJUSTMENT, str(adjustment_id), cause, at)
 
 
 def _reason(reason: str) -> str:

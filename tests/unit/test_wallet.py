@@ -412,14 +412,29 @@ def test_a_dispute_won_before_its_deposit_arrives_leaves_the_deposit_usable():
     assert (wallet.available, wallet.frozen) == (1_000, 0)
 
 
-def test_an_adjustment_repeated_with_the_same_id_is_applied_once():
+def test_an_adjustment_is_marked_used_and_one_remembered_by_an_old_event_is_applied_once():
+    """New adjustments return the marker a repeat is found by (``UsedId``: the application
+    saves it with the wallet); an id the wallet remembers from a v1 event stays applied once."""
     wallet = Wallet.open(uuid4(), Cause.admin("a"), T0)
-    credit, debit = uuid4(), uuid4()
-    for _ in range(2):
-        wallet.credit_adjustment(credit, 500, "goodwill", Cause.admin("a"), T0)
-        wallet.debit_adjustment(debit, 200, "correction", Cause.admin("a"), T0)
-    assert (wallet.available, wallet.adjusted_in, wallet.adjusted_out) == (300, 500, 200)
-    assert len(wallet.lots) == 1
+    credit, debit, old = uuid4(), uuid4(), uuid4()
+    marker = wallet.credit_adjustment(credit, 500, "goodwill", Cause.admin("a"), T0)
+    assert marker is not None and marker.id == ids.used_id(wallet.id, "adjustment", str(credit))
+    marker = wallet.debit_adjustment(debit, 200, "correction", Cause.admin("a"), T0)
+    assert marker is not None and marker.id == ids.used_id(wallet.id, "adjustment", str(debit))
+    assert wallet.adjustments == {}, "new adjustment ids are not kept in the wallet's state"
+    wallet._record(
+        Wallet.AdjustmentCredited,
+        Cause.admin("a"),
+        T0,
+        adjustment_id=old,
+        lot_id=ids.adjustment_lot_id(old),
+        tokens=50,
+        reason="before markers",
+        marked=False,
+    )
+    assert wallet.credit_adjustment(old, 50, "again", Cause.admin("a"), T0) is None
+    assert wallet.debit_adjustment(old, 50, "again", Cause.admin("a"), T0) is None
+    assert (wallet.available, wallet.adjusted_in, wallet.adjusted_out) == (350, 550, 200)
 
 
 def test_a_lost_dispute_on_a_lot_refunded_outside_our_flow_is_wholly_a_platform_loss() -> None:
