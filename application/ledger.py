@@ -19,10 +19,8 @@ again on fresh state.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
-import pickle
 import random
 import secrets
 import string
@@ -40,7 +38,6 @@ from eventsourcing.application import (
     Application,
     ProcessingEvent,
     Repository,
-    project_aggregate,
 )
 from eventsourcing.persistence import (
     IntegrityError,
@@ -49,10 +46,11 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoder,
 )
+from eventsourcing.utils import resolve_topic
 
 from application.due import DueIndex
 from application.group_commit import GroupCommit, Save
-from application.ports import BatchPart, Clock, SystemClock
+from application.ports import AggregateCache, BatchPart, Clock, SystemClock
 from application.receipts import (
     CashoutHeld,
     ChallengeCreated,
@@ -92,6 +90,8 @@ UNKNOWN_INVITE_CODE = "no challenge has that invite code"
 A = TypeVar("A", bound=LedgerAggregate)
 
 INVITE_ALPHABET = string.ascii_uppercase + string.digits
+# The environment key naming the repository class (set by the adapters' environment).
+AGGREGATE_REPOSITORY_TOPIC = "AGGREGATE_REPOSITORY_TOPIC"
 
 # Aggregates never changed after their first event: served from the cache as they are, never
 # checked against the store, and no turns taken on them.
@@ -118,107 +118,6 @@ def command_name(decide: Callable[..., object]) -> str:
     """The public command a closure was written in: ``Ledger.join.<locals>.attempt`` → join."""
     owner = getattr(decide, "__qualname__", "").split(".<locals>")[0]
     return owner.rpartition(".")[2].lstrip("_") or "command"
-
-
-class SerialisedRepository(Repository[UUID]):
-    """The library's repository, safe for concurrent gets of one cached aggregate, and
-    cheaper per get.
-
-    The library fast-forwards a cached aggregate in place under a per-aggregate lock, but
-    deep-copies it for the caller outside that lock: a thread copying while another
-    fast-forwards gets a torn aggregate (an event half applied) or "dictionary changed size
-    during iteration". Gets of one aggregate are serialised here (striped locks), the
-    caller's copy is made inside that lock, and a cached aggregate is never changed in
-    place: fast-forwarding applies the new events to a copy, which replaces it in the cache.
-    So an aggregate put in the cache (`remember`) may still be read by whoever put it there.
-
-    The copy is a pickle round trip rather than ``copy.deepcopy``: the same independent
-    object graph, about three times cheaper on a wallet with many lots (a command's largest
-    cost in CPU once its saves are grouped). Aggregates of a type in ``immutable`` (never
-    changed after their first event) are served from the cache as they are: no read of the
-    store to fast-forward them and no copy.
-    """
-
-    STRIPES = 64
-    MAX_BEHIND = 10_000
-
-    def __init__(self, *args: Any, immutable: tuple[type[Any], ...] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stripes = tuple(threading.Lock() for _ in range(self.STRIPES))
-        self._immutable = immutable
-        # Cached aggregates another process has changed since (`forget`).
-        self._behind: set[UUID] = set()
-
-    def get(self, aggregate_id: UUID, **kwargs: Any) -> Any:
-        if self.cache is None or kwargs.get("version") is not None:
-            return super().get(aggregate_id, **kwargs)
-        copy = kwargs.get("deepcopy_from_cache", True) and self.deepcopy_from_cache
-        with self._stripes[hash(aggregate_id) % self.STRIPES]:
-            try:
-                cached = self.cache.get(aggregate_id)
-            except KeyError:
-                # Not cached: rebuilt from the store (snapshot and events) and cached.
-                found = super().get(aggregate_id, **{**kwargs, "deepcopy_from_cache": False})
-                return _copy(found) if copy else found
-            if isinstance(cached, self._immutable):
-                return cached
-            found = cached
-            self._behind.discard(aggregate_id)
-            if self.fastforward:
-                new = list(self.event_store.get(originator_id=aggregate_id, gt=cached.version))
-                if new:
-                    found = project_aggregate(_copy(cached), new)
-                    if found is None:
-                        raise AggregateNotFoundError(aggregate_id)
-                    self.cache.put(aggregate_id, found)
-            return _copy(found) if copy else found
-
-    def cached(self, aggregate_id: UUID) -> Any | None:
-        """A copy of the aggregate as the cache holds it, not fast-forwarded; None when it is
-        not cached."""
-        if self.cache is None:
-            return None
-        with self._stripes[hash(aggregate_id) % self.STRIPES]:
-            if aggregate_id in self._behind:
-                return None
-            try:
-                found = self.cache.get(aggregate_id)
-            except KeyError:
-                return None
-            if isinstance(found, self._immutable) or not self.deepcopy_from_cache:
-                return found
-            return _copy(found)
-
-    def remember(self, aggregate: Any) -> None:
-        """Cache an aggregate as just committed, unless a later version is cached. The cache
-        never changes it (see the class), so its saver may go on reading it."""
-        if self.cache is None:
-            return
-        with self._stripes[hash(aggregate.id) % self.STRIPES]:
-            try:
-                found = self.cache.get(aggregate.id)
-            except KeyError:
-                found = None
-            if found is None or found.version < aggregate.version:
-                self.cache.put(aggregate.id, aggregate)
-
-    def forget(self, aggregate_id: UUID, older_than: int | None = None) -> None:
-        """Mark a cached aggregate another process has changed as behind: `cached` no longer
-        serves it, and the next `get` reads only its new events. With ``older_than``, only
-        if the cached version is older."""
-        if self.cache is None:
-            return
-        with self._stripes[hash(aggregate_id) % self.STRIPES], contextlib.suppress(KeyError):
-            if older_than is None or self.cache.get(aggregate_id).version < older_than:
-                if len(self._behind) < self.MAX_BEHIND:
-                    self._behind.add(aggregate_id)
-                else:  # then dropped instead: read whole next time
-                    self.cache.get(aggregate_id, evict=True)
-
-
-def _copy(aggregate: T) -> T:
-    copied: T = pickle.loads(pickle.dumps(aggregate, pickle.HIGHEST_PROTOCOL))
-    return copied
 
 
 @dataclass
@@ -286,9 +185,14 @@ class Ledger(Application[UUID]):
         self.observers: list[Callable[[CommandOutcome], None]] = []
 
     def construct_repository(self) -> Repository[UUID]:
+        """The repository the environment names (``AGGREGATE_REPOSITORY_TOPIC``: the
+        adapters' `AggregateCache`, see ``adapters.aggregate_cache``), else the library's."""
         library = super().construct_repository()
+        topic = self.env.get(AGGREGATE_REPOSITORY_TOPIC)
+        if not topic:
+            return library
         cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
-        return SerialisedRepository(
+        repository: Repository[UUID] = resolve_topic(topic)(
             event_store=library.event_store,
             snapshot_store=library.snapshot_store,
             cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
@@ -297,6 +201,7 @@ class Ledger(Application[UUID]):
             deepcopy_from_cache=library.deepcopy_from_cache,
             immutable=IMMUTABLE,
         )
+        return repository
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)  # type: ignore[arg-type]  # the library annotates a JSONTranscoder
@@ -798,7 +703,8 @@ class Ledger(Application[UUID]):
     def heard_of(self, aggregate_id: UUID, version: int) -> None:
         """Another process (or this one) committed ``version`` of an aggregate: a cached
         copy older than that is dropped, so the next command reads it afresh."""
-        self._cache.forget(aggregate_id, older_than=version)
+        if cache := self._cache:
+            cache.forget(aggregate_id, older_than=version)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -833,8 +739,9 @@ class Ledger(Application[UUID]):
         receipt = self._write(aggregates, changed)
         if reads is not None:
             reads.saved, reads.trusting = True, False
-        for aggregate in changed:
-            self._cache.remember(aggregate)
+        if cache := self._cache:
+            for aggregate in changed:
+                cache.remember(aggregate)
         return receipt
 
     def _write(
@@ -882,18 +789,18 @@ class Ledger(Application[UUID]):
         return found
 
     @property
-    def _cache(self) -> SerialisedRepository:
+    def _cache(self) -> AggregateCache | None:
         repository = self.repository
-        assert isinstance(repository, SerialisedRepository)
-        return repository
+        return repository if isinstance(repository, AggregateCache) else None
 
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
         reads = _reads.get()
         aggregate: object = None
         if reads is not None and not issubclass(cls, IMMUTABLE):
             self.turns.take(aggregate_id, reads.turns)
-        if reads is not None and reads.trusting:
-            aggregate = self._cache.cached(aggregate_id)
+        cache = self._cache
+        if reads is not None and reads.trusting and cache is not None:
+            aggregate = cache.cached(aggregate_id)
             if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, IMMUTABLE):
                 reads.trusted = True
                 reads.versions.setdefault(aggregate_id, aggregate.version)
@@ -997,7 +904,8 @@ class Ledger(Application[UUID]):
         a command decided on (one read of the store each; usually none or one)."""
         for aggregate_id, version in versions.items():
             if self.recorder.select_events(aggregate_id, gt=version, limit=1):
-                self._cache.forget(aggregate_id)
+                if cache := self._cache:
+                    cache.forget(aggregate_id)
                 raise IntegrityError(f"{aggregate_id} changed since this command read it")
 
     def _ended(

@@ -72,6 +72,22 @@ class AdjustableClock:
             self._offset = at - datetime.now(UTC)
 
 
+@runtime_checkable
+class AggregateCache(Protocol):
+    """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``).
+
+    ``cached``: a copy of the aggregate as cached, not read from the store (None if not
+    cached or known to be behind); ``remember``: cache an aggregate as just committed;
+    ``forget``: mark a cached aggregate as behind the store (only if older than
+    ``older_than``), so the next read of it goes to the store."""
+
+    def cached(self, aggregate_id: Any) -> Any | None: ...
+
+    def remember(self, aggregate: Any) -> None: ...
+
+    def forget(self, aggregate_id: Any, older_than: int | None = None) -> None: ...
+
+
 class PaymentGateway(Protocol):
     """Stripe as the ledger sees it: checkout sessions to buy tokens (rules §6)."""
 
