@@ -91,6 +91,24 @@ class SerialisedRepository(Repository[UUID]):
                 return found
             return _copy(found)
 
+    def check_out(self, aggregate_id: UUID) -> Any | None:
+        """The cached aggregate itself, taken out of the cache (no copy): its taker may change
+        it, and puts it back with `remember` once what it did is committed (or unchanged).
+        Meanwhile a `get` of it reads the store, so nobody sees it half changed. None when
+        it is not cached or is behind."""
+        if self.cache is None:
+            return None
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            if aggregate_id in self._behind:
+                return None
+            try:
+                found = self.cache.get(aggregate_id)
+            except KeyError:
+                return None
+            if not isinstance(found, self._immutable):
+                self.cache.get(aggregate_id, evict=True)
+            return found
+
     def remember(self, aggregate: Any) -> None:
         """Cache an aggregate as just committed, unless a later version is cached. The cache
         never changes it (see the class), so its saver may go on reading it."""

@@ -136,6 +136,8 @@ class _Reads:
     saved: bool = False
     # The aggregates' turns this attempt holds (`application.turns`).
     turns: list[threading.RLock] = field(default_factory=list)
+    # Aggregates taken out of the cache (no copy), by id, until they go back into it.
+    owned: dict[UUID, LedgerAggregate] = field(default_factory=dict)
 
     def again(self) -> None:
         """The next attempt reads fresh state."""
@@ -736,13 +738,27 @@ class Ledger(Application[UUID]):
             written = {a.id for a in changed}
             self._verify({k: v for k, v in reads.versions.items() if k not in written})
             reads.versions.clear()
+            for aggregate in changed:  # back in the cache only if committed (below)
+                reads.owned.pop(aggregate.id, None)
         receipt = self._write(aggregates, changed)
         if reads is not None:
             reads.saved, reads.trusting = True, False
         if cache := self._cache:
             for aggregate in changed:
                 cache.remember(aggregate)
+            if reads is not None:
+                self._give_back(reads, current=True)
         return receipt
+
+    def _give_back(self, reads: _Reads, *, current: bool) -> None:
+        """Put the aggregates an attempt took out of the cache back, unchanged ones only,
+        and only if ``current`` (not after a version conflict); the others are left out, so
+        the next command reads them from the store."""
+        cache = self._cache
+        for aggregate in reads.owned.values():
+            if cache is not None and current and not aggregate.pending_events:
+                cache.remember(aggregate)
+        reads.owned.clear()
 
     def _write(
         self, aggregates: Sequence[LedgerAggregate], changed: tuple[LedgerAggregate, ...]
@@ -796,11 +812,18 @@ class Ledger(Application[UUID]):
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
         reads = _reads.get()
         aggregate: object = None
+        turn = False
         if reads is not None and not issubclass(cls, IMMUTABLE):
-            self.turns.take(aggregate_id, reads.turns)
+            turn = self.turns.take(aggregate_id, reads.turns)
         cache = self._cache
-        if reads is not None and reads.trusting and cache is not None:
-            aggregate = cache.cached(aggregate_id)
+        if reads is not None and aggregate_id in reads.owned:
+            aggregate = reads.owned[aggregate_id]
+        elif reads is not None and reads.trusting and cache is not None:
+            # With the aggregate's turn no other command of this process can take it: it is
+            # taken out of the cache and changed in place, no copy made.
+            aggregate = cache.check_out(aggregate_id) if turn else cache.cached(aggregate_id)
+            if turn and isinstance(aggregate, LedgerAggregate):
+                reads.owned[aggregate_id] = aggregate
             if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, IMMUTABLE):
                 reads.trusted = True
                 reads.versions.setdefault(aggregate_id, aggregate.version)
@@ -866,11 +889,17 @@ class Ledger(Application[UUID]):
         try:
             for n in range(retries + 1):
                 try:
+                    current = False
                     try:
                         result = attempt()
                         if reads.versions:  # decided on cached state and saved nothing
                             self._verify(reads.versions)
+                        current = True
+                    except DomainError:
+                        current = True  # a refusal changed nothing
+                        raise
                     finally:
+                        self._give_back(reads, current=current)
                         self.turns.give_back(reads.turns)
                 except IntegrityError:
                     if n == retries:

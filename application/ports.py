@@ -77,11 +77,14 @@ class AggregateCache(Protocol):
     """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``).
 
     ``cached``: a copy of the aggregate as cached, not read from the store (None if not
-    cached or known to be behind); ``remember``: cache an aggregate as just committed;
+    cached or known to be behind); ``check_out``: the cached aggregate itself, out of the
+    cache until it is remembered again; ``remember``: cache an aggregate as just committed;
     ``forget``: mark a cached aggregate as behind the store (only if older than
     ``older_than``), so the next read of it goes to the store."""
 
     def cached(self, aggregate_id: Any) -> Any | None: ...
+
+    def check_out(self, aggregate_id: Any) -> Any | None: ...
 
     def remember(self, aggregate: Any) -> None: ...
 

@@ -30,14 +30,16 @@ class Turns:
         self._locks = tuple(threading.RLock() for _ in range(stripes))
         self._wait = wait_seconds
 
-    def take(self, aggregate_id: Hashable, held: list[threading.RLock]) -> None:
+    def take(self, aggregate_id: Hashable, held: list[threading.RLock]) -> bool:
         """Wait for the aggregate's turn (at most ``wait_seconds``); what was taken is added
-        to ``held``, for `give_back`."""
+        to ``held``, for `give_back`. Whether the turn is held now."""
         lock = self._locks[hash(aggregate_id) % len(self._locks)]
         if any(lock is taken for taken in held):
-            return
+            return True
         if lock.acquire(timeout=self._wait):
             held.append(lock)
+            return True
+        return False
 
     @staticmethod
     def give_back(held: list[threading.RLock]) -> None:
