@@ -17,6 +17,7 @@ from adapters.browser_sessions import BrowserSessions
 from adapters.cache_follower import CacheFollower
 from adapters.database import database_settings, ledger_env
 from adapters.head_export import build_head_export
+from adapters.logs import log_command
 from adapters.metrics import PROMETHEUS, count_command, refresh_gauges
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
@@ -90,7 +91,7 @@ def build_ledger(
         group_commit=process.group_commit,
         trusted_cache=process.trusted_cache,
     )
-    ledger.observers.append(count_command)
+    ledger.observers.extend((log_command, count_command))
     return ledger
 
 

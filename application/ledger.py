@@ -8,13 +8,9 @@ the command is then re-run on fresh state a bounded number of times and finally 
 concurrent commands' saves share one transaction (group commit, `application.group_commit`;
 ``GROUP_COMMIT=off`` saves each alone), each keeping its own outcome.
 
-A command first decides on the aggregates as this process last saw them (the aggregate cache,
-no read of the store; ``TRUSTED_CACHE``), because its save proves them current: the events
-table accepts each aggregate's next version once, so a save decided on an aggregate another
-process has since changed fails as a version conflict and is re-run on fresh state. What a
-save cannot prove is checked before the answer is given: an aggregate the command read but
-did not change is compared with the store, and a refusal decided on cached state is decided
-again on fresh state.
+A command decides first on the aggregates this process cached (``TRUSTED_CACHE``): its save
+proves them current, since each version is taken once. An aggregate read and not changed is
+checked before the answer, and a refusal is decided again on fresh state (decision 112).
 """
 
 from __future__ import annotations
@@ -83,7 +79,6 @@ from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
 log = logging.getLogger("peerpush.settlement")
-command_log = logging.getLogger("peerpush.commands")
 T = TypeVar("T")
 UNKNOWN_INVITE_CODE = "no challenge has that invite code"
 
@@ -122,13 +117,9 @@ def command_name(decide: Callable[..., object]) -> str:
 
 @dataclass
 class _Reads:
-    """What one attempt of a command read from the aggregate cache without checking it.
-
-    ``versions``: aggregate id -> the cached version decided on, not yet proven current;
-    ``trusting``: whether reads may still come from the cache (not on a re-run, nor after
-    the attempt's save); ``trusted``: whether any did; ``saved``: whether the attempt's save
-    committed (then it is never re-run).
-    """
+    """What one attempt of a command read from the cache without checking it: ``versions``
+    (id -> version decided on, not yet proven current), ``trusting`` (reads may still come
+    from the cache), ``trusted`` (some did), ``saved`` (its save committed: never re-run)."""
 
     trusting: bool
     versions: dict[UUID, int] = field(default_factory=dict)
@@ -751,9 +742,8 @@ class Ledger(Application[UUID]):
         return receipt
 
     def _give_back(self, reads: _Reads, *, current: bool) -> None:
-        """Put the aggregates an attempt took out of the cache back, unchanged ones only,
-        and only if ``current`` (not after a version conflict); the others are left out, so
-        the next command reads them from the store."""
+        """Put back what the attempt took out of the cache: unchanged ones, if ``current``; the
+        others stay out (the next command reads them from the store)."""
         cache = self._cache
         for aggregate in reads.owned.values():
             if cache is not None and current and not aggregate.pending_events:
@@ -819,8 +809,7 @@ class Ledger(Application[UUID]):
         if reads is not None and aggregate_id in reads.owned:
             aggregate = reads.owned[aggregate_id]
         elif reads is not None and reads.trusting and cache is not None:
-            # With the aggregate's turn no other command of this process can take it: it is
-            # taken out of the cache and changed in place, no copy made.
+            # With its turn, no other command here can take it: taken out, changed in place.
             aggregate = cache.check_out(aggregate_id) if turn else cache.cached(aggregate_id)
             if turn and isinstance(aggregate, LedgerAggregate):
                 reads.owned[aggregate_id] = aggregate
@@ -948,19 +937,6 @@ class Ledger(Application[UUID]):
     ) -> None:
         ended = CommandOutcome(
             command, outcome, code, retries, position, time.perf_counter() - started
-        )
-        level = logging.INFO if outcome in ("done", "refused") else logging.WARNING
-        command_log.log(
-            level,
-            "command",
-            extra={
-                "command": command,
-                "outcome": outcome,
-                "code": code,
-                "retries": retries,
-                "position": position,
-                "duration_ms": round(ended.seconds * 1000, 2),
-            },
         )
         for observe in self.observers:
             observe(ended)

@@ -74,13 +74,9 @@ class AdjustableClock:
 
 @runtime_checkable
 class AggregateCache(Protocol):
-    """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``).
-
-    ``cached``: a copy of the aggregate as cached, not read from the store (None if not
-    cached or known to be behind); ``check_out``: the cached aggregate itself, out of the
-    cache until it is remembered again; ``remember``: cache an aggregate as just committed;
-    ``forget``: mark a cached aggregate as behind the store (only if older than
-    ``older_than``), so the next read of it goes to the store."""
+    """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``):
+    ``cached`` (a copy, None if not cached or behind), ``check_out`` (the aggregate itself, out
+    of the cache until remembered), ``remember`` (as just committed), ``forget`` (behind)."""
 
     def cached(self, aggregate_id: Any) -> Any | None: ...
 

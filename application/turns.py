@@ -1,16 +1,9 @@
 """Commands of one process take turns on an aggregate instead of racing for its next version.
 
-A command that loads an aggregate first takes the aggregate's turn, and gives it back when
-its attempt is over (saved, refused or failed). Racing would be correct too, since the events
-table takes each version once, but on a busy aggregate (a popular challenge, everybody
-joining at once) the losers of each round all run again, and again: most of the work is
-thrown away. Taking turns, the second command decides on what the first one saved (it is in
-the cache as committed) and the first try succeeds.
-
-The turns are a hint, never what keeps the money right: a turn not given within
-``WAIT_SECONDS`` is not waited for any longer (the command then races, as it always may), so
-two commands taking two aggregates in opposite orders cannot block each other. Other
-processes do not take these turns; their writes are refused on version as before.
+Racing is correct too (each version is taken once), but on a busy aggregate the losers of each
+round all run again. A turn is a hint, never what keeps the money right: one not given within
+``WAIT_SECONDS`` is not waited for (the command then races), so two commands taking two
+aggregates in opposite orders cannot block each other (decision 112).
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from application.turns import Turns
 from domain import ids
 from domain.aggregate import Cause
 from domain.challenge import CANCELLED
-from domain.errors import ChallengeNotJoinable, NotRefundable
+from domain.errors import ChallengeNotJoinable, InsufficientFunds, NotRefundable
 from tests.invariants import assert_ledger_invariants
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -51,6 +51,19 @@ def two(pg_settings: DatabaseSettings, clock: AdjustableClock) -> Iterator[tuple
 
 def fund(app: Ledger, user: UUID, tokens: int, n: int = 0) -> None:
     app.credit_deposit(user, f"pi_{user.hex}_{n}", tokens, Cause.stripe(f"evt_{user.hex}_{n}"))
+
+
+def reads_of(app: Ledger, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The aggregates whose events ``app`` reads from the store from now on, in order."""
+    reads: list[object] = []
+    select = app.recorder.select_events
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args[0] if args else kwargs.get("originator_id"))
+        return select(*args, **kwargs)
+
+    monkeypatch.setattr(app.recorder, "select_events", counted)
+    return reads
 
 
 def published(app: Ledger, owner: UUID) -> Any:
@@ -134,14 +147,7 @@ def test_a_command_on_cached_aggregates_reads_nothing_from_the_store(
     created = published(a, uuid4())
     user = uuid4()
     fund(a, user, 2 * STAKE)  # the wallet is in a's cache as its deposit saved it
-    reads: list[object] = []
-    select = a.recorder.select_events
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        reads.append(args[0] if args else kwargs.get("originator_id"))
-        return select(*args, **kwargs)
-
-    monkeypatch.setattr(a.recorder, "select_events", counted)
+    reads = reads_of(a, monkeypatch)
     a.join(created.invite_code, user, "UTC", Cause.user(user))
 
     assert reads == []
@@ -156,14 +162,7 @@ def test_with_the_trusted_cache_off_every_command_reads_its_aggregates_first(
     try:
         user = uuid4()
         fund(app, user, 100)
-        reads: list[object] = []
-        select = app.recorder.select_events
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            reads.append(args[0] if args else kwargs.get("originator_id"))
-            return select(*args, **kwargs)
-
-        monkeypatch.setattr(app.recorder, "select_events", counted)
+        reads = reads_of(app, monkeypatch)
         app.adjust(user, "debit", 1, "fee", uuid4(), Cause.worker("test"))
         assert ids.wallet_id(user) in reads
     finally:
@@ -261,3 +260,26 @@ def test_a_turn_not_given_back_in_time_is_not_waited_for() -> None:
     turns.take("challenge", theirs)
     assert len(theirs) == 1
     turns.give_back(theirs)
+
+
+def test_a_join_refused_for_want_of_tokens_leaves_nothing_of_it_in_the_cache(
+    two: tuple[Ledger, Ledger],
+) -> None:
+    """The join is applied to the challenge (taken out of the cache, no copy) before the
+    wallet refuses the stake; that changed challenge must not go back into the cache, or the
+    user's next join would find them already in and lock nothing."""
+    a, _ = two
+    created = published(a, uuid4())
+    user = uuid4()
+    fund(a, user, STAKE - 1)
+    a.challenge(created.challenge_id)  # cached
+
+    with pytest.raises(InsufficientFunds):
+        a.join(created.invite_code, user, "UTC", Cause.user(user))
+    fund(a, user, 1, n=1)
+    joined = a.join(created.invite_code, user, "UTC", Cause.user(user))
+
+    assert joined.joined
+    assert a.wallet_of(user).staked == STAKE
+    assert a.challenge(created.challenge_id).pool == 2 * STAKE
+    assert_ledger_invariants(a)
