@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
@@ -794,8 +795,9 @@ class Ledger(Application[UUID]):
             raise NotFound(f"no {cls.__name__.lower()} {aggregate_id}")
         return found
 
-    @property
+    @cached_property
     def _cache(self) -> AggregateCache | None:
+        # Looked up once: a runtime protocol check costs more than a command's decision.
         repository = self.repository
         return repository if isinstance(repository, AggregateCache) else None
 
