@@ -17,6 +17,8 @@ from typing import Literal, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from application.ledger import CommandOutcome
+
 LogFormat = Literal["json", "text"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("peerpush_request_id", default=None)
@@ -102,3 +104,24 @@ def configure_logging(
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     return handler
+
+
+COMMANDS = logging.getLogger("peerpush.commands")
+
+
+def log_command(ended: CommandOutcome) -> None:
+    """One line per command: its outcome, the retries it took and its stream position (a
+    ledger observer, added by the composition root)."""
+    level = logging.INFO if ended.outcome in ("done", "refused") else logging.WARNING
+    COMMANDS.log(
+        level,
+        "command",
+        extra={
+            "command": ended.command,
+            "outcome": ended.outcome,
+            "code": ended.code,
+            "retries": ended.retries,
+            "position": ended.position,
+            "duration_ms": round(ended.seconds * 1000, 2),
+        },
+    )

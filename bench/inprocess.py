@@ -4,7 +4,8 @@ the same run (issue 10: group commit):
 (a) the ledger: `bench.generator.CommandMix` (joins, deposits, drafts with their publish,
     adjustments, withdrawal requests) through the `Ledger`'s command methods, as the API
     calls them, with group commit (the default) and how many commands shared each commit;
-(b) the same with ``GROUP_COMMIT=off`` (each command saved alone, as before group commit);
+(b) the same with ``GROUP_COMMIT=off`` (each command saved alone, as before group commit),
+    and with ``TRUSTED_CACHE=off`` (each command reads its aggregates' new events first);
 (c) a plain ``eventsourcing`` application with default settings: each command saves one new
     aggregate (one event, one transaction, the events table's lock included);
 (d) ``pgbench`` with the same number of clients, each transaction one single-row INSERT, in
@@ -99,9 +100,11 @@ class LedgerRun:
     round_trips: dict[str, float]
 
 
-def ledger_rate(db: DatabaseSettings, seconds: float, *, group_commit: bool = True) -> LedgerRun:
+def ledger_rate(
+    db: DatabaseSettings, seconds: float, *, group_commit: bool = True, trusted_cache: bool = True
+) -> LedgerRun:
     upgrade(db)
-    ledger = Ledger(ledger_env(db), group_commit=group_commit)
+    ledger = Ledger(ledger_env(db), group_commit=group_commit, trusted_cache=trusted_cache)
     try:
         mix = CommandMix(ledger)
         mix.prepare()
@@ -110,7 +113,8 @@ def ledger_rate(db: DatabaseSettings, seconds: float, *, group_commit: bool = Tr
             batcher.batches = batcher.commands = 0
         rate = hammer(CALLERS, seconds, mix.step)
         per_commit = batcher.commands / max(batcher.batches, 1) if batcher else 1.0
-        return LedgerRun(rate, per_commit, round_trips(mix) if group_commit else {})
+        counted = group_commit and trusted_cache
+        return LedgerRun(rate, per_commit, round_trips(mix) if counted else {})
     finally:
         ledger.close()
 
@@ -227,7 +231,7 @@ def pgbench_rate(url: str, seconds: int) -> float:
 
 def measure(seconds: int = 10) -> dict[str, Any]:
     base = database_settings()
-    schemas = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    schemas = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(4)]
     for schema in schemas:
         ensure_schema(base.url, schema)
     try:
@@ -235,6 +239,7 @@ def measure(seconds: int = 10) -> dict[str, Any]:
         ours = ledger_rate(dbs[0], seconds)
         alone = ledger_rate(dbs[1], seconds, group_commit=False)
         plain = plain_rate(dbs[2], seconds)
+        untrusted = ledger_rate(dbs[3], seconds, trusted_cache=False)
     finally:
         for schema in schemas:
             drop_schema(base.url, schema)
@@ -246,6 +251,7 @@ def measure(seconds: int = 10) -> dict[str, Any]:
         "ledger": ours.rate,
         "per_commit": ours.per_commit,
         "group_commit_off": alone.rate,
+        "trusted_cache_off": untrusted.rate,
         "plain": plain,
         "pgbench": raw,
         "round_trips": ours.round_trips,
@@ -260,6 +266,7 @@ if __name__ == "__main__":
         f"ledger mix, {CALLERS} callers   : {found['ledger']:>8,.0f} commands/s, "
         f"{found['per_commit']:.1f} per commit\n"
         f"the same, GROUP_COMMIT=off: {found['group_commit_off']:>8,.0f} commands/s\n"
+        f"the same, TRUSTED_CACHE=off: {found['trusted_cache_off']:>8,.0f} commands/s\n"
         f"plain eventsourcing app  : {found['plain']:>8,.0f} commands/s  "
         f"(ledger {found['ledger'] / found['plain']:.2f}×; target ≥ 3×)\n"
         f"pgbench single-row INSERT: {found['pgbench']:>8,.0f} tps  "

@@ -170,6 +170,15 @@ def inprocess_rows() -> list[dict[str, Any]]:
             "(what group commit adds)",
             None,
         ),
+        row(
+            "the same, TRUSTED_CACHE=off",
+            mix["trusted_cache_off"],
+            "cmd/s",
+            mix["plain"],
+            "plain eventsourcing app",
+            "(what the trusted cache adds)",
+            None,
+        ),
     ]
     return rows
 

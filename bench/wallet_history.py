@@ -162,7 +162,8 @@ def main() -> None:
 
         # Cold: the same command on a fresh ledger (nothing cached: the wallet is loaded from
         # its snapshot and the events after it), each wallet in its own fresh ledger.
-        cold_old, cold_new = [], []
+        cold_old: list[float] = []
+        cold_new: list[float] = []
         for _ in range(COLD):
             for user, out in ((old, cold_old), (new, cold_new)):
                 fresh = Ledger(ledger_env(db), clock=clock)

@@ -31,14 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.database import database_settings  # noqa: E402
-from adapters.persistence import drop_schema, ensure_schema  # noqa: E402
+from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
 from bench import bare_app  # noqa: E402
 from bench.generator import HttpSetup, bearer  # noqa: E402
 from bench.http_bench import (  # noqa: E402
     caught_up,
     free_port,
     lua_list,
-    profiled,
     stop,
     wait_until_up,
     wrk,
@@ -135,7 +134,7 @@ def main() -> None:
         made = HttpSetup(apis[0][1]).run(USERS, 0)
         data = logs / "data.lua"
         data.write_text(lua_list("tokens", made.tokens) + lua_list("codes", made.codes))
-        caught_up(apis[0][1])
+        caught_up(DatabaseSettings.from_url(base.url, schema=schema))
         lua = {"BENCH_DATA": str(data)}
         answers = {
             name: httpx.get(f"{url}/v1/wallet", headers=bearer(made.tokens[0]), timeout=10)
@@ -153,11 +152,8 @@ def main() -> None:
             runs.setdefault("bare select", []).append(
                 wrk(f"{bare}/select", "get.lua", seconds, lua)
             )
-            for name, url, pid in apis:
-                spy = profiled(f"{name.replace('#', '_')}_{len(runs.get(name, []))}", pid, seconds)
+            for name, url, _ in apis:
                 runs.setdefault(name, []).append(wrk(f"{url}/v1/wallet", "get.lua", seconds, lua))
-                if spy:
-                    spy.wait(60)
         load = os.getloadavg()[0]
         bare_rate = sum(r["requests"] for r in runs["bare select"]) / sum(
             r["seconds"] for r in runs["bare select"]

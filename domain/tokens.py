@@ -90,7 +90,7 @@ class Lot:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickled as one flat row: every command copies its wallet (a pickle round trip,
-        ``application.ledger.SerialisedRepository``), with the hundreds of records a busy
+        ``adapters.aggregate_cache.SerialisedRepository``), with the hundreds of records a busy
         wallet keeps for the dispute window, and a UUID pickled the default way costs more
         than the rest of its record."""
         return (

@@ -174,6 +174,7 @@ def test_the_eventsourcing_environment_always_carries_a_password() -> None:
         "POSTGRES_CONNECT_TIMEOUT": "5",
         "POSTGRES_LOCK_TIMEOUT": "5",
         "CREATE_TABLE": "n",
+        "AGGREGATE_REPOSITORY_TOPIC": "adapters.aggregate_cache:SerialisedRepository",
     }
     assert with_password.eventsourcing_env(create_table=True)["POSTGRES_PASSWORD"] == "pw"
     assert with_password.eventsourcing_env(create_table=True)["CREATE_TABLE"] == "y"
