@@ -77,25 +77,17 @@ class SerialisedRepository(Repository[UUID]):
 
     def cached(self, aggregate_id: UUID) -> Any | None:
         """A copy of the aggregate as the cache holds it, not fast-forwarded; None when it is
-        not cached."""
-        if self.cache is None:
-            return None
-        with self._stripes[hash(aggregate_id) % self.STRIPES]:
-            if aggregate_id in self._behind:
-                return None
-            try:
-                found = self.cache.get(aggregate_id)
-            except KeyError:
-                return None
-            if isinstance(found, self._immutable) or not self.deepcopy_from_cache:
-                return found
-            return _copy(found)
+        not cached or is behind."""
+        return self._find(aggregate_id, take=False)
 
     def check_out(self, aggregate_id: UUID) -> Any | None:
         """The cached aggregate itself, taken out of the cache (no copy): its taker may change
         it, and puts it back with `remember` once what it did is committed (or unchanged).
         Meanwhile a `get` of it reads the store, so nobody sees it half changed. None when
         it is not cached or is behind."""
+        return self._find(aggregate_id, take=True)
+
+    def _find(self, aggregate_id: UUID, *, take: bool) -> Any | None:
         if self.cache is None:
             return None
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
@@ -105,9 +97,12 @@ class SerialisedRepository(Repository[UUID]):
                 found = self.cache.get(aggregate_id)
             except KeyError:
                 return None
-            if not isinstance(found, self._immutable):
+            if isinstance(found, self._immutable):
+                return found
+            if take:
                 self.cache.get(aggregate_id, evict=True)
-            return found
+                return found
+            return _copy(found) if self.deepcopy_from_cache else found
 
     def remember(self, aggregate: Any) -> None:
         """Cache an aggregate as just committed, unless a later version is cached. The cache
