@@ -102,6 +102,9 @@ class ReadModels:
             },
             open=True,
             timeout=5,
+            # A database restart leaves none dead (the reliability suite's load test found
+            # reads failing for 10 s after a restart without it).
+            check=ConnectionPool.check_connection,
         )
 
     def close(self) -> None:
