@@ -42,23 +42,6 @@ def app(pg_env: dict[str, str], clock: AdjustableClock) -> Iterator[Ledger]:
         ledger.close()
 
 
-@pytest.fixture
-def reopen(pg_env: dict[str, str], clock: AdjustableClock) -> Iterator[Any]:
-    """Start further ``Ledger`` objects on the same schema (as other processes would)."""
-    opened: list[Ledger] = []
-
-    def open_ledger() -> Ledger:
-        ledger = Ledger(pg_env, clock=clock)
-        opened.append(ledger)
-        return ledger
-
-    try:
-        yield open_ledger
-    finally:
-        for ledger in opened:
-            ledger.close()
-
-
 def state(aggregate: Aggregate) -> dict[str, Any]:
     """Everything an aggregate holds (lots, holds, balances, version), for comparison."""
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -36,32 +35,15 @@ def clock() -> AdjustableClock:
     return AdjustableClock(START, frozen=True)
 
 
-@pytest.fixture
-def ledgers(pg_env: dict[str, str], clock: AdjustableClock) -> Iterator[Any]:
-    """``Ledger`` objects on one schema: each a new process, with an empty cache."""
-    opened: list[Ledger] = []
-
-    def open_ledger() -> Ledger:
-        ledger = Ledger(pg_env, clock=clock)
-        opened.append(ledger)
-        return ledger
-
-    try:
-        yield open_ledger
-    finally:
-        for ledger in opened:
-            ledger.close()
-
-
 def balances(app: Ledger, user: UUID) -> tuple[int, int, int, int]:
     w = app.wallet_of(user)
     return w.version, w.available, w.adjusted_in, w.adjusted_out
 
 
 def test_a_repeated_adjustment_changes_nothing_after_a_long_history_and_a_restart(
-    ledgers: Any, clock: AdjustableClock
+    reopen: Any, clock: AdjustableClock
 ) -> None:
-    app = ledgers()
+    app = reopen()
     user = uuid4()
     app.credit_deposit(user, "pi_1", 10_000, STRIPE)
     first = uuid4()
@@ -80,7 +62,7 @@ def test_a_repeated_adjustment_changes_nothing_after_a_long_history_and_a_restar
         app.adjust(user, "debit", 1, "fee", again, ADMIN)
     assert (balances(app, user), app.head()) == (before, head)
 
-    restarted = ledgers()  # a new process: its cache never saw these ids
+    restarted = reopen()  # a new process: its cache never saw these ids
     restarted.adjust(user, "credit", 500, "goodwill", first, ADMIN)
     restarted.adjust(user, "debit", 1, "fee", debits[7], ADMIN)
     assert (balances(restarted, user), restarted.head()) == (before, head)
@@ -88,14 +70,14 @@ def test_a_repeated_adjustment_changes_nothing_after_a_long_history_and_a_restar
     new = uuid4()
     restarted.adjust(user, "debit", 3, "fee", new, ADMIN)
     app.adjust(user, "debit", 3, "fee", new, ADMIN)
-    assert balances(ledgers(), user)[1:] == (10_247, 500, 253)
+    assert balances(reopen(), user)[1:] == (10_247, 500, 253)
 
 
 def test_an_adjustment_recorded_before_markers_replays_the_same_and_stays_applied_once(
-    ledgers: Any, clock: AdjustableClock
+    reopen: Any, clock: AdjustableClock
 ) -> None:
     """A v1 ``AdjustmentCredited`` row (no ``marked``): upcast, its id still in the state."""
-    app = ledgers()
+    app = reopen()
     user, old = uuid4(), uuid4()
     app.credit_deposit(user, "pi_1", 1_000, STRIPE)
     wallet = app.wallet_of(user)
@@ -121,7 +103,7 @@ def test_an_adjustment_recorded_before_markers_replays_the_same_and_stays_applie
     )
     app.recorder.insert_events([v1])
 
-    restarted = ledgers()
+    restarted = reopen()
     wallet = restarted.wallet_of(user)
     assert wallet.adjustments == {str(old): 40}
     assert (wallet.available, wallet.adjusted_in) == (1_040, 40)
