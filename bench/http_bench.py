@@ -140,10 +140,10 @@ def wrk(url: str, script: str, seconds: int, env: dict[str, str]) -> dict[str, A
     return figures
 
 
-def profiled(name: str, topology: Topology, seconds: int) -> subprocess.Popen[bytes] | None:
-    """With ``BENCH_PROFILE=DIR``: py-spy samples the API's processes while wrk runs, into
-    ``DIR/NAME.txt`` (collapsed stacks; ``bench/profile_summary.py`` reads them)."""
-    pid = topology.processes[0].pid
+def profiled(name: str, pid: int, seconds: int) -> subprocess.Popen[bytes] | None:
+    """With ``BENCH_PROFILE=DIR``: py-spy samples process ``pid`` and its children (the API's
+    server and its workers) while wrk runs, into ``DIR/NAME.txt`` (collapsed stacks;
+    ``bench/profile_summary.py`` reads them)."""
     where = os.environ.get("BENCH_PROFILE")
     if not where:
         return None
@@ -377,7 +377,7 @@ def measure(
                         keep(one.name, what, joins(one, seconds))
                     else:
                         data = {"BENCH_DATA": str(one.data)}
-                        spy = profiled(f"{one.name} {what}", one, seconds)
+                        spy = profiled(f"{one.name} {what}", one.processes[0].pid, seconds)
                         keep(one.name, what, wrk(f"{one.url}{path}", script, seconds, data))
                         if spy:
                             spy.wait(60)
@@ -418,7 +418,7 @@ def joins(topology: Topology, seconds: int) -> dict[str, Any]:
     """One wrk run of first joins, counted from the read models once they have caught up."""
     before, _ = joins_so_far(topology.db, topology.owner_stake)
     started = time.perf_counter()
-    spy = profiled(f"{topology.name} joins", topology, seconds)
+    spy = profiled(f"{topology.name} joins", topology.processes[0].pid, seconds)
     run = wrk(
         f"{topology.url}/v1/challenges/join",
         "join.lua",

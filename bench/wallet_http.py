@@ -38,6 +38,7 @@ from bench.http_bench import (  # noqa: E402
     caught_up,
     free_port,
     lua_list,
+    profiled,
     stop,
     wait_until_up,
     wrk,
@@ -152,8 +153,11 @@ def main() -> None:
             runs.setdefault("bare select", []).append(
                 wrk(f"{bare}/select", "get.lua", seconds, lua)
             )
-            for name, url, _ in apis:
+            for name, url, pid in apis:
+                spy = profiled(f"{name} round {len(runs.get(name, []))}", pid, seconds)
                 runs.setdefault(name, []).append(wrk(f"{url}/v1/wallet", "get.lua", seconds, lua))
+                if spy is not None:
+                    spy.wait(60)
         load = os.getloadavg()[0]
         bare_rate = sum(r["requests"] for r in runs["bare select"]) / sum(
             r["seconds"] for r in runs["bare select"]
