@@ -113,12 +113,11 @@ class ReadModels:
     def read(self, work: Callable[[psycopg.Connection[dict[str, Any]]], T]) -> T:
         """``work`` on a pooled connection, again on another if that one turns out dead.
 
-        A database restart kills every pooled connection; the first statement on a dead one
-        fails at once, the pool drops it, and the read runs again (every query here only
-        reads, so running it twice changes nothing). Pinging each connection before handing it
-        out (psycopg's ``check_connection``) did the same at the price of a round trip on
-        every request (docs/performance.md, "GET /v1/wallet"). A database that is down fails
-        to connect, and the pool's timeout answers as before.
+        A database restart kills every pooled connection. The pool pings each one it hands
+        out (a round trip per read, kept: without it the reliability suite's restart left
+        reads failing for about 10 s, decision 114), and a statement that still meets a dead
+        one runs again on another (every query here only reads, so running it twice changes
+        nothing). A database that is down fails to connect, and the pool's timeout answers.
         """
         for attempt in range(self.pool.max_size + 1):
             with self.pool.connection() as conn:
