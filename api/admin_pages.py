@@ -25,9 +25,10 @@ from api.deps import (
     WrongCredentials,
     client_address,
 )
+from api.threaded_routes import ThreadedRoute
 from projections import dashboard, pages
 
-router = APIRouter(prefix="/admin", include_in_schema=False)
+router = APIRouter(prefix="/admin", include_in_schema=False, route_class=ThreadedRoute)
 
 NO_STORE = {"Cache-Control": "no-store"}
 

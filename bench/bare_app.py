@@ -31,7 +31,11 @@ def setup(url: str, schema: str) -> None:
         conn.execute(
             f'CREATE TABLE IF NOT EXISTS "{schema}".bench_t (id bigserial PRIMARY KEY, v int)'
         )
-        conn.execute(f'INSERT INTO "{schema}".bench_t (id, v) VALUES (1, 1) ON CONFLICT DO NOTHING')
+        # Row 1 through the sequence, so the INSERT endpoint's first row is not a duplicate 1.
+        conn.execute(
+            f'INSERT INTO "{schema}".bench_t (v) SELECT 1 '
+            f'WHERE NOT EXISTS (SELECT FROM "{schema}".bench_t WHERE id = 1)'
+        )
 
 
 @asynccontextmanager

@@ -25,10 +25,11 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.schemas import Body, View
+from api.threaded_routes import ThreadedRoute
 from application.erasure import erase_user
 from domain.aggregate import Cause
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=ThreadedRoute)
 
 # Confirming a password to erase an account is a login attempt: counted per account (5 in 10
 # minutes), so a stolen access token cannot be used to guess the password at speed.

@@ -38,6 +38,7 @@ from api.challenge_schemas import (
 from api.deps import CurrentUser, ServicesDep, cause_of, request_id, wait_for_position
 from api.errors import ApiError
 from api.idempotency import Idempotent, Respond
+from api.threaded_routes import ThreadedRoute
 from application.access import (
     Caller,
     acting_on,
@@ -50,7 +51,7 @@ from domain.challenge import Challenge
 from domain.challenge_view import challenge_view
 from projections import challenge_queries as queries
 
-router = APIRouter(prefix="/challenges", tags=["challenges"])
+router = APIRouter(prefix="/challenges", tags=["challenges"], route_class=ThreadedRoute)
 
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until read models reach it")]
 

@@ -15,9 +15,10 @@ from pydantic import Field
 from api.deps import CurrentUser, ServicesDep
 from api.errors import ApiError
 from api.schemas import Body
+from api.threaded_routes import ThreadedRoute
 from application.ports import MovableClock
 
-router = APIRouter(prefix="/test-clock", tags=["test clock"])
+router = APIRouter(prefix="/test-clock", tags=["test clock"], route_class=ThreadedRoute)
 
 
 class AdvanceIn(Body):

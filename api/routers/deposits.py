@@ -24,10 +24,11 @@ from api.deps import CurrentUser, ServicesDep, SimulatedStripe
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import Body, Tokens
+from api.threaded_routes import ThreadedRoute
 from api.webhooks import WEBHOOK_DOCS, WebhookReceived, deliver
 from application.ports import CheckoutSession, PaymentRefused
 
-router = APIRouter()
+router = APIRouter(route_class=ThreadedRoute)
 
 
 ReturnUrl = Annotated[

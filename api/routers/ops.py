@@ -11,8 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import PAYOUTS_PAUSED, PROJECTION_LAG, ServicesDep, exposed_registry
 from api.errors import problem
+from api.threaded_routes import ThreadedRoute
 
-router = APIRouter(tags=["ops"])
+router = APIRouter(tags=["ops"], route_class=ThreadedRoute)
 
 MAX_READY_LAG = 10_000
 

@@ -28,6 +28,7 @@ from api.deps import CurrentUser, ServicesDep, SimulatedStripe, request_id, wait
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import CashoutIn, CashoutOut, PayoutAccountOut
+from api.threaded_routes import ThreadedRoute
 from api.webhooks import WEBHOOK_DOCS, WebhookReceived, deliver
 from application.ports import PaymentRefused
 from domain.aggregate import Cause
@@ -35,7 +36,7 @@ from domain.cashouts import CashoutHold
 from domain.errors import NotFound
 from domain.wallet import Wallet
 
-router = APIRouter()
+router = APIRouter(route_class=ThreadedRoute)
 
 
 # -- the payout account ---------------------------------------------------------------------

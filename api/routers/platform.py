@@ -14,10 +14,11 @@ from api.deps import AdminUser, LedgerDep, ServicesDep, request_id, wait_for_pos
 from api.errors import ApiError
 from api.idempotency import Idempotent
 from api.schemas import Body, Tokens
+from api.threaded_routes import ThreadedRoute
 from application.erasure import erase_user
 from domain.aggregate import Cause
 
-router = APIRouter(tags=["platform"])
+router = APIRouter(tags=["platform"], route_class=ThreadedRoute)
 
 
 class AdjustmentIn(Body):

@@ -27,11 +27,12 @@ from api.submission_schemas import (
     VoteIn,
     VoteOut,
 )
+from api.threaded_routes import ThreadedRoute
 from application.receipts import SubmissionMade, VoteCounted
 from domain.values import SubmissionStatus
 from domain.verification import Verification
 
-router = APIRouter(tags=["submissions"])
+router = APIRouter(tags=["submissions"], route_class=ThreadedRoute)
 
 
 @router.post(

@@ -24,12 +24,13 @@ from api.schemas import (
     WithdrawalLot,
     WithdrawalOut,
 )
+from api.threaded_routes import ThreadedRoute
 from domain.aggregate import Cause
 from domain.errors import NotFound, NotRefundable
 from domain.values import WithdrawalStatus
 from domain.wallet import Wallet
 
-router = APIRouter(prefix="/wallet", tags=["wallet"])
+router = APIRouter(prefix="/wallet", tags=["wallet"], route_class=ThreadedRoute)
 JSON = "application/json"
 
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until read models reach it")]
