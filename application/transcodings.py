@@ -8,11 +8,13 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Transcoding
+from eventsourcing.utils import register_topic
 
 from domain.cashouts import CashoutHold
 from domain.challenge import Participant, SubmissionRecord
 from domain.rules import ChallengeTerms
 from domain.tokens import Lot, LotSource
+from domain.wallet_snapshot import COLUMNS, LotColumns, WalletSnapshot
 from domain.wallet_state import EarlyLoss, LotPart, WithdrawalHold, WriteOffRecord
 
 
@@ -75,6 +77,36 @@ class LotRowTranscoding(Transcoding):
         )
 
 
+class LotColumnsTranscoding(Transcoding):
+    """Stores a wallet snapshot's lot records (:class:`LotColumns`) as one JSON list per
+    field, times as ISO strings: plain values a decoder reads without a hook each."""
+
+    type = LotColumns
+    name = "peerpush_lot_columns"
+
+    def encode(self, obj: LotColumns) -> dict[str, list[Any]]:
+        columns = {name: getattr(obj, name) for name in COLUMNS}
+        columns["created_at"] = [at.isoformat() for at in obj.created_at]
+        columns["refundable_until"] = [_iso(at) for at in obj.refundable_until]
+        return columns
+
+    def decode(self, data: dict[str, list[Any]]) -> LotColumns:
+        parse = datetime.fromisoformat
+        return LotColumns(
+            **{
+                **data,
+                "created_at": [parse(at) for at in data["created_at"]],
+                "refundable_until": [
+                    None if at is None else parse(at) for at in data["refundable_until"]
+                ],
+            }
+        )
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
 SNAPSHOT_TYPES: tuple[tuple[type[Any], str], ...] = (
     (Lot, "peerpush_lot"),
     (WithdrawalHold, "peerpush_withdrawal_hold"),
@@ -94,4 +126,9 @@ def snapshot_transcodings() -> list[Transcoding]:
     return [
         *(DataclassTranscoding(cls, name) for cls, name in SNAPSHOT_TYPES),
         LotRowTranscoding(),
+        LotColumnsTranscoding(),
     ]
+
+
+# Stored snapshots name their class by this topic, whichever module holds it.
+register_topic(WalletSnapshot.TOPIC, WalletSnapshot)

@@ -130,13 +130,19 @@ _SOURCE_NAMES = {source: source.value for source in LotSource}
 _UNSAFE = SafeUUID.unknown
 
 
-def _restore_lot(lot_id: int, seq: int, source: str, *rest: Any) -> Lot:
-    """A lot record from its pickled row (:meth:`Lot.__reduce__`): its id rebuilt the way
-    unpickling a UUID does (no parsing), its source looked up."""
+def uuid_from_int(value: int) -> UUID:
+    """A UUID built the way unpickling one does (no parsing, no checks): for records of our
+    own writing rebuilt by the hundred."""
     uuid = object.__new__(UUID)
-    object.__setattr__(uuid, "int", lot_id)
+    object.__setattr__(uuid, "int", value)
     object.__setattr__(uuid, "is_safe", _UNSAFE)
-    return Lot(uuid, seq, _SOURCES[source], *rest)
+    return uuid
+
+
+def _restore_lot(lot_id: int, seq: int, source: str, *rest: Any) -> Lot:
+    """A lot record from its pickled row (:meth:`Lot.__reduce__`): its id rebuilt without
+    parsing, its source looked up."""
+    return Lot(uuid_from_int(lot_id), seq, _SOURCES[source], *rest)
 
 
 def take_fifo(lots: Iterable[Lot], tokens: int, *, available: int) -> Taken:
