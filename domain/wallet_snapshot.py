@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from itertools import repeat
+from operator import methodcaller
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import BaseAggregate, Snapshot
 
-from domain.tokens import Lot, LotSource, uuid_from_int
+from domain.tokens import Lot, LotSource, uuids_from_ints
 
 _SOURCES = {source.value: source for source in LotSource}
 
@@ -69,27 +71,32 @@ class LotColumns:
         return cls(*(columns or [[] for _ in COLUMNS]))
 
     def records(self) -> dict[str, Lot]:
-        """The wallet's ``lots``: new records, by id, in order."""
-        sources = _SOURCES
-        return {
-            key: Lot(uuid_from_int(int(key.replace("-", ""), 16)), seq, sources[source], *rest)
-            for key, seq, source, *rest in zip(
-                self.ids,
-                self.seq,
-                self.source,
-                self.amount,
-                self.remaining,
-                self.created_at,
-                self.refundable_until,
-                self.payment_intent_id,
-                self.cents_paid,
-                self.token_price,
-                self.frozen,
-                self.written_off,
-                self.loss,
-                strict=True,
-            )
-        }
+        """The wallet's ``lots``: new records, by id, in order. Built column by column, in
+        the interpreter's own loops: a Python call per record is most of a cold load."""
+        if len({len(getattr(self, name)) for name in COLUMNS}) > 1:
+            raise ValueError("lot columns of different lengths")
+        lot_ids = uuids_from_ints(list(map(int, map(_hex, self.ids), repeat(16))))
+        sources = map(_SOURCES.__getitem__, self.source)
+        lots = map(
+            Lot,
+            lot_ids,
+            self.seq,
+            sources,
+            self.amount,
+            self.remaining,
+            self.created_at,
+            self.refundable_until,
+            self.payment_intent_id,
+            self.cents_paid,
+            self.token_price,
+            self.frozen,
+            self.written_off,
+            self.loss,
+        )
+        return dict(zip(self.ids, lots, strict=True))
+
+
+_hex = methodcaller("replace", "-", "")  # a UUID's 32 hex digits from its string
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LotColumns))
