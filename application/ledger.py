@@ -820,7 +820,11 @@ class Ledger(Application[UUID]):
                 reads.versions.setdefault(aggregate_id, aggregate.version)
         if aggregate is None:
             try:
-                aggregate = self.repository.get(aggregate_id)
+                if turn and cache is not None and reads is not None:
+                    # Owned by this attempt until it ends, as if checked out.
+                    aggregate = reads.owned[aggregate_id] = cache.take_out(aggregate_id)
+                else:
+                    aggregate = self.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 return None
         if not isinstance(aggregate, cls):

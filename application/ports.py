@@ -76,11 +76,14 @@ class AdjustableClock:
 class AggregateCache(Protocol):
     """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``):
     ``cached`` (a copy, None if not cached or behind), ``check_out`` (the aggregate itself, out
-    of the cache until remembered), ``remember`` (as just committed), ``forget`` (behind)."""
+    of the cache until remembered), ``take_out`` (read for a change, not copied when it was
+    not cached), ``remember`` (as just committed), ``forget`` (behind)."""
 
     def cached(self, aggregate_id: Any) -> Any | None: ...
 
     def check_out(self, aggregate_id: Any) -> Any | None: ...
+
+    def take_out(self, aggregate_id: Any) -> Any: ...
 
     def remember(self, aggregate: Any) -> None: ...
 
