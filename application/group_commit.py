@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextvars
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -70,6 +70,14 @@ class Save:
     notification_ids: Sequence[int] = ()
     error: BaseException | None = None
     done: bool = False
+    # A batch this save's caller is asked to write (it is one of its saves).
+    handed: _Flight | None = field(default=None, repr=False)
+    # Released once for each thing its waiting caller is woken for: its save is done, or it
+    # is handed a batch to write.
+    _wake: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self._wake.acquire()
 
     @property
     def originators(self) -> set[UUID | str]:
@@ -103,7 +111,7 @@ class GroupCommit:
         self._insert = insert
         self._max_batch = max_batch
         self._max_writers = max_writers
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[Save] = []
         self._writers = 0
         # The batches being written.
@@ -116,39 +124,62 @@ class GroupCommit:
 
     def queued(self) -> int:
         """How many saves wait for the next batch."""
-        with self._changed:
+        with self._lock:
             return len(self._queue)
 
     def submit(self, save: Save) -> Sequence[int]:
-        """Write ``save`` with whatever else is queued; its notification ids, or its error."""
-        with self._changed:
+        """Write ``save`` with whatever else is queued; its notification ids, or its error.
+
+        A caller waits on its own save, woken once for each thing that concerns it: its save
+        is done, or it is handed a batch to write (one holding its save). A batch written
+        wakes only its own callers and the one handed the next batch, never every caller."""
+        with self._lock:
             self._queue.append(save)
+            woken = self._start_flights()
+        _wake(woken)
         while True:
-            with self._changed:
-                while not save.done and not (self._queue and self._writers < self._max_writers):
-                    self._changed.wait()
-                if save.done:
-                    return save.result()
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                flight = self._screen(batch)
+            save._wake.acquire()
+            flight, save.handed = save.handed, None
+            if flight is None:
+                return save.result()
+            self._lead(flight)
+
+    def _start_flights(self) -> list[Save]:
+        """Under the lock: while saves are queued and a writer is free, the next batch is
+        registered and handed to its first accepted save's caller. The saves to wake: those
+        handed a batch, and those failed at once (stale, in a batch with nothing to write)."""
+        woken: list[Save] = []
+        while self._queue and self._writers < self._max_writers:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            flight = self._screen(batch)
+            if flight.accepted:
                 self._writers += 1
-            try:
-                self._write_together(flight.accepted)
-            finally:
-                interrupted = RuntimeError("the batch writing this save was interrupted")
-                with self._changed:
-                    for accepted in flight.accepted:
-                        if not accepted.done:
-                            accepted.error, accepted.done = interrupted, True
-                    # Failed only now that the batch they conflict with is over, so their
-                    # re-run reads what it committed.
-                    for conflicted in flight.conflicted:
-                        conflicted.error = IntegrityError("changed since this command read it")
-                        conflicted.done = True
-                    self._in_flight.remove(flight)
-                    self._writers -= 1
-                    self._changed.notify_all()
+                flight.accepted[0].handed = flight
+                woken.append(flight.accepted[0])
+            else:
+                self._in_flight.remove(flight)
+                woken += _fail_conflicted(flight)
+        return woken
+
+    def _lead(self, flight: _Flight) -> None:
+        """Write ``flight`` (handed to this caller), then wake its callers (this one too) and
+        start the next batch, if any is queued."""
+        try:
+            self._write_together(flight.accepted)
+        finally:
+            interrupted = RuntimeError("the batch writing this save was interrupted")
+            with self._lock:
+                for accepted in flight.accepted:
+                    if not accepted.done:
+                        accepted.error, accepted.done = interrupted, True
+                # Failed only now that the batch they conflict with is over, so their re-run
+                # reads what it committed.
+                woken = [*flight.accepted, *_fail_conflicted(flight)]
+                self._in_flight.remove(flight)
+                self._writers -= 1
+                woken += self._start_flights()
+            _wake(woken)
 
     def _screen(self, batch: list[Save]) -> _Flight:
         """Split ``batch`` into the saves that may be written and those that conflict: with an
@@ -227,7 +258,7 @@ class GroupCommit:
                 save.error, save.done = error, True
             return
         start = 0
-        with self._changed:
+        with self._lock:
             self.batches += 1
             self.commands += len(saves)
             if len(self._committed) > MAX_TRACKED:
@@ -245,3 +276,16 @@ class GroupCommit:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True
             start = end
+
+
+def _fail_conflicted(flight: _Flight) -> list[Save]:
+    """Fail the saves that decided on what ``flight`` changes (it is over); them."""
+    for conflicted in flight.conflicted:
+        conflicted.error = IntegrityError("changed since this command read it")
+        conflicted.done = True
+    return flight.conflicted
+
+
+def _wake(saves: Iterable[Save]) -> None:
+    for save in saves:
+        save._wake.release()
