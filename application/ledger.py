@@ -423,10 +423,12 @@ class Ledger(Application[UUID]):
     ) -> ChallengeCreated:
         """Draft a challenge and claim a fresh invite code for it."""
         checked = make_terms(self.settings.challenge_limits, now=self._now(), **terms)
+        # A new id cannot be drafted yet: it is looked up only once a save may have landed.
+        looked_up = itertools.count(1 if challenge_id else 0)
         challenge_id = challenge_id or uuid4()
 
         def attempt() -> ChallengeCreated:
-            if existing := self._maybe(Challenge, challenge_id):
+            if next(looked_up) and (existing := self._maybe(Challenge, challenge_id)):
                 return ChallengeCreated(self._head(), existing.id, existing.invite_code)
             code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(6))
             at = self._now()
