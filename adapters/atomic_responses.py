@@ -23,12 +23,18 @@ cannot be built fails that command alone (`BatchPartFailed`, the transaction rol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor, sql
@@ -41,6 +47,9 @@ from application.ports import BatchPart, BatchPartFailed
 
 # The ``eventsourcing`` environment key that selects this recorder (set by the composition root).
 RECORDER_TOPIC = "adapters.atomic_responses:ResponseStoringRecorder"
+# A unique violation on the events' key names the row: "(originator_id, originator_version)=
+# (<id>, <version>)".
+_DUPLICATE = re.compile(r"=\(([0-9a-fA-F-]{36}), (\d+)\)")
 
 
 class _Abort(BaseException):
@@ -83,6 +92,17 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         parts: Sequence[BatchPart] = kwargs["batch"]
+        try:
+            return self._insert_parts(stored_events, parts, **kwargs)
+        except IntegrityError as error:
+            index = _conflicting_part(error, stored_events, parts)
+            if index is None:
+                raise
+            raise BatchPartFailed(index, error) from error
+
+    def _insert_parts(
+        self, stored_events: Sequence[StoredEvent], parts: Sequence[BatchPart], **kwargs: Any
+    ) -> Sequence[int] | None:
         if not any(part.context.run(pending_response) for part in parts):
             positions: Sequence[int] = self._insert_in_one_trip(stored_events)
             return positions
@@ -210,3 +230,20 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
                     stored.append((pending, response))
             except Exception as e:
                 raise _Abort(BatchPartFailed(index, e)) from e
+
+
+def _conflicting_part(
+    error: IntegrityError, stored_events: Sequence[StoredEvent], parts: Sequence[BatchPart]
+) -> int | None:
+    """The part of a batch holding the event a unique violation names, if it names one."""
+    found = _DUPLICATE.search(str(error))
+    if found is None:
+        return None
+    named = (found.group(1).lower(), int(found.group(2)))
+    end = 0
+    for index, part in enumerate(parts):
+        start, end = end, end + part.count
+        for e in stored_events[start:end]:
+            if (str(e.originator_id), e.originator_version) == named:
+                return index
+    return None

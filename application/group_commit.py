@@ -17,10 +17,9 @@ Each command still decided alone, on committed state, and gets its own outcome:
   aggregate before an earlier batch committed) is failed the same way, before writing: the
   writer remembers the last version it committed of each aggregate (`MAX_TRACKED` of them);
 - a conflict the writer cannot see (another process's write) fails the whole insert; the
-  command named by the database's error is failed and the rest written again (if none can be
-  named, one command per transaction), so only the command(s) that conflicted fail;
-- a command whose stored response could not be built (`BatchPartFailed`) fails alone; the
-  rest of its batch is written again without it;
+  command the recorder names (`BatchPartFailed`) is failed and the rest written again (if
+  none is named, one command per transaction), so only the command(s) that conflicted fail;
+- so does a command whose stored response could not be built (`BatchPartFailed`);
 - any other error (the database gone, a crash while writing) fails every command of the
   batch: none was committed, none is acknowledged.
 
@@ -31,9 +30,8 @@ written here, so it cannot hold what did not commit.
 from __future__ import annotations
 
 import contextvars
-import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -50,9 +48,6 @@ MAX_WRITERS = 2
 # How many aggregates' last committed versions the writer remembers (then it starts afresh:
 # the memory only spares the database conflicts it would report anyway).
 MAX_TRACKED = 100_000
-# A unique violation on the events' key names the row: "(originator_id, originator_version)=
-# (<id>, <version>)".
-_DUPLICATE = re.compile(r"=\(([0-9a-fA-F-]{36}), (\d+)\)")
 
 # (every stored event of the batch, one part per command) -> the notification ids, in order.
 Insert = Callable[[Sequence[StoredEvent], Sequence[BatchPart]], Sequence[int] | None]
@@ -70,14 +65,10 @@ class Save:
     notification_ids: Sequence[int] = ()
     error: BaseException | None = None
     done: bool = False
-    # A batch this save's caller is asked to write (it is one of its saves).
+    # A batch handed to this save's caller to write; held until that caller is to wake, once
+    # for each: its save is done, or it is handed a batch (see `GroupCommit.submit`).
     handed: _Flight | None = field(default=None, repr=False)
-    # Released once for each thing its waiting caller is woken for: its save is done, or it
-    # is handed a batch to write.
-    _wake: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def __post_init__(self) -> None:
-        self._wake.acquire()
+    _wake: threading.Lock = field(default_factory=lambda: _held(threading.Lock()), repr=False)
 
     @property
     def originators(self) -> set[UUID | str]:
@@ -129,10 +120,7 @@ class GroupCommit:
 
     def submit(self, save: Save) -> Sequence[int]:
         """Write ``save`` with whatever else is queued; its notification ids, or its error.
-
-        A caller waits on its own save, woken once for each thing that concerns it: its save
-        is done, or it is handed a batch to write (one holding its save). A batch written
-        wakes only its own callers and the one handed the next batch, never every caller."""
+        A batch written wakes its own callers and the one handed the next batch, not all."""
         with self._lock:
             self._queue.append(save)
             woken = self._start_flights()
@@ -145,9 +133,8 @@ class GroupCommit:
             self._lead(flight)
 
     def _start_flights(self) -> list[Save]:
-        """Under the lock: while saves are queued and a writer is free, the next batch is
-        registered and handed to its first accepted save's caller. The saves to wake: those
-        handed a batch, and those failed at once (stale, in a batch with nothing to write)."""
+        """Under the lock: while saves are queued and a writer is free, hand the next batch to
+        its first save's caller; the saves to wake (those, and the stale ones failed here)."""
         woken: list[Save] = []
         while self._queue and self._writers < self._max_writers:
             batch = self._queue[: self._max_batch]
@@ -163,8 +150,7 @@ class GroupCommit:
         return woken
 
     def _lead(self, flight: _Flight) -> None:
-        """Write ``flight`` (handed to this caller), then wake its callers (this one too) and
-        start the next batch, if any is queued."""
+        """Write ``flight``, then wake its callers (this one too) and start the next batch."""
         try:
             self._write_together(flight.accepted)
         finally:
@@ -216,36 +202,18 @@ class GroupCommit:
             saves[failed.index].error, saves[failed.index].done = failed.cause, True
             self._write_together([s for i, s in enumerate(saves) if i != failed.index])
             return
-        except IntegrityError as error:
+        except IntegrityError as error:  # no part named: one save per transaction finds it
             if len(saves) == 1:
                 saves[0].error, saves[0].done = error, True
-                return
-            named = self._conflicting(saves, error)
-            if named is None:
+            else:
                 for save in saves:
                     self._write_together([save])
-                return
-            named.error, named.done = error, True
-            self._write_together([s for s in saves if s is not named])
             return
         except Exception as error:
             for save in saves:
                 save.error, save.done = error, True
             return
         self._deliver(saves, ids or ())
-
-    @staticmethod
-    def _conflicting(saves: list[Save], error: IntegrityError) -> Save | None:
-        """The save holding the event the database's error names, if it names one."""
-        found = _DUPLICATE.search(str(error))
-        if found is None:
-            return None
-        originator, version = found.group(1).lower(), int(found.group(2))
-        for save in saves:
-            for s in save.stored:
-                if str(s.originator_id) == originator and s.originator_version == version:
-                    return save
-        return None
 
     def _deliver(self, saves: list[Save], ids: Sequence[int]) -> None:
         expected = sum(len(save.stored) for save in saves)
@@ -281,11 +249,18 @@ class GroupCommit:
 def _fail_conflicted(flight: _Flight) -> list[Save]:
     """Fail the saves that decided on what ``flight`` changes (it is over); them."""
     for conflicted in flight.conflicted:
-        conflicted.error = IntegrityError("changed since this command read it")
-        conflicted.done = True
+        conflicted.error, conflicted.done = (
+            IntegrityError("changed since this command read it"),
+            True,
+        )
     return flight.conflicted
 
 
-def _wake(saves: Iterable[Save]) -> None:
+def _held(lock: threading.Lock) -> threading.Lock:
+    lock.acquire()
+    return lock
+
+
+def _wake(saves: list[Save]) -> None:
     for save in saves:
         save._wake.release()
