@@ -65,10 +65,6 @@ class Save:
     notification_ids: Sequence[int] = ()
     error: BaseException | None = None
     done: bool = False
-    # A batch handed to this save's caller to write; held until that caller is to wake, once
-    # for each: its save is done, or it is handed a batch (see `GroupCommit.submit`).
-    handed: _Flight | None = field(default=None, repr=False)
-    _wake: threading.Lock = field(default_factory=lambda: _held(threading.Lock()), repr=False)
 
     @property
     def originators(self) -> set[UUID | str]:
@@ -102,7 +98,7 @@ class GroupCommit:
         self._insert = insert
         self._max_batch = max_batch
         self._max_writers = max_writers
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._queue: list[Save] = []
         self._writers = 0
         # The batches being written.
@@ -115,57 +111,39 @@ class GroupCommit:
 
     def queued(self) -> int:
         """How many saves wait for the next batch."""
-        with self._lock:
+        with self._changed:
             return len(self._queue)
 
     def submit(self, save: Save) -> Sequence[int]:
-        """Write ``save`` with whatever else is queued; its notification ids, or its error.
-        A batch written wakes its own callers and the one handed the next batch, not all."""
-        with self._lock:
+        """Write ``save`` with whatever else is queued; its notification ids, or its error."""
+        with self._changed:
             self._queue.append(save)
-            woken = self._start_flights()
-        _wake(woken)
         while True:
-            save._wake.acquire()
-            flight, save.handed = save.handed, None
-            if flight is None:
-                return save.result()
-            self._lead(flight)
-
-    def _start_flights(self) -> list[Save]:
-        """Under the lock: while saves are queued and a writer is free, hand the next batch to
-        its first save's caller; the saves to wake (those, and the stale ones failed here)."""
-        woken: list[Save] = []
-        while self._queue and self._writers < self._max_writers:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
-            flight = self._screen(batch)
-            if flight.accepted:
+            with self._changed:
+                while not save.done and not (self._queue and self._writers < self._max_writers):
+                    self._changed.wait()
+                if save.done:
+                    return save.result()
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                flight = self._screen(batch)
                 self._writers += 1
-                flight.accepted[0].handed = flight
-                woken.append(flight.accepted[0])
-            else:
-                self._in_flight.remove(flight)
-                woken += _fail_conflicted(flight)
-        return woken
-
-    def _lead(self, flight: _Flight) -> None:
-        """Write ``flight``, then wake its callers (this one too) and start the next batch."""
-        try:
-            self._write_together(flight.accepted)
-        finally:
-            interrupted = RuntimeError("the batch writing this save was interrupted")
-            with self._lock:
-                for accepted in flight.accepted:
-                    if not accepted.done:
-                        accepted.error, accepted.done = interrupted, True
-                # Failed only now that the batch they conflict with is over, so their re-run
-                # reads what it committed.
-                woken = [*flight.accepted, *_fail_conflicted(flight)]
-                self._in_flight.remove(flight)
-                self._writers -= 1
-                woken += self._start_flights()
-            _wake(woken)
+            try:
+                self._write_together(flight.accepted)
+            finally:
+                interrupted = RuntimeError("the batch writing this save was interrupted")
+                with self._changed:
+                    for accepted in flight.accepted:
+                        if not accepted.done:
+                            accepted.error, accepted.done = interrupted, True
+                    # Failed only now that the batch they conflict with is over, so their
+                    # re-run reads what it committed.
+                    for conflicted in flight.conflicted:
+                        conflicted.error = IntegrityError("changed since this command read it")
+                        conflicted.done = True
+                    self._in_flight.remove(flight)
+                    self._writers -= 1
+                    self._changed.notify_all()
 
     def _screen(self, batch: list[Save]) -> _Flight:
         """Split ``batch`` into the saves that may be written and those that conflict: with an
@@ -226,7 +204,7 @@ class GroupCommit:
                 save.error, save.done = error, True
             return
         start = 0
-        with self._lock:
+        with self._changed:
             self.batches += 1
             self.commands += len(saves)
             if len(self._committed) > MAX_TRACKED:
@@ -244,23 +222,3 @@ class GroupCommit:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True
             start = end
-
-
-def _fail_conflicted(flight: _Flight) -> list[Save]:
-    """Fail the saves that decided on what ``flight`` changes (it is over); them."""
-    for conflicted in flight.conflicted:
-        conflicted.error, conflicted.done = (
-            IntegrityError("changed since this command read it"),
-            True,
-        )
-    return flight.conflicted
-
-
-def _held(lock: threading.Lock) -> threading.Lock:
-    lock.acquire()
-    return lock
-
-
-def _wake(saves: list[Save]) -> None:
-    for save in saves:
-        save._wake.release()
