@@ -771,17 +771,8 @@ class Ledger(Application[UUID]):
         stored = [self.mapper.to_stored_event(e) for e in processing.events]
         ids = self.group_commit.submit(Save(stored, changed))
         recordings = [
-            Recording(
-                event,
-                Notification(
-                    id=n,
-                    originator_id=s.originator_id,
-                    originator_version=s.originator_version,
-                    topic=s.topic,
-                    state=s.state,
-                ),
-            )
-            for event, s, n in zip(processing.events, stored, ids, strict=True)
+            Recording(e, Notification(s.originator_id, s.originator_version, s.topic, s.state, n))
+            for e, s, n in zip(processing.events, stored, ids, strict=True)
         ]
         # As `Application.save` does after its commit.
         self._take_snapshots(processing)
@@ -789,19 +780,15 @@ class Ledger(Application[UUID]):
         return Receipt(ids[-1])
 
     def _take_snapshots(self, processing: ProcessingEvent[UUID]) -> None:
-        """As the library's, but a snapshot of the version an aggregate in hand is at is taken
-        from it (the same state: apply steps only assign), not rebuilt from the store: after
-        every hundredth event, some hundred events read and replayed in the command's time."""
+        """As the library's, but taken from the aggregate in hand when it is at the snapshot's
+        version (the same state: apply steps only assign), not rebuilt from the store."""
         for event in processing.events:
-            aggregate = processing.aggregates.get(event.originator_id)
-            interval = self.snapshotting_intervals.get(type(aggregate))
+            found = processing.aggregates.get(event.originator_id)
+            interval = self.snapshotting_intervals.get(type(found))
             if self.snapshots is None or not interval or event.originator_version % interval:
                 continue
-            if (
-                isinstance(aggregate, LedgerAggregate)
-                and aggregate.version == event.originator_version
-            ):
-                self.snapshots.put([type(aggregate).Snapshot.take(aggregate)])
+            if isinstance(found, LedgerAggregate) and found.version == event.originator_version:
+                self.snapshots.put([type(found).Snapshot.take(found)])
             else:
                 self.take_snapshot(event.originator_id, event.originator_version)
 
