@@ -65,6 +65,8 @@ class Save:
     notification_ids: Sequence[int] = ()
     error: BaseException | None = None
     done: bool = False
+    # Its caller's own condition (on the group's lock): woken alone, not with every caller.
+    changed: threading.Condition | None = field(default=None, repr=False)
 
     @property
     def originators(self) -> set[UUID | str]:
@@ -98,7 +100,7 @@ class GroupCommit:
         self._insert = insert
         self._max_batch = max_batch
         self._max_writers = max_writers
-        self._changed = threading.Condition()
+        self._changed = threading.Lock()
         self._queue: list[Save] = []
         self._writers = 0
         # The batches being written.
@@ -116,18 +118,21 @@ class GroupCommit:
 
     def submit(self, save: Save) -> Sequence[int]:
         """Write ``save`` with whatever else is queued; its notification ids, or its error."""
+        save.changed = changed = threading.Condition(self._changed)
         with self._changed:
             self._queue.append(save)
         while True:
             with self._changed:
                 while not save.done and not (self._queue and self._writers < self._max_writers):
-                    self._changed.wait()
+                    changed.wait()
                 if save.done:
                     return save.result()
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 flight = self._screen(batch)
                 self._writers += 1
+                if self._queue and self._writers < self._max_writers:  # more than a batch queued
+                    _wake(self._queue[0])
             try:
                 self._write_together(flight.accepted)
             finally:
@@ -143,7 +148,10 @@ class GroupCommit:
                         conflicted.done = True
                     self._in_flight.remove(flight)
                     self._writers -= 1
-                    self._changed.notify_all()
+                    # Woken: the callers of the saves now done, and the first queued (to write
+                    # the next batch).
+                    for done in (*flight.accepted, *flight.conflicted, *self._queue[:1]):
+                        _wake(done)
 
     def _screen(self, batch: list[Save]) -> _Flight:
         """Split ``batch`` into the saves that may be written and those that conflict: with an
@@ -222,3 +230,8 @@ class GroupCommit:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True
             start = end
+
+
+def _wake(save: Save) -> None:
+    assert save.changed is not None  # set by `submit`
+    save.changed.notify()
