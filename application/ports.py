@@ -387,8 +387,9 @@ class BatchPart:
 
 class BatchPartFailed(Exception):
     """Raised by a recorder, its transaction rolled back, when one command of a batch cannot
-    be written for a reason of its own (its stored response could not be built): that command
-    fails with ``cause`` and the others are written again without it."""
+    be written for a reason of its own (its stored response could not be built, or one of its
+    events conflicts with a stored one): that command fails with ``cause`` and the others are
+    written again without it."""
 
     def __init__(self, index: int, cause: Exception) -> None:
         super().__init__(index, cause)
