@@ -87,6 +87,22 @@ class SerialisedRepository(Repository[UUID]):
         it is not cached or is behind."""
         return self._find(aggregate_id, take=True)
 
+    def take_out(self, aggregate_id: UUID) -> Any:
+        """The aggregate for a command that will change it, as current as `get` makes it,
+        and no copy where none is needed: one not cached is rebuilt from the store for its
+        taker alone (not cached meanwhile, so nobody else can read it), and goes into the
+        cache with `remember`, as after `check_out`. A cached one is a copy, as from `get`.
+        Raises ``AggregateNotFoundError``."""
+        if self.cache is not None:
+            with self._stripes[hash(aggregate_id) % self.STRIPES]:
+                try:
+                    self.cache.get(aggregate_id)
+                except KeyError:
+                    # A fresh process's first command on it: a large aggregate's copy would
+                    # cost as much again as its rebuilding.
+                    return self._reconstruct_aggregate(aggregate_id, None, _PROJECT)
+        return self.get(aggregate_id)
+
     def _find(self, aggregate_id: UUID, *, take: bool) -> Any | None:
         if self.cache is None:
             return None
@@ -129,6 +145,10 @@ class SerialisedRepository(Repository[UUID]):
                     self._behind.add(aggregate_id)
                 else:  # then dropped instead: read whole next time
                     self.cache.get(aggregate_id, evict=True)
+
+
+# The library's projector, typed as the repository's (generic over no aggregate type) accepts.
+_PROJECT: Any = project_aggregate
 
 
 def _copy(aggregate: T) -> T:

@@ -17,10 +17,9 @@ Each command still decided alone, on committed state, and gets its own outcome:
   aggregate before an earlier batch committed) is failed the same way, before writing: the
   writer remembers the last version it committed of each aggregate (`MAX_TRACKED` of them);
 - a conflict the writer cannot see (another process's write) fails the whole insert; the
-  command named by the database's error is failed and the rest written again (if none can be
-  named, one command per transaction), so only the command(s) that conflicted fail;
-- a command whose stored response could not be built (`BatchPartFailed`) fails alone; the
-  rest of its batch is written again without it;
+  command the recorder names (`BatchPartFailed`) is failed and the rest written again (if
+  none is named, one command per transaction), so only the command(s) that conflicted fail;
+- so does a command whose stored response could not be built (`BatchPartFailed`);
 - any other error (the database gone, a crash while writing) fails every command of the
   batch: none was committed, none is acknowledged.
 
@@ -31,7 +30,6 @@ written here, so it cannot hold what did not commit.
 from __future__ import annotations
 
 import contextvars
-import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,9 +48,6 @@ MAX_WRITERS = 2
 # How many aggregates' last committed versions the writer remembers (then it starts afresh:
 # the memory only spares the database conflicts it would report anyway).
 MAX_TRACKED = 100_000
-# A unique violation on the events' key names the row: "(originator_id, originator_version)=
-# (<id>, <version>)".
-_DUPLICATE = re.compile(r"=\(([0-9a-fA-F-]{36}), (\d+)\)")
 
 # (every stored event of the batch, one part per command) -> the notification ids, in order.
 Insert = Callable[[Sequence[StoredEvent], Sequence[BatchPart]], Sequence[int] | None]
@@ -70,6 +65,8 @@ class Save:
     notification_ids: Sequence[int] = ()
     error: BaseException | None = None
     done: bool = False
+    # Its caller's own condition (on the group's lock): woken alone, not with every caller.
+    changed: threading.Condition | None = field(default=None, repr=False)
 
     @property
     def originators(self) -> set[UUID | str]:
@@ -103,7 +100,7 @@ class GroupCommit:
         self._insert = insert
         self._max_batch = max_batch
         self._max_writers = max_writers
-        self._changed = threading.Condition()
+        self._changed = threading.Lock()
         self._queue: list[Save] = []
         self._writers = 0
         # The batches being written.
@@ -121,18 +118,21 @@ class GroupCommit:
 
     def submit(self, save: Save) -> Sequence[int]:
         """Write ``save`` with whatever else is queued; its notification ids, or its error."""
+        save.changed = changed = threading.Condition(self._changed)
         with self._changed:
             self._queue.append(save)
         while True:
             with self._changed:
                 while not save.done and not (self._queue and self._writers < self._max_writers):
-                    self._changed.wait()
+                    changed.wait()
                 if save.done:
                     return save.result()
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
                 flight = self._screen(batch)
                 self._writers += 1
+                if self._queue and self._writers < self._max_writers:  # more than a batch queued
+                    _wake(self._queue[0])
             try:
                 self._write_together(flight.accepted)
             finally:
@@ -148,7 +148,10 @@ class GroupCommit:
                         conflicted.done = True
                     self._in_flight.remove(flight)
                     self._writers -= 1
-                    self._changed.notify_all()
+                    # Woken: the callers of the saves now done, and the first queued (to write
+                    # the next batch).
+                    for done in (*flight.accepted, *flight.conflicted, *self._queue[:1]):
+                        _wake(done)
 
     def _screen(self, batch: list[Save]) -> _Flight:
         """Split ``batch`` into the saves that may be written and those that conflict: with an
@@ -185,36 +188,18 @@ class GroupCommit:
             saves[failed.index].error, saves[failed.index].done = failed.cause, True
             self._write_together([s for i, s in enumerate(saves) if i != failed.index])
             return
-        except IntegrityError as error:
+        except IntegrityError as error:  # no part named: one save per transaction finds it
             if len(saves) == 1:
                 saves[0].error, saves[0].done = error, True
-                return
-            named = self._conflicting(saves, error)
-            if named is None:
+            else:
                 for save in saves:
                     self._write_together([save])
-                return
-            named.error, named.done = error, True
-            self._write_together([s for s in saves if s is not named])
             return
         except Exception as error:
             for save in saves:
                 save.error, save.done = error, True
             return
         self._deliver(saves, ids or ())
-
-    @staticmethod
-    def _conflicting(saves: list[Save], error: IntegrityError) -> Save | None:
-        """The save holding the event the database's error names, if it names one."""
-        found = _DUPLICATE.search(str(error))
-        if found is None:
-            return None
-        originator, version = found.group(1).lower(), int(found.group(2))
-        for save in saves:
-            for s in save.stored:
-                if str(s.originator_id) == originator and s.originator_version == version:
-                    return save
-        return None
 
     def _deliver(self, saves: list[Save], ids: Sequence[int]) -> None:
         expected = sum(len(save.stored) for save in saves)
@@ -245,3 +230,8 @@ class GroupCommit:
             end = start + len(save.stored)
             save.notification_ids, save.done = tuple(ids[start:end]), True
             start = end
+
+
+def _wake(save: Save) -> None:
+    assert save.changed is not None  # set by `submit`
+    save.changed.notify()

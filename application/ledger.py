@@ -423,10 +423,12 @@ class Ledger(Application[UUID]):
     ) -> ChallengeCreated:
         """Draft a challenge and claim a fresh invite code for it."""
         checked = make_terms(self.settings.challenge_limits, now=self._now(), **terms)
+        # A new id cannot be drafted yet: it is looked up only once a save may have landed.
+        looked_up = itertools.count(1 if challenge_id else 0)
         challenge_id = challenge_id or uuid4()
 
         def attempt() -> ChallengeCreated:
-            if existing := self._maybe(Challenge, challenge_id):
+            if next(looked_up) and (existing := self._maybe(Challenge, challenge_id)):
                 return ChallengeCreated(self._head(), existing.id, existing.invite_code)
             code = "".join(secrets.choice(INVITE_ALPHABET) for _ in range(6))
             at = self._now()
@@ -760,29 +762,35 @@ class Ledger(Application[UUID]):
                 return Receipt(self._head())
             return Receipt(recordings[-1].notification.id)
         processing: ProcessingEvent[UUID] = ProcessingEvent()
-        processing.collect_events(*aggregates)
+        for aggregate in aggregates:  # as `collect_events` does, without its protocol checks
+            processing.events += aggregate.collect_events()
+            processing.aggregates[aggregate.id] = aggregate
         if not processing.events:
             return Receipt(self._head())
         # Encoded here, in the command's own thread: the batch's writer only writes.
         stored = [self.mapper.to_stored_event(e) for e in processing.events]
         ids = self.group_commit.submit(Save(stored, changed))
         recordings = [
-            Recording(
-                event,
-                Notification(
-                    id=n,
-                    originator_id=s.originator_id,
-                    originator_version=s.originator_version,
-                    topic=s.topic,
-                    state=s.state,
-                ),
-            )
-            for event, s, n in zip(processing.events, stored, ids, strict=True)
+            Recording(e, Notification(s.originator_id, s.originator_version, s.topic, s.state, n))
+            for e, s, n in zip(processing.events, stored, ids, strict=True)
         ]
         # As `Application.save` does after its commit.
         self._take_snapshots(processing)
         self._notify(recordings)
         return Receipt(ids[-1])
+
+    def _take_snapshots(self, processing: ProcessingEvent[UUID]) -> None:
+        """As the library's, but taken from the aggregate in hand when it is at the snapshot's
+        version (the same state: apply steps only assign), not rebuilt from the store."""
+        for event in processing.events:
+            found = processing.aggregates.get(event.originator_id)
+            interval = self.snapshotting_intervals.get(type(found))
+            if self.snapshots is None or not interval or event.originator_version % interval:
+                continue
+            if isinstance(found, LedgerAggregate) and found.version == event.originator_version:
+                self.snapshots.put([type(found).Snapshot.take(found)])
+            else:
+                self.take_snapshot(event.originator_id, event.originator_version)
 
     def _insert_batch(
         self, stored: Sequence[StoredEvent], parts: Sequence[BatchPart]
@@ -820,7 +828,11 @@ class Ledger(Application[UUID]):
                 reads.versions.setdefault(aggregate_id, aggregate.version)
         if aggregate is None:
             try:
-                aggregate = self.repository.get(aggregate_id)
+                if turn and cache is not None and reads is not None:
+                    # Owned by this attempt until it ends, as if checked out.
+                    aggregate = reads.owned[aggregate_id] = cache.take_out(aggregate_id)
+                else:
+                    aggregate = self.repository.get(aggregate_id)
             except AggregateNotFoundError:
                 return None
         if not isinstance(aggregate, cls):

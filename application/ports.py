@@ -76,11 +76,14 @@ class AdjustableClock:
 class AggregateCache(Protocol):
     """A repository whose cached aggregates a command may decide on (``TRUSTED_CACHE``):
     ``cached`` (a copy, None if not cached or behind), ``check_out`` (the aggregate itself, out
-    of the cache until remembered), ``remember`` (as just committed), ``forget`` (behind)."""
+    of the cache until remembered), ``take_out`` (read for a change, not copied when it was
+    not cached), ``remember`` (as just committed), ``forget`` (behind)."""
 
     def cached(self, aggregate_id: Any) -> Any | None: ...
 
     def check_out(self, aggregate_id: Any) -> Any | None: ...
+
+    def take_out(self, aggregate_id: Any) -> Any: ...
 
     def remember(self, aggregate: Any) -> None: ...
 
@@ -384,8 +387,9 @@ class BatchPart:
 
 class BatchPartFailed(Exception):
     """Raised by a recorder, its transaction rolled back, when one command of a batch cannot
-    be written for a reason of its own (its stored response could not be built): that command
-    fails with ``cause`` and the others are written again without it."""
+    be written for a reason of its own (its stored response could not be built, or one of its
+    events conflicts with a stored one): that command fails with ``cause`` and the others are
+    written again without it."""
 
     def __init__(self, index: int, cause: Exception) -> None:
         super().__init__(index, cause)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import Transcoding
+from eventsourcing.utils import register_topic
 
 from domain.cashouts import CashoutHold
 from domain.challenge import Participant, SubmissionRecord
 from domain.rules import ChallengeTerms
 from domain.tokens import Lot, LotSource
+from domain.wallet_snapshot import COLUMNS, LotColumns, WalletSnapshot
 from domain.wallet_state import EarlyLoss, LotPart, WithdrawalHold, WriteOffRecord
 
 
@@ -75,6 +78,57 @@ class LotRowTranscoding(Transcoding):
         )
 
 
+class LotColumnsTranscoding(Transcoding):
+    """Stores a wallet snapshot's lot records (:class:`LotColumns`) as one JSON value per
+    field, times as ISO strings: a list, or, for a field nearly every record shares (most
+    records are of empty payout lots: no refund window, no PaymentIntent, not frozen, no
+    loss), ``{"all": value, "n": count, "but": [[index, value], ...]}``. Plain values a
+    decoder reads without a hook each, and a third fewer of them."""
+
+    type = LotColumns
+    name = "peerpush_lot_columns"
+
+    def encode(self, obj: LotColumns) -> dict[str, list[Any] | dict[str, Any]]:
+        columns = {name: getattr(obj, name) for name in COLUMNS}
+        columns["created_at"] = [at.isoformat() for at in obj.created_at]
+        columns["refundable_until"] = [_iso(at) for at in obj.refundable_until]
+        return {name: _packed(column) for name, column in columns.items()}
+
+    def decode(self, data: dict[str, list[Any] | dict[str, Any]]) -> LotColumns:
+        columns = {name: _unpacked(value) for name, value in data.items()}
+        parse = datetime.fromisoformat
+        columns["created_at"] = list(map(parse, columns["created_at"]))
+        columns["refundable_until"] = [
+            None if at is None else parse(at) for at in columns["refundable_until"]
+        ]
+        return LotColumns(**columns)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _packed(column: list[Any]) -> list[Any] | dict[str, Any]:
+    """A column as its list, or as the value three quarters of it or more share, and the
+    others by index."""
+    if len(column) < 8:
+        return column
+    common, count = Counter(column).most_common(1)[0]
+    if count * 4 < len(column) * 3:
+        return column
+    but = [[i, v] for i, v in enumerate(column) if v != common or type(v) is not type(common)]
+    return {"all": common, "n": len(column), "but": but}
+
+
+def _unpacked(value: list[Any] | dict[str, Any]) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    column = [value["all"]] * value["n"]
+    for i, v in value["but"]:
+        column[i] = v
+    return column
+
+
 SNAPSHOT_TYPES: tuple[tuple[type[Any], str], ...] = (
     (Lot, "peerpush_lot"),
     (WithdrawalHold, "peerpush_withdrawal_hold"),
@@ -94,4 +148,9 @@ def snapshot_transcodings() -> list[Transcoding]:
     return [
         *(DataclassTranscoding(cls, name) for cls, name in SNAPSHOT_TYPES),
         LotRowTranscoding(),
+        LotColumnsTranscoding(),
     ]
+
+
+# Stored snapshots name their class by this topic, whichever module holds it.
+register_topic(WalletSnapshot.TOPIC, WalletSnapshot)

@@ -7,11 +7,13 @@ fails in the event store on its first version instead of needing a read to detec
 
 from __future__ import annotations
 
+from functools import lru_cache
 from uuid import UUID, uuid5
 
 NAMESPACE = UUID("6b1f0a52-93c4-4d8e-9a57-1d2c7e4b5f30")
 
 
+@lru_cache(maxsize=65_536)  # every wallet command derives it; a SHA-1 and a UUID each time
 def wallet_id(user_id: UUID) -> UUID:
     return uuid5(NAMESPACE, f"wallet:{user_id}")
 

@@ -41,12 +41,11 @@ class LotRecords(WalletState):
 
     def droppable_lots(self, dispute_window: timedelta, at: datetime) -> tuple[UUID, ...]:
         """The lot records nothing can return tokens to any more, oldest first."""
+        done = [lot for lot in self.lots.values() if _long_done(lot, dispute_window, at)]
+        if not done:  # the usual case: what names lots is not worth gathering
+            return ()
         named = self._lots_named()
-        return tuple(
-            lot.lot_id
-            for lot in self.lots.values()
-            if str(lot.lot_id) not in named and _long_done(lot, dispute_window, at)
-        )
+        return tuple(lot.lot_id for lot in done if str(lot.lot_id) not in named)
 
     def drop_old_lot_records(
         self, dispute_window: timedelta, cause: Cause, at: datetime

@@ -27,6 +27,7 @@ from domain.lot_records import LotRecords
 from domain.stakes import Stakes
 from domain.tokens import Lot, LotSource, Taken, positive_tokens, take_fifo
 from domain.used_ids import ADJUSTMENT, UsedId
+from domain.wallet_snapshot import WalletSnapshot
 from domain.wallet_state import (
     EarlyLoss,
     LotOutcome,
@@ -54,6 +55,8 @@ class Wallet(Cashouts, Closing, Withdrawals, Disputes, Stakes, LotRecords, Ledge
 
     TOPIC = "peerpush:Wallet"
     class_version = 4
+    # Its lot records snapshotted as columns (snapshots of the library's class still load).
+    Snapshot = WalletSnapshot
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:

@@ -21,7 +21,8 @@ from tests.batching import HeldWriter, in_threads, joined
 
 class Table:
     """An events table: unique (originator, version), positions in commit order, and
-    whatever error the test wants the next insert to raise."""
+    whatever error the test wants the next insert to raise. A duplicate fails the insert and
+    names the command it belongs to, as the ledger's recorder does."""
 
     def __init__(self) -> None:
         self.rows: dict[tuple[UUID | str, int], int] = {}
@@ -31,13 +32,10 @@ class Table:
         assert sum(p.count for p in parts) == len(stored)
         if self.fail_with is not None:
             raise self.fail_with
-        for s in stored:
+        owners = [index for index, part in enumerate(parts) for _ in range(part.count)]
+        for s, owner in zip(stored, owners, strict=True):
             if (s.originator_id, s.originator_version) in self.rows:
-                raise IntegrityError(
-                    'duplicate key value violates unique constraint "ledger_events_pkey"\n'
-                    "DETAIL:  Key (originator_id, originator_version)="
-                    f"({s.originator_id}, {s.originator_version}) already exists."
-                )
+                raise BatchPartFailed(owner, IntegrityError(f"{s.originator_id} exists"))
         ids = []
         for s in stored:
             ids.append(len(self.rows) + 1)

@@ -29,6 +29,7 @@ from functools import partial
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4, uuid5
 
+from eventsourcing.domain import CanMutateAggregate
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -1301,7 +1302,11 @@ def test_a_scripted_run_through_the_rarest_paths_records_every_event_type() -> N
             cls.TOPIC
             for aggregate in (Wallet, Challenge, Verification, InviteCode)
             for cls in vars(aggregate).values()
-            if isinstance(cls, type) and hasattr(cls, "TOPIC") and "." in cls.TOPIC
+            # Events only: a snapshot class (``Wallet.Snapshot``) has a topic too.
+            if isinstance(cls, type)
+            and issubclass(cls, CanMutateAggregate)
+            and hasattr(cls, "TOPIC")
+            and "." in cls.TOPIC
         }
         assert expected - topics == set()
     finally:
