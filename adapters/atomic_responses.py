@@ -12,7 +12,11 @@ and the aggregates the save changed, passed down by the ledger as ``saved_aggreg
 stores them on the events' own cursor. Only a save that commits
 counts: a save rolled back by a version conflict (and retried by the ledger) leaves nothing.
 
-Without a pending response (no key, workers, the command line) the recorder is the library's.
+Without a pending response (no key, workers, the command line) the events go in as a batch's
+do, in one query (`_insert_in_one_trip`), not through the library's pipeline: psycopg's
+pipeline mode (3.3.9) never finishes sending a statement of more than about 10 MB, so a save
+that large hung for good while holding the events table's lock, stopping every writer
+(found by ``make bench``'s 200,000-event stream; `tests/integration/test_large_save.py`).
 
 Group commit (`application.group_commit`) writes several commands' events in one transaction
 and says which events are whose with the keyword ``batch`` (`application.ports.BatchPart`):
@@ -77,8 +81,11 @@ class ResponseStoringRecorder(PostgresApplicationRecorder):
             return self._insert_batch(stored_events, **kwargs)
         pending = pending_response()
         if pending is None:
-            inserted: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-            return inserted
+            if not stored_events:  # nothing to insert: as the library answers that
+                nothing: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+                return nothing
+            positions: Sequence[int] = self._insert_in_one_trip(stored_events)
+            return positions
         pending._candidate = None
         try:
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
