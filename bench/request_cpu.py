@@ -24,9 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -39,13 +37,11 @@ import uvloop  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from psycopg_pool import ConnectionPool  # noqa: E402
 
-from adapters.database import database_settings  # noqa: E402
-from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
-from adapters.settings import ServiceSettings  # noqa: E402
 from api.app import create_app  # noqa: E402
-from api.bootstrap import build_services  # noqa: E402
+from api.bootstrap import Services  # noqa: E402
 from bench import bare_app  # noqa: E402
 from bench.generator import HttpSetup  # noqa: E402
+from bench.services import bench_services  # noqa: E402
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
@@ -168,64 +164,64 @@ def main() -> None:
     users = 32
     # Enough challenges that no pair is joined twice: 2 concurrencies × rounds × n_joins.
     challenges = -(-2 * rounds * n_joins // users) if "joins" in only else 0
-    base = database_settings()
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    ensure_schema(base.url, schema)
-    bare_app.setup(base.url, schema)
-    db = DatabaseSettings.from_url(base.url, schema=schema)
-    config = ServiceSettings(
-        jwt_secret="request-cpu-signing-key-0123456789abcdef",
-        rate_limits=False,
-        run_workers=False,
-        stripe_mode="simulated",
-        storage="local",
-        storage_dir=Path(tempfile.mkdtemp(prefix="peerpush-cpu-")),
-    )
-    services = build_services(config, db)
-    pool_size = services.config.read_pool_size
-    bare_app.POOL["db"] = ConnectionPool(
-        base.url,
-        min_size=pool_size,
-        max_size=pool_size,
-        kwargs={"autocommit": True, "options": f"-c search_path={schema}"},
-        open=True,
-    )
-    try:
-        app = create_app(services, start_workers=False)
-        with TestClient(app) as client:  # runs the lifespan; the setup goes through the API
-            made = HttpSetup(services.config.base_url).run(
-                users=users, challenges=challenges, client=client
-            )
-            services.projector.catch_up()
-            joins = first_joins(made.tokens, made.codes)
-            reads = wallet_reads(made.tokens)
-            insert: list[Request] = [("/insert", [], b"")]
-            select: list[Request] = [("/select", [], None)]
+    with bench_services("request-cpu") as services:
+        db = services.reads.db
+        bare_app.setup(db.url, db.schema)
+        pool_size = services.config.read_pool_size
+        bare_app.POOL["db"] = ConnectionPool(
+            db.url,
+            min_size=pool_size,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "options": f"-c search_path={db.schema}"},
+            open=True,
+        )
+        try:
+            measure_rounds(services, n, n_joins, rounds, only, users, challenges)
+        finally:
+            bare_app.POOL.pop("db").close()
 
-            async def measure() -> None:
-                taken = 0
-                for concurrent in (1, 8):
-                    for _ in range(rounds):
-                        if "wallet" in only:
-                            bare = await timed(bare_app.app, select, n, concurrent)
-                            ours = await timed(app, reads, n, concurrent)
-                            line("GET /v1/wallet", "/select", concurrent, ours, bare)
-                        if "joins" in only:
-                            bare = await timed(bare_app.app, insert, n_joins, concurrent)
-                            batch = joins[taken : taken + n_joins]
-                            taken += n_joins
-                            ours = await timed(app, batch, n_joins, concurrent)
-                            line("POST /v1/challenges/join", "/insert", concurrent, ours, bare)
 
-            spy = profiled()
-            uvloop.run(measure())
-            if spy is not None:
-                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
-                spy.wait(60)
-    finally:
-        bare_app.POOL.pop("db").close()
-        services.close()
-        drop_schema(base.url, schema)
+def measure_rounds(
+    services: Services,
+    n: int,
+    n_joins: int,
+    rounds: int,
+    only: list[str],
+    users: int,
+    challenges: int,
+) -> None:
+    """The rounds, alternating between our app and the bare one."""
+    app = create_app(services, start_workers=False)
+    with TestClient(app) as client:  # runs the lifespan; the setup goes through the API
+        made = HttpSetup(services.config.base_url).run(
+            users=users, challenges=challenges, client=client
+        )
+        services.projector.catch_up()
+        joins = first_joins(made.tokens, made.codes)
+        reads = wallet_reads(made.tokens)
+        insert: list[Request] = [("/insert", [], b"")]
+        select: list[Request] = [("/select", [], None)]
+
+        async def measure() -> None:
+            taken = 0
+            for concurrent in (1, 8):
+                for _ in range(rounds):
+                    if "wallet" in only:
+                        bare = await timed(bare_app.app, select, n, concurrent)
+                        ours = await timed(app, reads, n, concurrent)
+                        line("GET /v1/wallet", "/select", concurrent, ours, bare)
+                    if "joins" in only:
+                        bare = await timed(bare_app.app, insert, n_joins, concurrent)
+                        batch = joins[taken : taken + n_joins]
+                        taken += n_joins
+                        ours = await timed(app, batch, n_joins, concurrent)
+                        line("POST /v1/challenges/join", "/insert", concurrent, ours, bare)
+
+        spy = profiled()
+        uvloop.run(measure())
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            spy.wait(60)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -32,13 +31,10 @@ sys.path.insert(0, os.environ.get("BENCH_APP_ROOT", str(ROOT)))
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from adapters.database import database_settings  # noqa: E402
-from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
-from adapters.settings import ServiceSettings  # noqa: E402
 from adapters.test_clock import PgTestClock  # noqa: E402
 from api.app import create_app  # noqa: E402
-from api.bootstrap import build_services  # noqa: E402
 from bench.generator import HttpSetup, bearer  # noqa: E402
+from bench.services import bench_services  # noqa: E402
 
 
 class Counter:
@@ -89,59 +85,45 @@ def counting() -> Iterator[Counter]:
 
 def measure() -> list[tuple[str, int, int]]:
     """(request, round trips in development, of which test-clock readings)."""
-    base = database_settings()
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    ensure_schema(base.url, schema)
-    db = DatabaseSettings.from_url(base.url, schema=schema)
-    config = ServiceSettings(
-        jwt_secret="round-trips-signing-key-0123456789abcdef",
-        rate_limits=False,
-        run_workers=False,
-        stripe_mode="simulated",
-        storage="local",
-        storage_dir=Path(tempfile.mkdtemp(prefix="peerpush-rt-")),
-    )
-    services = build_services(config, db)
     found: list[tuple[str, int, int]] = []
-    try:
-        with TestClient(create_app(services, start_workers=False)) as client:
-            made = HttpSetup(services.config.base_url).run(users=2, challenges=2, client=client)
-            joiner = bearer(made.tokens[0])
-            services.projector.catch_up()  # the wallet's row exists, as it would when served
+    with (
+        bench_services("round-trips") as services,
+        TestClient(create_app(services, start_workers=False)) as client,
+    ):
+        made = HttpSetup(services.config.base_url).run(users=2, challenges=2, client=client)
+        joiner = bearer(made.tokens[0])
+        services.projector.catch_up()  # the wallet's row exists, as it would when served
 
-            def count(name: str, send: Callable[[], httpx.Response]) -> None:
-                with counting() as c:
-                    answer = send()
-                assert answer.status_code < 300, (name, answer.status_code, answer.text)
-                found.append((name, c.waits, c.clock))
+        def count(name: str, send: Callable[[], httpx.Response]) -> None:
+            with counting() as c:
+                answer = send()
+            assert answer.status_code < 300, (name, answer.status_code, answer.text)
+            found.append((name, c.waits, c.clock))
 
-            count("GET /v1/health", lambda: client.get("/v1/health"))
-            if hasattr(services.tokens, "forget_user"):  # a checkout with the session cache
-                services.tokens.forget_user(made_user(services, made.tokens[0]))
-            count(
-                "GET /v1/wallet (session not yet checked)",
-                lambda: client.get("/v1/wallet", headers=joiner),
-            )
-            count("GET /v1/wallet", lambda: client.get("/v1/wallet", headers=joiner))
-            count(
-                "POST /v1/challenges/join (first join)",
-                lambda: client.post(
-                    "/v1/challenges/join",
-                    headers=joiner,
-                    json={"invite_code": made.codes[0], "timezone": "UTC"},
-                ),
-            )
-            count(
-                "POST /v1/challenges/join (with Idempotency-Key)",
-                lambda: client.post(
-                    "/v1/challenges/join",
-                    headers={**joiner, "Idempotency-Key": uuid.uuid4().hex},
-                    json={"invite_code": made.codes[1], "timezone": "UTC"},
-                ),
-            )
-    finally:
-        services.close()
-        drop_schema(base.url, schema)
+        count("GET /v1/health", lambda: client.get("/v1/health"))
+        if hasattr(services.tokens, "forget_user"):  # a checkout with the session cache
+            services.tokens.forget_user(made_user(services, made.tokens[0]))
+        count(
+            "GET /v1/wallet (session not yet checked)",
+            lambda: client.get("/v1/wallet", headers=joiner),
+        )
+        count("GET /v1/wallet", lambda: client.get("/v1/wallet", headers=joiner))
+        count(
+            "POST /v1/challenges/join (first join)",
+            lambda: client.post(
+                "/v1/challenges/join",
+                headers=joiner,
+                json={"invite_code": made.codes[0], "timezone": "UTC"},
+            ),
+        )
+        count(
+            "POST /v1/challenges/join (with Idempotency-Key)",
+            lambda: client.post(
+                "/v1/challenges/join",
+                headers={**joiner, "Idempotency-Key": uuid.uuid4().hex},
+                json={"invite_code": made.codes[1], "timezone": "UTC"},
+            ),
+        )
     return found
 
 
