@@ -197,7 +197,7 @@ def measure_rounds(
             users=users, challenges=challenges, client=client
         )
         services.projector.catch_up()
-        joins = first_joins(made.tokens, made.codes)
+        joins = first_joins(made.tokens, made.codes) if made.codes else []
         reads = wallet_reads(made.tokens)
         insert: list[Request] = [("/insert", [], b"")]
         select: list[Request] = [("/select", [], None)]
