@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 from adapters.database import database_settings  # noqa: E402
 from adapters.persistence import DatabaseSettings, drop_schema, ensure_schema  # noqa: E402
 from bench import bare_app  # noqa: E402
+from bench.cpu_split import cpu_split, per_request, postmaster_of, process_tree  # noqa: E402
 from bench.generator import HttpSetup  # noqa: E402
 
 LUA = ROOT / "bench" / "wrk"
@@ -143,7 +144,7 @@ def wrk(url: str, script: str, seconds: int, env: dict[str, str]) -> dict[str, A
 def profiled(name: str, pid: int, seconds: int) -> subprocess.Popen[bytes] | None:
     """With ``BENCH_PROFILE=DIR``: py-spy samples process ``pid`` and its children (the API's
     server and its workers) while wrk runs, into ``DIR/NAME.txt`` (collapsed stacks;
-    ``bench/profile_summary.py`` reads them)."""
+    ``bench/profile_summary.py`` reads them); ``BENCH_PROFILE_GIL=1``: the GIL's holder only."""
     where = os.environ.get("BENCH_PROFILE")
     if not where:
         return None
@@ -153,6 +154,8 @@ def profiled(name: str, pid: int, seconds: int) -> subprocess.Popen[bytes] | Non
         [
             *(shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy", "record"),
             *("--pid", str(pid), "--subprocesses", "--nonblocking"),
+            # BENCH_PROFILE_GIL=1: only the thread holding the GIL (where the CPU goes).
+            *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []),
             *("--rate", "200", "--duration", str(seconds), "--format", "raw", "--output", str(out)),
         ],
         stdout=subprocess.DEVNULL,
@@ -361,27 +364,47 @@ def measure(
         def keep(who: str, what: str, run: dict[str, Any]) -> None:
             runs.setdefault(who, {}).setdefault(what, []).append(run)
 
+        postmaster = postmaster_of(base.url)
+
+        def split(*pids: int) -> Any:
+            """The CPU split of one run (`bench.cpu_split`): these process trees, PostgreSQL."""
+            return cpu_split(
+                {
+                    "api": lambda: [p for pid in pids for p in process_tree(pid)],
+                    "postgres": lambda: process_tree(postmaster),
+                }
+            )
+
+        def costed(run: dict[str, Any], spent: dict[str, float]) -> dict[str, Any]:
+            counted = run.get("counted", run["requests"] - run["non2xx"])
+            return {**run, "cpu_ms": per_request(spent, counted)}
+
         # One topology at a time (two at once took more of a shared server's connections
         # than it had), each wrk run of it followed by its bare floor's: the bare figures,
         # pooled over both, are the one set of baselines both are compared with.
         for one in running:
             one.launch(workers)
             one.set_up(USERS, challenges)
+            ours = [p.pid for p in one.processes]
             for _ in range(rounds):
                 for what, path, script, floor, bare_path, bare_script in (
                     ("health", "/v1/health", "get.lua", "noop", "/noop", "get.lua"),
                     ("wallet", "/v1/wallet", "get.lua", "select", "/select", "get.lua"),
                     ("joins", "/v1/challenges/join", "join.lua", "insert", "/insert", "post.lua"),
                 ):
-                    if what == "joins":
-                        keep(one.name, what, joins(one, seconds))
-                    else:
-                        data = {"BENCH_DATA": str(one.data)}
-                        spy = profiled(f"{one.name} {what}", one.processes[0].pid, seconds)
-                        keep(one.name, what, wrk(f"{one.url}{path}", script, seconds, data))
-                        if spy:
-                            spy.wait(60)
-                    keep("bare", floor, wrk(f"{bare}{bare_path}", bare_script, seconds, no_data))
+                    with split(*ours) as spent:
+                        if what == "joins":
+                            run = joins(one, seconds)
+                        else:
+                            data = {"BENCH_DATA": str(one.data)}
+                            spy = profiled(f"{one.name} {what}", one.processes[0].pid, seconds)
+                            run = wrk(f"{one.url}{path}", script, seconds, data)
+                            if spy:
+                                spy.wait(60)
+                    keep(one.name, what, costed(run, spent))
+                    with split(bare_process.pid) as spent:
+                        run = wrk(f"{bare}{bare_path}", bare_script, seconds, no_data)
+                    keep("bare", floor, costed(run, spent))
             one.restarted = one.restarts()
             for process in reversed(one.processes):
                 stop(process)
@@ -462,6 +485,11 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> Figures:
         return float(values[len(values) // 2])
 
     extra: dict[str, Any] = {"non2xx": sum(r["non2xx"] for r in runs)}
+    if all("cpu_ms" in r for r in runs):  # each group's middle run
+        extra["cpu_ms"] = {
+            group: sorted(r["cpu_ms"][group] for r in runs)[len(runs) // 2]
+            for group in runs[0]["cpu_ms"]
+        }
     if name == "joins":
         extra["requests"] = sum(r["requests"] for r in runs)
         extra["counted"] = sum(counted)

@@ -127,6 +127,7 @@ def http_rows(workers: int) -> list[dict[str, Any]]:
                 baseline_p50_ms=b.p50,
                 baseline_p99_ms=b.p99,
                 baseline_p999_ms=b.p999,
+                baseline_cpu_ms=b.extra.get("cpu_ms"),
                 **a.extra,
             )
             rows.append(r)
@@ -332,6 +333,17 @@ def print_table(report: dict[str, Any]) -> None:
                 f"{r['baseline_p50_ms']:.1f}/{r['baseline_p99_ms']:.0f}/"
                 f"{r['baseline_p999_ms']:.0f}"
             )
+        if r.get("cpu_ms") and r.get("baseline_cpu_ms"):
+            print(
+                f"{'':<{w}}CPU ms per request: {_split(r['cpu_ms'])}; "
+                f"its: {_split(r['baseline_cpu_ms'])}"
+            )
+
+
+def _split(cpu_ms: dict[str, float]) -> str:
+    """``bench.cpu_split``'s groups, and their sum."""
+    parts = [f"{name} {ms:.2f}" for name, ms in cpu_ms.items()]
+    return ", ".join(parts) + f" (all {sum(cpu_ms.values()):.2f})"
 
 
 if __name__ == "__main__":
