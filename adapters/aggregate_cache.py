@@ -89,19 +89,32 @@ class SerialisedRepository(Repository[UUID]):
 
     def take_out(self, aggregate_id: UUID) -> Any:
         """The aggregate for a command that will change it, as current as `get` makes it,
-        and no copy where none is needed: one not cached is rebuilt from the store for its
-        taker alone (not cached meanwhile, so nobody else can read it), and goes into the
-        cache with `remember`, as after `check_out`. A cached one is a copy, as from `get`.
+        and never a copy: its taker owns it until `remember` puts it back (as after
+        `check_out`), and nobody else can read it meanwhile, since it is not in the cache. One
+        not cached is rebuilt from the store; one cached but behind (another process wrote
+        it, or the cache is not trusted) is taken out and its new events applied to it in
+        place. Copying it instead, twice (to fast-forward, then for the taker), was a third of
+        a join's CPU with two server processes (docs/performance.md).
         Raises ``AggregateNotFoundError``."""
-        if self.cache is not None:
-            with self._stripes[hash(aggregate_id) % self.STRIPES]:
-                try:
-                    self.cache.get(aggregate_id)
-                except KeyError:
-                    # A fresh process's first command on it: a large aggregate's copy would
-                    # cost as much again as its rebuilding.
-                    return self._reconstruct_aggregate(aggregate_id, None, _PROJECT)
-        return self.get(aggregate_id)
+        if self.cache is None:
+            return self.get(aggregate_id)
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            try:
+                cached = self.cache.get(aggregate_id)
+            except KeyError:
+                # A fresh process's first command on it: built for its taker alone.
+                return self._reconstruct_aggregate(aggregate_id, None, _PROJECT)
+            if isinstance(cached, self._immutable):
+                return cached
+            self.cache.get(aggregate_id, evict=True)
+            self._behind.discard(aggregate_id)
+        if not self.fastforward:
+            return cached
+        new = self.event_store.get(originator_id=aggregate_id, gt=cached.version)
+        found = project_aggregate(cached, new)
+        if found is None:
+            raise AggregateNotFoundError(aggregate_id)
+        return found
 
     def _find(self, aggregate_id: UUID, *, take: bool) -> Any | None:
         if self.cache is None:
